@@ -1,0 +1,27 @@
+// Checkpoint I/O: safetensors (memory-mapped, validated; sharded via *.index.json) and PyTorch torch.save
+// zip archives (pytorch_model.bin) through a restricted unpickler. Every error names the file and the key.
+#pragma once
+#include <map>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace bmh {
+
+struct Checkpoint {
+  TensorMap tensors;                          // nested dicts flattened with '.': {"model": {"a.b": t}} -> "model.a.b"
+  std::map<std::string, std::string> file_of; // tensor name -> file it came from (for error messages)
+};
+
+// Reads one .safetensors file; tensors borrow from a read-only mapping of the file.
+Checkpoint read_safetensors(const std::string& path);
+// Writes tensors (and optional __metadata__) to path through a temp file + rename.
+void write_safetensors(const std::string& path, const TensorMap& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+// Reads a torch.save zip archive (pytorch_model.bin). Only the globals real checkpoints use are accepted.
+Checkpoint read_torch_zip(const std::string& path);
+// Finds and reads the weights of a checkpoint directory: model.safetensors, model.safetensors.index.json,
+// pytorch_model.bin or pytorch_model.bin.index.json (in that order).
+Checkpoint load_checkpoint_dir(const std::string& dir);
+
+}  // namespace bmh

@@ -1,0 +1,27 @@
+// Builds a LanguageModel from a checkpoint directory or a preset, on the chosen backend and dtype, and prints
+// (on request) exactly what it loaded, llama.cpp style.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/language_model.h"
+#include "core/model_config.h"
+
+namespace bmh {
+
+struct ModelSpec {
+  std::string dir;              // checkpoint directory (config.json + weights) ...
+  std::string preset;           // ... or a preset name (seeded random weights)
+  uint64_t seed = 0;            // preset weight seed
+  std::string backend = "cpu";  // cpu | cuda
+  std::string dtype = "fp32";   // cpu: fp32 | fp64; cuda: fp32 | bf16 | fp16
+  ConfigOptions config;         // --expert-act etc.
+  bool verbose = false;         // print every tensor
+};
+
+std::unique_ptr<LanguageModel> load_model(const ModelSpec& spec);
+// "name (family, cpu fp32)" one-liner for progress output.
+std::string model_label(const ModelSpec& spec);
+
+}  // namespace bmh
