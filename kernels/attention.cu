@@ -1,0 +1,152 @@
+#include "core/error.h"
+#include "kernels/attention.cuh"
+#include "kernels/common.cuh"
+
+namespace bmh::cuda {
+
+// grid (B*T, H); threads over the head dims.
+template <class T>
+__global__ void rotary_kernel(T* qkv, int T_, int H, int hd, int rd, float theta, int pos0, const int* pos_dev,
+                              T* kc, T* vc, int S_max) {
+  const int bt = blockIdx.x, h = blockIdx.y, b = bt / T_, t = bt % T_;
+  const int pos = (pos_dev ? *pos_dev : pos0) + t;
+  const int d = H * hd;
+  T* q = qkv + (int64_t)bt * 3 * d + (int64_t)h * 3 * hd;
+  T* k = q + hd;
+  const T* v = q + 2 * hd;
+  const int half = rd / 2;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    float inv = 1.f / powf(theta, float(2 * i) / float(rd));
+    float ang = float(pos) * inv;
+    float c = cosf(ang), sn = sinf(ang);
+    // transformers casts cos/sin to the activation dtype before the products.
+    c = to_f(from_f<T>(c));
+    sn = to_f(from_f<T>(sn));
+    float q1 = to_f(q[i]), q2 = to_f(q[i + half]);
+    q[i] = from_f<T>(q1 * c - q2 * sn);
+    q[i + half] = from_f<T>(q2 * c + q1 * sn);
+    float k1 = to_f(k[i]), k2 = to_f(k[i + half]);
+    k[i] = from_f<T>(k1 * c - k2 * sn);
+    k[i + half] = from_f<T>(k2 * c + k1 * sn);
+  }
+  __syncthreads();
+  int64_t dst = (((int64_t)b * H + h) * S_max + pos) * hd;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    kc[dst + i] = k[i];
+    vc[dst + i] = v[i];
+  }
+}
+
+void rotary_qkv_to_cache(Dt t, void* qkv, int B, int T_, int H, int hd, int rotary_dim, float theta, int pos0,
+                         const int* pos_dev, void* kcache, void* vcache, int S_max, cudaStream_t s) {
+  if (B * T_ == 0) return;
+  if (rotary_dim % 2 || rotary_dim > hd) fail("rotary: rotary_dim ", rotary_dim, " must be even and <= ", hd);
+  if (!pos_dev && pos0 + T_ > S_max) fail("rotary: positions up to ", pos0 + T_, " exceed the KV cache of ", S_max);
+  BMH_DISPATCH_DT(t, T, rotary_kernel<T><<<dim3(B * T_, H), 64, 0, s>>>(static_cast<T*>(qkv), T_, H, hd, rotary_dim,
+                                                                         theta, pos0, pos_dev, static_cast<T*>(kcache),
+                                                                         static_cast<T*>(vcache), S_max));
+  BMH_LAUNCH("rotary_kernel");
+}
+
+template <class T>
+__global__ void causal_softmax_kernel(const float* __restrict__ scores, int T_, int S, int pos0, T* __restrict__ P) {
+  __shared__ float red[32];
+  const int64_t row = blockIdx.x;
+  const int t = int(row % T_), last = pos0 + t;  // keys 0..last
+  const float* x = scores + row * S;
+  float m = -INFINITY;
+  for (int s = threadIdx.x; s <= last && s < S; s += blockDim.x) m = fmaxf(m, x[s]);
+  m = block_max(m, red);
+  float sum = 0.f;
+  for (int s = threadIdx.x; s <= last && s < S; s += blockDim.x) sum += expf(x[s] - m);
+  sum = block_sum(sum, red);
+  const float inv = 1.f / sum;
+  for (int s = threadIdx.x; s < S; s += blockDim.x) P[row * S + s] = from_f<T>(s <= last ? expf(x[s] - m) * inv : 0.f);
+}
+
+void causal_softmax(Dt t, const float* scores, int H, int T_, int S, int pos0, void* P, cudaStream_t s) {
+  if (H * T_ == 0) return;
+  int threads = S >= 1024 ? 256 : 128;
+  BMH_DISPATCH_DT(t, T, causal_softmax_kernel<T><<<H * T_, threads, 0, s>>>(scores, T_, S, pos0, static_cast<T*>(P)));
+  BMH_LAUNCH("causal_softmax_kernel");
+}
+
+constexpr int kDecWarps = 4;
+constexpr int kMaxHdPerLane = 8;  // head_dim <= 256
+
+// grid (H, B): scores into shared memory (one warp per key), softmax, then P.V split over warps.
+template <class T>
+__global__ void attention_decode_kernel(const T* __restrict__ qkv, int H, int hd, const T* __restrict__ kc,
+                                        const T* __restrict__ vc, int S_max, const int* __restrict__ pos_dev,
+                                        float scale, T* __restrict__ out) {
+  extern __shared__ float sm[];
+  __shared__ float red[32];
+  const int h = blockIdx.x, b = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int S = *pos_dev + 1, d = H * hd;
+  float* q = sm;                       // [hd]
+  float* part = sm + hd;               // [kDecWarps, hd]
+  float* p = part + kDecWarps * hd;    // [S_max]
+  const T* qg = qkv + (int64_t)b * 3 * d + (int64_t)h * 3 * hd;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) q[i] = to_f(qg[i]);
+  __syncthreads();
+  const int64_t base = ((int64_t)b * H + h) * S_max * hd;
+  for (int s = warp; s < S; s += kDecWarps) {
+    const T* k = kc + base + (int64_t)s * hd;
+    float acc = 0.f;
+    for (int i = lane; i < hd; i += 32) acc += q[i] * to_f(k[i]);
+    acc = warp_sum(acc);
+    if (lane == 0) p[s] = acc * scale;
+  }
+  __syncthreads();
+  float m = -INFINITY;
+  for (int s = threadIdx.x; s < S; s += blockDim.x) m = fmaxf(m, p[s]);
+  m = block_max(m, red);
+  float sum = 0.f;
+  for (int s = threadIdx.x; s < S; s += blockDim.x) {
+    float e = expf(p[s] - m);
+    p[s] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, red);  // its leading barrier also orders the p[] writes before the reads below
+  float acc[kMaxHdPerLane];
+#pragma unroll
+  for (int j = 0; j < kMaxHdPerLane; ++j) acc[j] = 0.f;
+  for (int s = warp; s < S; s += kDecWarps) {
+    const T* v = vc + base + (int64_t)s * hd;
+    float ps = p[s];
+#pragma unroll
+    for (int j = 0; j < kMaxHdPerLane; ++j) {
+      int i = lane + 32 * j;
+      if (i < hd) acc[j] += ps * to_f(v[i]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxHdPerLane; ++j) {
+    int i = lane + 32 * j;
+    if (i < hd) part[warp * hd + i] = acc[j];
+  }
+  __syncthreads();
+  const float inv = 1.f / sum;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    float o = 0.f;
+    for (int w = 0; w < kDecWarps; ++w) o += part[w * hd + i];
+    out[(int64_t)b * d + (int64_t)h * hd + i] = from_f<T>(o * inv);
+  }
+}
+
+void attention_decode(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache, int S_max,
+                      const int* pos_dev, float scale, void* out, cudaStream_t s) {
+  if (B == 0) return;
+  if (hd > 32 * kMaxHdPerLane) fail("attention_decode: head_dim ", hd, " > ", 32 * kMaxHdPerLane);
+  size_t smem = sizeof(float) * (size_t(hd) * (1 + kDecWarps) + S_max);
+  BMH_DISPATCH_DT(t, T, {
+    if (smem > 48 * 1024)
+      BMH_CUDA(cudaFuncSetAttribute(attention_decode_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    attention_decode_kernel<T><<<dim3(H, B), kDecWarps * 32, smem, s>>>(
+        static_cast<const T*>(qkv), H, hd, static_cast<const T*>(kcache), static_cast<const T*>(vcache), S_max,
+        pos_dev, scale, static_cast<T*>(out));
+  });
+  BMH_LAUNCH("attention_decode_kernel");
+}
+
+}  // namespace bmh::cuda

@@ -1,0 +1,20 @@
+// GPT-NeoX attention pieces (transformers models/gpt_neox/modeling_gpt_neox.py, eager path). The fused qkv
+// [B*T, 3d] holds per head h the columns [h*3hd, h*3hd+hd) q, then k, then v. The KV cache is [B, H, S_max, hd].
+//   rotary_qkv_to_cache: rotate_half rotary on the first rotary_dim dims of q and k (inv_freq = 1 / theta^(2i/rd)
+//     in fp32, angle = pos * inv_freq in fp32, as transformers' default rope), in place in qkv, at positions
+//     pos0 + t (pos0 = *pos_dev when pos_dev is given, so a captured graph reads it at replay), and copies k, v
+//     into the cache at those positions.
+//   causal_softmax: scores [H, T, S] fp32 (already scaled) -> P [H, T, S] dtype, row (h, t) sees keys
+//     0..pos0+t and is 0 beyond.
+//   attention_decode: one query per (b, h) (rotary applied) over cache positions 0..*pos_dev inclusive, softmax
+//     with `scale`, out [B, d] dtype (heads concatenated).
+#pragma once
+#include "kernels/device.h"
+
+namespace bmh::cuda {
+void rotary_qkv_to_cache(Dt t, void* qkv, int B, int T, int H, int hd, int rotary_dim, float theta, int pos0,
+                         const int* pos_dev, void* kcache, void* vcache, int S_max, cudaStream_t s);
+void causal_softmax(Dt t, const float* scores, int H, int T, int S, int pos0, void* P, cudaStream_t s);
+void attention_decode(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache, int S_max,
+                      const int* pos_dev, float scale, void* out, cudaStream_t s);
+}

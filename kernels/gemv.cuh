@@ -1,0 +1,24 @@
+// Decode GEMV for a few rows (B <= 8), optionally with a per-row expert (top-1 MoE without a permutation, so the
+// decode step needs no host sync and can be captured in a CUDA graph):
+//   y[b, n] (+)= scale[b] * (sum_k W_b[n, k] x[b, k] + bias_b[n])
+// W_b = W + expert[b] * w_expert_stride (W [N, K] dtype t, row stride K), bias_b = bias + expert[b] *
+// bias_expert_stride (fp32, optional); x [B, K] dtype t (row stride ldx); y dtype `out` (t or F32, row stride ldy);
+// scale fp32 [B] optional; accumulate adds into y (the residual add for an fp32 y).
+#pragma once
+#include <cstdint>
+
+#include "kernels/device.h"
+
+namespace bmh::cuda {
+struct GemvArgs {
+  int B, N, K;
+  const void* W; int64_t w_expert_stride = 0;
+  const int* expert = nullptr;
+  const void* x; int ldx;
+  const float* bias = nullptr; int64_t bias_expert_stride = 0;
+  const float* scale = nullptr;
+  bool accumulate = false;
+  void* y; int ldy;
+};
+void gemv(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+}

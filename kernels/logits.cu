@@ -1,0 +1,57 @@
+#include "kernels/common.cuh"
+#include "kernels/logits.cuh"
+
+namespace bmh::cuda {
+
+__global__ void logsoftmax_gather_kernel(const float* __restrict__ logits, int V, const int64_t* __restrict__ target,
+                                         float* logprob, int* greedy, int* argmax) {
+  __shared__ float sm_v[32];
+  __shared__ int sm_i[32];
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const float* x = logits + r * V;
+  float best = -INFINITY;
+  int arg = 0x7fffffff;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    float v = x[i];
+    if (v > best) { best = v; arg = i; }  // i increases per thread: first max kept
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    float ob = __shfl_xor_sync(0xffffffffu, best, o);
+    int oa = __shfl_xor_sync(0xffffffffu, arg, o);
+    if (ob > best || (ob == best && oa < arg)) { best = ob; arg = oa; }
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+  if (lane == 0) { sm_v[warp] = best; sm_i[warp] = arg; }
+  __syncthreads();
+  if (warp == 0) {
+    best = lane < nw ? sm_v[lane] : -INFINITY;
+    arg = lane < nw ? sm_i[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+      float ob = __shfl_xor_sync(0xffffffffu, best, o);
+      int oa = __shfl_xor_sync(0xffffffffu, arg, o);
+      if (ob > best || (ob == best && oa < arg)) { best = ob; arg = oa; }
+    }
+    if (lane == 0) { sm_v[0] = best; sm_i[0] = arg; }
+  }
+  __syncthreads();
+  const float m = sm_v[0];
+  float sum = 0.f;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(x[i] - m);
+  sum = block_sum(sum, red);
+  if (threadIdx.x == 0) {
+    float xt = x[target[r]];
+    logprob[r] = xt - m - logf(sum);
+    greedy[r] = xt >= m ? 1 : 0;
+    if (argmax) argmax[r] = sm_i[0];
+  }
+}
+
+void logsoftmax_gather(const float* logits, int R, int V, const int64_t* target, float* logprob, int* greedy,
+                       int* argmax, cudaStream_t s) {
+  if (R == 0) return;
+  logsoftmax_gather_kernel<<<R, 512, 0, s>>>(logits, V, target, logprob, greedy, argmax);
+  BMH_LAUNCH("logsoftmax_gather_kernel");
+}
+
+}  // namespace bmh::cuda

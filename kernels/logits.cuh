@@ -1,0 +1,12 @@
+// Fused log-softmax + gather + argmax over logits rows [R, V] fp32 (lm-eval loglikelihood without storing the
+// full log-probabilities): logprob[r] = logits[r, target[r]] - logsumexp(logits[r, :]); greedy[r] = 1 when the
+// target's logit equals the row maximum (it is an argmax), else 0. argmax[r] = first index of the maximum.
+#pragma once
+#include <cstdint>
+
+#include "kernels/device.h"
+
+namespace bmh::cuda {
+void logsoftmax_gather(const float* logits, int R, int V, const int64_t* target, float* logprob, int* greedy,
+                       int* argmax, cudaStream_t s);
+}

@@ -1,0 +1,28 @@
+// Selective scan (mamba_ssm ops/selective_scan_interface.py selective_scan_ref), B sequences of T tokens, parallel
+// over batch x channel, chunked over length (any T), fp32 state:
+//   dt = softplus(delta + delta_bias);  h = exp(dt * A) h + dt * B_t * u;  y = C_t . h + D * u;  y *= silu(z)
+// u, delta, z [B*T, Di] dtype (row strides ldu, ldd, ldz; z may be null); Bm, Cm [B*T, N] dtype (row stride ldbc);
+// A [Di, N] fp32 (= -exp(A_log)); D, delta_bias [Di] fp32 (either may be null);
+// state [B, Di, N] fp32: the state before the first token on entry, the last state on return;
+// y [B*T, Di] dtype (row stride ldy). N <= 64.
+#pragma once
+#include "kernels/device.h"
+
+namespace bmh::cuda {
+
+struct ScanArgs {
+  const void* u; int ldu;
+  const void* delta; int ldd;
+  const void* z; int ldz;
+  const void* Bm; const void* Cm; int ldbc;
+  const float* A; const float* D; const float* delta_bias;
+  float* state;
+  void* y; int ldy;
+  int B, T, Di, N;
+};
+
+void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s);
+// Decode: one token per sequence (T = 1), parallel over batch x channel x state (mamba_ssm selective_state_update).
+void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s);
+
+}  // namespace bmh::cuda
