@@ -1,0 +1,117 @@
+// Zyphra BlackMamba config.json, read as Zyphra's MambaModel.from_pretrained reads it (mamba_model.py): only
+// the eleven keys below; every other field takes its mamba_config.py default (rms_norm=True, conv_bias=True,
+// layernorm_epsilon=1e-5, dt_rank="auto", activation_func=F.gelu, routing_mode="sinkhorn" i.e. sigmoid).
+#include <cmath>
+
+#include "core/config_parsers.h"
+
+namespace bmh {
+
+MambaSpec mamba_spec(int d_model, int d_state, int d_conv, int expand, int dt_rank, bool proj_bias, bool conv_bias) {
+  MambaSpec m;
+  m.d_inner = expand * d_model;
+  m.d_state = d_state;
+  m.d_conv = d_conv;
+  m.dt_rank = dt_rank > 0 ? dt_rank : int(std::ceil(d_model / 16.0));  // "auto" (mamba_layer.py)
+  m.in_proj_bias = proj_bias;
+  m.out_proj_bias = proj_bias;
+  m.conv_bias = conv_bias;
+  return m;
+}
+
+BlockConfig zyphra_block(const std::string& e, int index, const MambaSpec& mamba, const MlpSpec& ffn,
+                         const std::string& where) {
+  // create_block reads e[0] == 'r' (Mamba, plus a parallel MLP/MoE when longer), e[0] == '1' (dense MLP),
+  // otherwise a SwitchMLP with int(e[-1]) experts. It would silently turn "16" into a dense layer and "12"
+  // into 2 experts, so anything but the one-digit forms is refused.
+  auto bad = [&]() {
+    fail(where, ": mamba_moe_layers[", index, "] = \"", e,
+         "\" is not a BlackMamba layer (expected \"r\", \"1\", \"2\"..\"9\", or \"r1\"..\"r9\")");
+  };
+  BlockConfig b;
+  b.mamba = mamba;
+  b.ffn = ffn;
+  std::string rest = e;
+  if (!e.empty() && e[0] == 'r') {
+    b.mixer = MixerKind::Mamba;
+    rest = e.substr(1);
+    if (rest.empty()) return b;
+    b.parallel = true;  // MambaBlockParallelMoe: mixer(norm(x)) + moe(norm_moe(x))
+  }
+  if (rest.size() != 1 || rest[0] < '1' || rest[0] > '9') bad();
+  int n = rest[0] - '0';
+  if (n == 1) {
+    b.mlp = MlpKind::Dense;
+  } else {
+    b.mlp = MlpKind::Moe;
+    b.ffn.n_experts = n;
+    b.ffn.top_k = 1;
+    b.ffn.router = RouterKind::SigmoidTop1;
+    b.ffn.router_bias = true;
+  }
+  return b;
+}
+
+ModelConfig parse_zyphra_config(const ConfigJson& c) {
+  // Keys from_pretrained reads; the rest of the JSON never reaches MambaConfig.
+  static const std::set<std::string> honoured = {
+      "num_layers", "hidden_size", "state_size", "conv_dimension", "vocab_size", "expansion_factor",
+      "mamba_moe_layers", "ffn_hidden_size", "add_bias_linear", "swiglu", "max_sequence_length"};
+  // Seen in released configs or our fixtures' writers; from_pretrained never reads them ("bias" is
+  // overwritten by add_bias_linear).
+  static const std::set<std::string> inert = {
+      "bias", "base_model_type", "conv_bias", "use_fast_path", "dt_rank", "dt_min", "dt_max", "dt_init",
+      "dt_scale", "dt_init_floor", "rms_norm", "fused_add_norm", "residual_in_fp32", "hidden_dropout",
+      "gated_linear_unit", "routing_mode", "device", "fp32_residual_connection", "layernorm_epsilon",
+      "layernorm_zero_centered_gamma", "num_moe_experts", "init_method_std", "apply_query_key_layer_scaling",
+      "attention_softmax_in_fp32", "bias_gelu_fusion", "persist_layer_norm", "bias_dropout_fusion",
+      "architectures", "model_type", "torch_dtype", "transformers_version"};
+  c.check_keys(honoured, inert, "Zyphra BlackMamba");
+
+  ModelConfig cfg;
+  cfg.family = "zyphra-blackmamba";
+  const int n_layers = c.get<int>("num_layers");
+  cfg.d_model = c.get<int>("hidden_size");
+  cfg.vocab_size = c.get<int>("vocab_size");
+  cfg.max_seq_len = c.get<int>("max_sequence_length");
+  const bool bias = c.get<bool>("add_bias_linear");
+  MambaSpec mamba = mamba_spec(cfg.d_model, c.get<int>("state_size"), c.get<int>("conv_dimension"),
+                               c.get<int>("expansion_factor"), 0, bias, /*conv_bias=*/true);
+  MlpSpec ffn;
+  ffn.d_ff = c.get<int>("ffn_hidden_size");
+  ffn.gated = c.get<bool>("swiglu");    // gated_linear_unit = swiglu
+  ffn.act = Activation::GeluErf;        // activation_func = F.gelu, also inside the glu
+  ffn.bias = bias;
+  if (cfg.d_model <= 0 || n_layers <= 0 || cfg.vocab_size <= 0 || ffn.d_ff <= 0 || mamba.d_state <= 0 ||
+      mamba.d_conv <= 0)
+    fail(c.path, ": hidden_size, num_layers, vocab_size, ffn_hidden_size, state_size and conv_dimension must be positive");
+
+  const auto& layers = c.j.at("mamba_moe_layers");
+  if (!layers.is_array() && !layers.is_string())
+    fail(c.path, ": mamba_moe_layers must be a list of strings");
+  std::vector<std::string> entries;
+  if (layers.is_array()) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (!layers[i].is_string()) fail(c.path, ": mamba_moe_layers[", i, "] is not a string");
+      entries.push_back(layers[i].get<std::string>());
+    }
+  }
+  // An empty list means every layer is a Mamba block (create_block: `not config.mamba_moe_layers`).
+  if (!entries.empty() && int(entries.size()) < n_layers)
+    fail(c.path, ": mamba_moe_layers has ", entries.size(), " entries but num_layers is ", n_layers);
+  for (int i = 0; i < n_layers; ++i)
+    cfg.blocks.push_back(entries.empty() ? zyphra_block("r", i, mamba, ffn, c.path)
+                                         : zyphra_block(entries[i], i, mamba, ffn, c.path));
+
+  cfg.norm = NormKind::RMSNorm;          // rms_norm=True: Triton RMSNorm, weight only
+  cfg.norm_bias = false;
+  cfg.norm_eps = 1e-5;
+  cfg.final_norm = NormKind::LayerNorm;  // MambaDecoder.final_layernorm = nn.LayerNorm(bias=True)
+  cfg.final_norm_bias = true;
+  cfg.final_norm_eps = 1e-5;
+  cfg.tie_embeddings = true;             // output_layer.weight = embedding.word_embeddings.weight
+  cfg.lm_head_bias = bias;               // output_layer = Linear(bias=add_bias_linear)
+  return cfg;
+}
+
+}  // namespace bmh

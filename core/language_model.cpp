@@ -1,0 +1,89 @@
+#include "core/language_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace bmh {
+
+void check_input_ids(const Tensor& ids, int vocab_size, const std::string& what) {
+  if (ids.dtype() != DType::I64) fail(what, ": expected int64 ids, got ", ids.describe());
+  if (ids.rank() != 2) fail(what, ": expected shape [B, T], got ", shape_str(ids.shape()));
+  const int64_t* p = ids.data<int64_t>();
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    if (p[i] < 0 || p[i] >= vocab_size)
+      fail(what, ": id ", p[i], " at [", i / ids.dim(1), ", ", i % ids.dim(1), "] is outside the vocabulary [0, ",
+           vocab_size, ")");
+}
+
+std::vector<ScoreResult> LanguageModel::score(const std::vector<ScoreRequest>& requests) {
+  std::vector<ScoreResult> out(requests.size());
+  if (requests.empty()) return out;
+  // The model sees tokens[0..n-2]; position p predicts tokens[p+1]. Right-pad with id 0 to the longest.
+  int64_t Tmax = 0;
+  for (const auto& r : requests) {
+    if (r.tokens.size() < 2 || r.n_continuation < 1 || r.n_continuation >= int(r.tokens.size()))
+      fail("score request needs at least one context token and one continuation token (got ", r.tokens.size(),
+           " tokens, ", r.n_continuation, " to score)");
+    Tmax = std::max<int64_t>(Tmax, int64_t(r.tokens.size()) - 1);
+  }
+  const int64_t B = int64_t(requests.size());
+  Tensor ids = Tensor::zeros(DType::I64, {B, Tmax});
+  int64_t* ip = ids.data_mut<int64_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t + 1 < requests[b].tokens.size(); ++t) ip[b * Tmax + t] = requests[b].tokens[t];
+  ForwardOutput f = forward(ids);
+  const int64_t V = f.logits.dim(2);
+  const float* lp = f.logits.data<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& r = requests[b];
+    const int64_t n = int64_t(r.tokens.size());
+    double sum = 0;
+    bool greedy = true;
+    for (int64_t p = n - 1 - r.n_continuation; p < n - 1; ++p) {
+      const float* row = lp + (b * Tmax + p) * V;
+      const int64_t target = r.tokens[p + 1];
+      double mx = row[0];
+      int64_t arg = 0;
+      for (int64_t v = 1; v < V; ++v)
+        if (row[v] > mx) { mx = row[v]; arg = v; }
+      double se = 0;
+      for (int64_t v = 0; v < V; ++v) se += std::exp(double(row[v]) - mx);
+      sum += double(row[target]) - mx - std::log(se);
+      greedy = greedy && arg == target;
+    }
+    out[b] = {sum, greedy};
+  }
+  return out;
+}
+
+Tensor generate_greedy(LanguageModel& model, const Tensor& ids, int n_new, Tensor* generated_logits) {
+  check_input_ids(ids, model.config().vocab_size, "prompt ids");
+  const int64_t B = ids.dim(0), T = ids.dim(1), V = model.config().vocab_size;
+  if (n_new < 0) fail("--max-new-tokens must be >= 0");
+  Tensor out = Tensor::zeros(DType::I64, {B, T + n_new});
+  int64_t* op = out.data_mut<int64_t>();
+  const int64_t* ip = ids.data<int64_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) op[b * (T + n_new) + t] = ip[b * T + t];
+  if (generated_logits) *generated_logits = Tensor::zeros(DType::F32, {B, n_new, V});
+  if (n_new == 0) return out;
+  auto dec = model.decoder(int(B));
+  Tensor logits = dec->prefill(ids);
+  for (int s = 0; s < n_new; ++s) {
+    std::vector<int64_t> next(B);
+    const float* lp = logits.data<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      const float* row = lp + b * V;
+      next[b] = std::max_element(row, row + V) - row;  // first maximum, as torch.argmax
+      op[b * (T + n_new) + T + s] = next[b];
+      if (generated_logits)
+        std::copy(row, row + V, generated_logits->data_mut<float>() + (b * n_new + s) * V);
+    }
+    if (s + 1 < n_new) logits = dec->step(next);
+  }
+  return out;
+}
+
+}  // namespace bmh

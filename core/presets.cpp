@@ -1,0 +1,228 @@
+// Presets: the published shapes (BlackMamba 1.5B/2.8B as Zyphra's released config.json files, state-spaces
+// mamba-1.4b/2.8b, Pythia-1.4b), the paper's transformer baselines defined from BlackMamba's block list, and
+// tiny shapes with the full 50304-token vocabulary for tests and the embedded default experiment.
+#include "core/presets.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <thread>
+
+#include "core/config_parsers.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/model_weights.h"
+
+namespace bmh {
+
+namespace {
+
+struct BlackMambaShape {
+  int d_model, n_layers, d_ff, vocab;
+};
+
+// Zyphra's released configs: 1.5B = 30 layers of width 1152, ffn 3072; 2.8B = 36 layers of width 1472,
+// ffn 3872; both alternate "r" and "8" with gated GELU experts, no linear biases, vocab 50304.
+ModelConfig blackmamba(const BlackMambaShape& s, const std::string& name) {
+  ModelConfig cfg;
+  cfg.family = "preset";
+  cfg.name = name;
+  cfg.d_model = s.d_model;
+  cfg.vocab_size = s.vocab;
+  MambaSpec m = mamba_spec(s.d_model, 16, 4, 2, 0, false, true);
+  MlpSpec f;
+  f.d_ff = s.d_ff;
+  f.gated = true;
+  f.act = Activation::GeluErf;
+  for (int i = 0; i < s.n_layers; ++i) cfg.blocks.push_back(zyphra_block(i % 2 ? "8" : "r", i, m, f, name));
+  cfg.norm = NormKind::RMSNorm;
+  cfg.final_norm = NormKind::LayerNorm;
+  cfg.final_norm_bias = true;
+  cfg.tie_embeddings = true;
+  return cfg;
+}
+
+ModelConfig dense_mamba(int d_model, int n_layers, int vocab, const std::string& name) {
+  ModelConfig cfg;
+  cfg.family = "preset";
+  cfg.name = name;
+  cfg.d_model = d_model;
+  cfg.vocab_size = vocab;
+  for (int i = 0; i < n_layers; ++i) {
+    BlockConfig b;
+    b.mixer = MixerKind::Mamba;
+    b.mamba = mamba_spec(d_model, 16, 4, 2, 0, false, true);
+    cfg.blocks.push_back(b);
+  }
+  cfg.norm = cfg.final_norm = NormKind::RMSNorm;
+  cfg.tie_embeddings = true;
+  return cfg;
+}
+
+ModelConfig pythia(int d_model, int n_layers, int n_heads, int d_ff, int vocab, const std::string& name) {
+  ModelConfig cfg;
+  cfg.family = "preset";
+  cfg.name = name;
+  cfg.d_model = d_model;
+  cfg.vocab_size = vocab;
+  cfg.norm = cfg.final_norm = NormKind::LayerNorm;
+  cfg.norm_bias = cfg.final_norm_bias = true;
+  cfg.tie_embeddings = false;
+  for (int i = 0; i < n_layers; ++i) {
+    BlockConfig b;
+    b.mixer = MixerKind::Attention;
+    b.mlp = MlpKind::Dense;
+    b.parallel = true;
+    b.attn.n_heads = n_heads;
+    b.attn.head_dim = d_model / n_heads;
+    b.attn.rotary_dim = b.attn.head_dim / 4;
+    b.attn.qkv_bias = b.attn.out_bias = true;
+    b.ffn.d_ff = d_ff;
+    b.ffn.bias = true;
+    b.ffn.act = Activation::GeluErf;
+    cfg.blocks.push_back(b);
+  }
+  return cfg;
+}
+
+// The paper's transformer baselines: BlackMamba's block list with every Mamba mixer replaced by GPT-NeoX causal
+// self-attention (rotary on 25% of each head, no biases), the same RMSNorm pre-norm residual scheme, and either
+// the same switch-MLP blocks (transformer-MoE) or dense MLP blocks of the expert's shape (dense transformer).
+ModelConfig transformer_from(const ModelConfig& bm, bool moe, int head_dim, const std::string& name) {
+  ModelConfig cfg = bm;
+  cfg.name = name;
+  for (auto& b : cfg.blocks) {
+    if (b.mixer == MixerKind::Mamba) {
+      b.mixer = MixerKind::Attention;
+      b.attn.head_dim = head_dim;
+      b.attn.n_heads = cfg.d_model / head_dim;
+      b.attn.rotary_dim = head_dim / 4;
+      b.attn.qkv_bias = b.attn.out_bias = false;
+    }
+    if (b.mlp == MlpKind::Moe && !moe) {
+      b.mlp = MlpKind::Dense;
+      b.ffn.n_experts = 0;
+    }
+  }
+  return cfg;
+}
+
+struct Preset {
+  const char* name;
+  std::function<ModelConfig(const std::string&)> make;
+};
+
+const std::vector<Preset>& presets() {
+  static const BlackMambaShape bm28{1472, 36, 3872, 50304}, bm15{1152, 30, 3072, 50304}, tiny{64, 4, 128, 50304};
+  static const std::vector<Preset> p = {
+      {"blackmamba-2.8b", [](auto& n) { return blackmamba(bm28, n); }},
+      {"blackmamba-1.5b", [](auto& n) { return blackmamba(bm15, n); }},
+      {"mamba-2.8b", [](auto& n) { return dense_mamba(2560, 64, 50280, n); }},
+      {"mamba-1.4b", [](auto& n) { return dense_mamba(2048, 48, 50280, n); }},
+      {"pythia-1.4b", [](auto& n) { return pythia(2048, 24, 16, 8192, 50304, n); }},
+      {"transformer-moe-2.8b", [](auto& n) { return transformer_from(blackmamba(bm28, n), true, 64, n); }},
+      {"transformer-2.8b", [](auto& n) { return transformer_from(blackmamba(bm28, n), false, 64, n); }},
+      {"transformer-moe-1.5b", [](auto& n) { return transformer_from(blackmamba(bm15, n), true, 64, n); }},
+      {"transformer-1.5b", [](auto& n) { return transformer_from(blackmamba(bm15, n), false, 64, n); }},
+      // Tiny shapes with the real vocabulary: ~115k active non-embedding parameters each.
+      {"tiny-blackmamba-50k", [](auto& n) { return blackmamba(tiny, n); }},
+      {"tiny-mamba-50k", [](auto& n) { return dense_mamba(64, 4, 50304, n); }},
+      {"tiny-transformer-moe-50k", [](auto& n) { return transformer_from(blackmamba(tiny, n), true, 16, n); }},
+      {"tiny-transformer-50k", [](auto& n) { return transformer_from(blackmamba(tiny, n), false, 16, n); }},
+      {"tiny-pythia-50k", [](auto& n) { return pythia(64, 2, 4, 256, 50304, n); }},
+  };
+  return p;
+}
+
+// splitmix64: a fast, well-mixed generator; each tensor gets its own stream from (seed, name).
+struct SplitMix {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double normal() {                                         // Box-Muller
+    double u1 = uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(1.0 - u1)) * std::cos(2.0 * M_PI * u2);
+  }
+};
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Values like the families' own initialisations, so activations stay in a realistic range.
+double init_value(const std::string& name, int64_t i, const Shape& shape, SplitMix& rng, int n_blocks) {
+  if (ends_with(name, "norm.weight")) return 1.0 + 0.1 * rng.normal();
+  if (ends_with(name, "mamba.A_log")) return std::log(double(i % shape[1] + 1));  // S4D real: A = -(1..N)
+  if (ends_with(name, "mamba.D")) return 1.0;
+  if (ends_with(name, "mamba.dt_proj.bias")) {  // softplus(bias) log-uniform in [1e-3, 0.1]
+    double dt = std::exp(std::log(1e-3) + rng.uniform() * (std::log(0.1) - std::log(1e-3)));
+    return dt + std::log(-std::expm1(-dt));
+  }
+  if (ends_with(name, "mamba.conv1d.weight")) return (2 * rng.uniform() - 1) / std::sqrt(double(shape[1]));
+  if (ends_with(name, "mamba.dt_proj.weight")) return (2 * rng.uniform() - 1) / std::sqrt(double(shape[1]));
+  if (ends_with(name, ".bias")) return 0.02 * rng.normal();
+  if (ends_with(name, "out_proj.weight") || ends_with(name, "fc2.weight") || ends_with(name, "dense.weight"))
+    return 0.02 / std::sqrt(2.0 * n_blocks) * rng.normal();
+  return 0.02 * rng.normal();
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> n;
+  for (const auto& p : presets()) n.push_back(p.name);
+  return n;
+}
+
+ModelConfig preset_config(const std::string& name) {
+  for (const auto& p : presets())
+    if (name == p.name) return p.make(name);
+  std::string known;
+  for (const auto& p : presets()) known += std::string(known.empty() ? "" : ", ") + p.name;
+  fail("unknown preset '", name, "' (known: ", known, ")");
+}
+
+TensorMap random_weights(const ModelConfig& cfg, uint64_t seed, DType dtype) {
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    fail("random_weights: dtype ", dtype_name(dtype), " is not a weight dtype");
+  std::vector<WeightSpec> specs = expected_weights(cfg);
+  std::vector<Tensor> tensors(specs.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k = next++; k < specs.size(); k = next++) {
+      const WeightSpec& w = specs[k];
+      SplitMix rng{seed ^ fnv1a(w.name)};
+      Tensor t = Tensor::zeros(dtype, w.shape);
+      const int64_t n = t.numel();
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = float(init_value(w.name, i, w.shape, rng, cfg.n_blocks()));
+        if (dtype == DType::F32) t.data_mut<float>()[i] = v;
+        else if (dtype == DType::BF16) t.data_mut<uint16_t>()[i] = f32_to_bf16(v);
+        else t.data_mut<uint16_t>()[i] = f32_to_f16(v);
+      }
+      tensors[k] = std::move(t);
+    }
+  };
+  const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::future<void>> jobs;
+  for (unsigned i = 0; i < workers; ++i) jobs.push_back(std::async(std::launch::async, work));
+  for (auto& j : jobs) j.get();
+  TensorMap out;
+  for (size_t k = 0; k < specs.size(); ++k) out[specs[k].name] = std::move(tensors[k]);
+  return out;
+}
+
+}  // namespace bmh

@@ -1,0 +1,52 @@
+#include "evals/model_loader.h"
+
+#include <cstdio>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "core/model_weights.h"
+#include "core/presets.h"
+#include "reference/model.h"
+#if defined(BMH_HAVE_CUDA) && __has_include("kernels/cuda_model.h")
+#include "kernels/cuda_model.h"
+#define BMH_CUDA_BACKEND 1
+#endif
+
+namespace bmh {
+
+std::string model_label(const ModelSpec& spec) {
+  std::string what = spec.preset.empty() ? spec.dir : "preset " + spec.preset;
+  return what + " (" + spec.backend + " " + spec.dtype + ")";
+}
+
+std::unique_ptr<LanguageModel> load_model(const ModelSpec& spec) {
+  if (spec.dir.empty() == spec.preset.empty()) fail("give exactly one of --model DIR or --preset NAME");
+  ModelConfig cfg;
+  TensorMap weights;
+  if (!spec.preset.empty()) {
+    cfg = preset_config(spec.preset);
+    if (spec.config.override_expert_act)
+      for (auto& b : cfg.blocks)
+        if (b.mlp != MlpKind::None) b.ffn.act = spec.config.expert_act;
+    // Presets on the GPU are generated in the compute dtype directly (halves host memory for 2.8B shapes).
+    DType wd = spec.backend == "cuda" && spec.dtype == "bf16" ? DType::BF16
+               : spec.backend == "cuda" && spec.dtype == "fp16" ? DType::F16 : DType::F32;
+    weights = random_weights(cfg, spec.seed, wd);
+  } else {
+    cfg = load_model_config(spec.dir, spec.config);
+    weights = canonicalize_weights(cfg, load_checkpoint_dir(spec.dir));
+  }
+  if (spec.verbose)
+    for (const auto& [name, t] : weights) std::printf("  %-48s %s\n", name.c_str(), t.describe().c_str());
+  if (spec.backend == "cpu") return ref::make_reference_model(cfg, weights, spec.dtype);
+  if (spec.backend == "cuda") {
+#ifdef BMH_CUDA_BACKEND
+    return make_cuda_model(cfg, weights, spec.dtype);
+#else
+    fail("this build has no CUDA backend (built without nvcc); use --backend cpu");
+#endif
+  }
+  fail("unknown backend '", spec.backend, "' (cpu, cuda)");
+}
+
+}  // namespace bmh

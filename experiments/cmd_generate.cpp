@@ -1,0 +1,43 @@
+// bmh generate: greedy decoding through the recurrent path (prefill, then one token a step).
+#include <cstdio>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "experiments/command.h"
+#include "experiments/model_options.h"
+
+namespace bmh {
+namespace {
+
+struct GenerateArgs {
+  ModelOptions model;
+  std::string inputs, out;
+  int max_new = 16;
+};
+
+void run_generate(const GenerateArgs& a) {
+  Checkpoint in = read_safetensors(a.inputs);
+  auto it = in.tensors.find("input_ids");
+  if (it == in.tensors.end()) fail(a.inputs, ": no tensor 'input_ids'");
+  auto model = load_model(a.model.resolve());
+  Tensor logits;
+  Tensor ids = generate_greedy(*model, it->second, a.max_new, &logits);
+  write_safetensors(a.out, {{"generated_ids", ids}, {"generated_logits", logits}});
+  std::printf("wrote %s: generated_ids %s (%s)\n", a.out.c_str(), shape_str(ids.shape()).c_str(),
+              model->describe().c_str());
+}
+
+void add_generate_command(CLI::App& app) {
+  auto args = std::make_shared<GenerateArgs>();
+  auto* sub = app.add_subcommand("generate", "greedy decoding through the recurrent (state / KV cache) path");
+  args->model.add_to(sub);
+  sub->add_option("--inputs", args->inputs, "safetensors file with int64 input_ids [B, T] (the prompts)")->required();
+  sub->add_option("--max-new-tokens", args->max_new, "tokens to generate")->default_val(16)->check(CLI::NonNegativeNumber);
+  sub->add_option("--out", args->out, "output safetensors: generated_ids [B,T+N], generated_logits [B,N,V]")->required();
+  sub->callback([args] { run_generate(*args); });
+}
+
+const bool registered = register_command(&add_generate_command);
+
+}  // namespace
+}  // namespace bmh

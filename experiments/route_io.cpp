@@ -1,0 +1,29 @@
+#include "experiments/route_io.h"
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+
+namespace bmh {
+
+void add_routes(TensorMap& out, const std::vector<RouteRecord>& routes, int64_t B, int64_t T) {
+  for (const RouteRecord& r : routes) {
+    const std::string p = "route." + std::to_string(r.block) + ".";
+    out[p + "expert"] = Tensor::from_i64(r.expert, {B, T});
+    out[p + "prob"] = Tensor::from_f32(r.prob, {B, T});
+    out[p + "router_logits"] = Tensor::from_f32(r.router_logits, {B, T, r.n_experts});
+  }
+}
+
+std::vector<std::pair<int, std::vector<int64_t>>> read_forced_routes(const std::string& path, const ModelConfig& cfg) {
+  Checkpoint ck = read_safetensors(path);
+  std::vector<std::pair<int, std::vector<int64_t>>> out;
+  for (int block : cfg.moe_blocks()) {
+    const std::string key = "route." + std::to_string(block) + ".expert";
+    auto it = ck.tensors.find(key);
+    if (it == ck.tensors.end()) fail(path, ": no tensor '", key, "' for MoE block ", block);
+    out.emplace_back(block, it->second.to_i64());
+  }
+  return out;
+}
+
+}  // namespace bmh

@@ -1,0 +1,16 @@
+// Routes as tensors, with the fixtures' names: route.{i}.expert int64 [B,T], route.{i}.prob float32 [B,T],
+// route.{i}.router_logits float32 [B,T,E], i = the block's index in the family's layer list.
+#pragma once
+#include <utility>
+#include <vector>
+
+#include "core/language_model.h"
+#include "core/tensor.h"
+
+namespace bmh {
+
+void add_routes(TensorMap& out, const std::vector<RouteRecord>& routes, int64_t B, int64_t T);
+// Reads route.{i}.expert for every MoE block of cfg from a safetensors file (e.g. a fixture's expected.safetensors).
+std::vector<std::pair<int, std::vector<int64_t>>> read_forced_routes(const std::string& path, const ModelConfig& cfg);
+
+}  // namespace bmh
