@@ -42,7 +42,7 @@ __global__ void logsoftmax_gather_kernel(const float* __restrict__ logits, int V
   if (threadIdx.x == 0) {
     float xt = x[target[r]];
     logprob[r] = xt - m - logf(sum);
-    greedy[r] = xt >= m ? 1 : 0;
+    greedy[r] = sm_i[0] == target[r] ? 1 : 0;
     if (argmax) argmax[r] = sm_i[0];
   }
 }

@@ -1,6 +1,6 @@
 // Fused log-softmax + gather + argmax over logits rows [R, V] fp32 (lm-eval loglikelihood without storing the
 // full log-probabilities): logprob[r] = logits[r, target[r]] - logsumexp(logits[r, :]); greedy[r] = 1 when the
-// target's logit equals the row maximum (it is an argmax), else 0. argmax[r] = first index of the maximum.
+// target is the argmax (first index of the maximum, as torch.argmax), else 0; argmax[r] = that index (optional).
 #pragma once
 #include <cstdint>
 

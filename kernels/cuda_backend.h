@@ -1,0 +1,82 @@
+// The CUDA LanguageModel (see cuda_model.h). Residual stream fp32; activations in the compute dtype; GEMMs through
+// cuBLAS with fp32 accumulation; the mixer/MLP output GEMMs add into the fp32 residual (beta = 1).
+// Prefill (forward, score, decoder prefill) runs B*T rows through cuBLAS; decode steps run B rows through GEMV
+// kernels with no host sync (MoE expert picked on the device), captured once into a CUDA graph and replayed.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/language_model.h"
+#include "kernels/cuda_weights.h"
+#include "kernels/gemm.h"
+
+namespace bmh::cuda {
+
+// Device pointers of one sequence batch's recurrent state (null entries for blocks without that mixer).
+struct StatePtrs {
+  std::vector<float*> conv;   // per block [B, K-1, Di]
+  std::vector<float*> ssm;    // per block [B, Di, N]
+  std::vector<void*> k, v;    // per block [B, H, S_max, hd]
+  int S_max = 0;
+};
+
+// Owned recurrent state for `batch` sequences.
+struct DecodeState {
+  std::vector<DeviceBuffer> bufs;
+  StatePtrs ptrs;
+  void allocate(const ModelConfig& cfg, Dt dt, int batch, int S_max, const std::string& what);
+  void zero(cudaStream_t s);
+};
+
+// What a prefill records besides the final normalized hidden rows.
+struct PrefillTrace {
+  std::vector<RouteRecord>* routes = nullptr;           // filled per MoE block when non-null
+  std::vector<Tensor>* hidden = nullptr;                // fixture convention (reference/model.cpp) when non-null
+  const std::vector<const int64_t*>* forced = nullptr;  // per MoE block (in order): device [B*T] ids or null
+};
+
+class CudaModel final : public LanguageModel {
+ public:
+  CudaModel(const ModelConfig& cfg, const TensorMap& canonical, Dt dt);
+  ~CudaModel() override;
+  const ModelConfig& config() const override { return cfg_; }
+  std::string describe() const override;
+  ForwardOutput forward(const Tensor& ids, const ForwardOptions& opt = {}) override;
+  std::unique_ptr<Decoder> decoder(int batch) override;
+  std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests) override;
+
+  // Runs B sequences of T tokens (ids on the device) from the states in `st` (which must be zeroed for a fresh
+  // start; they hold the last states on return) and leaves the final-normed hidden rows [B*T, d] in final_hidden().
+  void prefill_rows(const int64_t* ids_dev, int B, int T, const StatePtrs& st, const PrefillTrace& trace);
+  // logits [M, V] fp32 = final_hidden rows (row stride ldx elements, starting at row0) through the LM head.
+  void lm_head_rows(const void* x, int ldx, int M, float* logits, cudaStream_t s);
+  // forward() without the host copies of logits: for benchmarks. Returns when the device is done.
+  void forward_device(const Tensor& ids);
+
+  Dt dt() const { return w_.dt; }
+  const DevWeights& weights() const { return w_; }
+  const Blas& blas() const { return *blas_; }
+  cudaStream_t stream() const { return stream_; }
+  void* final_hidden() const { return ws_xn_.get(); }
+
+ private:
+  void ensure_workspace(int B, int T);
+  void mamba_prefill(int i, int B, int T, const void* xn, float* conv_state, float* ssm_state);
+  void attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max);
+  void mlp_prefill(int i, int R, const void* xn);
+  void moe_prefill(int i, int R, const void* xn, const int64_t* forced, RouteRecord* rec);
+
+  ModelConfig cfg_;
+  DevWeights w_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<Blas> blas_;
+  int ws_rows_ = 0, ws_T_ = 0, ws_B_ = 0;
+  // Prefill workspace (grown on demand).
+  DeviceBuffer ws_resid_, ws_xn_, ws_xn2_, ws_a_, ws_b_, ws_c_, ws_d_, ws_e_, ws_f32_, ws_f32b_;
+  DeviceBuffer ws_ids_, ws_int_, ws_logits_, ws_forced_;
+  DecodeState scratch_state_;
+  int scratch_B_ = 0, scratch_T_ = 0;
+};
+
+}  // namespace bmh::cuda

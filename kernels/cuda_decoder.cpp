@@ -1,0 +1,264 @@
+// CudaDecoder: prefill through the model's prefill path into owned recurrent state, then one token per sequence
+// per step through GEMV kernels (the MoE expert chosen on the device), captured once into a CUDA graph. The token
+// ids and the position live in device memory that each replay reads, so the graph never changes.
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/attention.cuh"
+#include "kernels/bias_act.cuh"
+#include "kernels/conv1d.cuh"
+#include "kernels/cuda_backend.h"
+#include "kernels/embedding.cuh"
+#include "kernels/gemv.cuh"
+#include "kernels/moe.cuh"
+#include "kernels/norm.cuh"
+#include "kernels/selective_scan.cuh"
+
+namespace bmh::cuda {
+namespace {
+
+class CudaDecoder final : public Decoder {
+ public:
+  CudaDecoder(CudaModel& m, int batch) : m_(m), cfg_(m.config()), B_(batch) {
+    if (batch < 1 || batch > 8) fail("cuda decoder: batch ", batch, " outside [1, 8] (the decode GEMV handles up to 8)");
+    BMH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    const Dt dt = m.dt();
+    const size_t es = dt_size(dt);
+    const int d = cfg_.d_model, V = cfg_.vocab_size;
+    size_t a = 0, b = 0, c = 0, e = 0, E = 1;
+    for (const BlockConfig& bc : cfg_.blocks) {
+      if (bc.mixer == MixerKind::Mamba) {
+        a = std::max(a, size_t(2) * bc.mamba.d_inner);
+        b = std::max(b, size_t(bc.mamba.d_inner));
+        c = std::max(c, size_t(bc.mamba.dt_rank + 2 * bc.mamba.d_state));
+        e = std::max(e, size_t(bc.mamba.d_inner) * 2);  // dt and y
+      } else if (bc.mixer == MixerKind::Attention) {
+        a = std::max(a, size_t(3) * bc.attn.n_heads * bc.attn.head_dim);
+        b = std::max(b, size_t(bc.attn.n_heads) * bc.attn.head_dim);
+      }
+      if (bc.mlp != MlpKind::None) {
+        a = std::max(a, size_t(bc.ffn.gated ? 2 : 1) * bc.ffn.d_ff);
+        b = std::max(b, size_t(bc.ffn.d_ff));
+      }
+      if (bc.mlp == MlpKind::Moe) E = std::max(E, size_t(bc.ffn.n_experts));
+    }
+    ids_.alloc(size_t(B_) * 8, "decoder token ids");
+    pos_.alloc(sizeof(int), "decoder position");
+    resid_.alloc(size_t(B_) * d * 4, "decoder residual");
+    xn_.alloc(size_t(B_) * d * es, "decoder normed activations");
+    xn2_.alloc(size_t(B_) * d * es, "decoder MLP-normed activations");
+    a_.alloc(std::max<size_t>(a, 1) * B_ * es, "decoder workspace a");
+    b_.alloc(std::max<size_t>(b, 1) * B_ * es, "decoder workspace b");
+    c_.alloc(std::max<size_t>(c, 1) * B_ * es, "decoder workspace c");
+    e_.alloc(std::max<size_t>(e, 1) * B_ * es, "decoder workspace e");
+    router_.alloc(size_t(B_) * (E + 1) * 4, "decoder router logits and gates");
+    expert_.alloc(size_t(B_) * 4, "decoder experts");
+    logits_.alloc(size_t(B_) * V * 4, "decoder logits [B, V] fp32");
+    BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_ids_), size_t(B_) * 8));
+    BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_pos_), sizeof(int)));
+    BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_logits_), size_t(B_) * V * 4));
+  }
+
+  ~CudaDecoder() override {
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+    if (host_ids_) cudaFreeHost(host_ids_);
+    if (host_pos_) cudaFreeHost(host_pos_);
+    if (host_logits_) cudaFreeHost(host_logits_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  Tensor prefill(const Tensor& ids) override {
+    check_input_ids(ids, cfg_.vocab_size, "prompt ids");
+    if (ids.dim(0) != B_) fail("cuda decoder for batch ", B_, " got a prompt batch of ", ids.dim(0));
+    const int T = int(ids.dim(1)), d = cfg_.d_model, V = cfg_.vocab_size;
+    if (T < 1) fail("prefill needs at least one prompt token");
+    const int S_max = std::max(cfg_.max_seq_len, T + 256);
+    if (S_max != state_.ptrs.S_max || state_.bufs.empty()) {
+      if (exec_) { cudaGraphExecDestroy(exec_); exec_ = nullptr; }
+      if (graph_) { cudaGraphDestroy(graph_); graph_ = nullptr; }
+      state_.allocate(cfg_, m_.dt(), B_, S_max, "decoder state");
+    }
+    cudaStream_t ms = m_.stream();
+    state_.zero(ms);
+    DeviceBuffer pid(size_t(B_) * T * 8, "prompt ids");
+    upload(pid.get(), ids.raw(), size_t(B_) * T * 8, ms);
+    m_.prefill_rows(pid.as<int64_t>(), B_, T, state_.ptrs, {});
+    // Logits of each sequence's last position: rows b*T + T-1 (row stride T*d).
+    const char* last = static_cast<const char*>(m_.final_hidden()) + size_t(T - 1) * d * dt_size(m_.dt());
+    m_.lm_head_rows(last, T * d, B_, logits_.as<float>(), ms);
+    Tensor out = Tensor::zeros(DType::F32, {B_, V});
+    download(out.data_mut<float>(), logits_.get(), size_t(B_) * V * 4, ms);
+    pos_host_ = T;
+    return out;
+  }
+
+  Tensor step(const std::vector<int64_t>& tokens) override {
+    if (pos_host_ < 0) fail("cuda decoder: step before prefill");
+    if (int(tokens.size()) != B_) fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens");
+    for (size_t b = 0; b < tokens.size(); ++b)
+      if (tokens[b] < 0 || tokens[b] >= cfg_.vocab_size)
+        fail("decoder step: id ", tokens[b], " for sequence ", b, " is outside the vocabulary [0, ", cfg_.vocab_size,
+             ")");
+    if (pos_host_ >= state_.ptrs.S_max)
+      fail("cuda decoder: position ", pos_host_, " exceeds the KV cache of ", state_.ptrs.S_max, " positions");
+    const int V = cfg_.vocab_size;
+    std::copy(tokens.begin(), tokens.end(), host_ids_);
+    *host_pos_ = pos_host_;
+    BMH_CUDA(cudaMemcpyAsync(ids_.get(), host_ids_, size_t(B_) * 8, cudaMemcpyHostToDevice, stream_));
+    BMH_CUDA(cudaMemcpyAsync(pos_.get(), host_pos_, sizeof(int), cudaMemcpyHostToDevice, stream_));
+    if (!exec_) {
+      BMH_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        record_step();
+      } catch (...) {
+        cudaGraph_t g = nullptr;
+        cudaStreamEndCapture(stream_, &g);
+        if (g) cudaGraphDestroy(g);
+        throw;
+      }
+      BMH_CUDA(cudaStreamEndCapture(stream_, &graph_));
+      BMH_CUDA(cudaGraphInstantiate(&exec_, graph_, 0));
+    }
+    BMH_CUDA(cudaGraphLaunch(exec_, stream_));
+    BMH_CUDA(cudaMemcpyAsync(host_logits_, logits_.get(), size_t(B_) * V * 4, cudaMemcpyDeviceToHost, stream_));
+    BMH_CUDA(cudaStreamSynchronize(stream_));
+    ++pos_host_;
+    Tensor out = Tensor::zeros(DType::F32, {B_, V});
+    std::copy(host_logits_, host_logits_ + size_t(B_) * V, out.data_mut<float>());
+    return out;
+  }
+
+ private:
+  // One decode step for B_ rows, enqueued on stream_ (captured into the graph).
+  void record_step() {
+    const DevWeights& W = m_.weights();
+    const Dt dt = m_.dt();
+    const int d = cfg_.d_model, V = cfg_.vocab_size;
+    cudaStream_t s = stream_;
+    float* resid = resid_.as<float>();
+    embedding(dt, W.embed.get(), ids_.as<int64_t>(), B_, d, resid, s);
+    auto nb = [](const DeviceBuffer& b) { return b.bytes() ? b.as<float>() : nullptr; };
+    for (int i = 0; i < cfg_.n_blocks(); ++i) {
+      const BlockConfig& bc = cfg_.blocks[i];
+      const DevBlock& w = W.blocks[i];
+      const bool has_mixer = bc.mixer != MixerKind::None, has_mlp = bc.mlp != MlpKind::None;
+      // Parallel blocks: both norms read the residual before either branch adds into it.
+      void* xn2 = nullptr;
+      if (has_mixer)
+        add_norm(cfg_.norm, dt, resid, nullptr, w.norm_w.as<float>(), nb(w.norm_b), cfg_.norm_eps, B_, d, xn_.get(), s);
+      if (has_mlp && bc.parallel) {
+        xn2 = xn2_.get();
+        add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, B_, d, xn2, s);
+      }
+      if (bc.mixer == MixerKind::Mamba) mamba_step(i, w);
+      if (bc.mixer == MixerKind::Attention) attention_step(i, w);
+      if (has_mlp) {
+        if (!bc.parallel) {
+          add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, B_, d,
+                   xn_.get(), s);
+          xn2 = xn_.get();
+        }
+        mlp_step(i, w, xn2);
+      }
+    }
+    add_norm(cfg_.final_norm, dt, resid, nullptr, W.final_norm_w.as<float>(), nb(W.final_norm_b), cfg_.final_norm_eps,
+             B_, d, xn_.get(), s);
+    GemvArgs g{};
+    g.B = B_; g.N = V; g.K = d; g.W = W.head(); g.x = xn_.get(); g.ldx = d;
+    g.bias = nb(W.lm_head_b); g.y = logits_.get(); g.ldy = V;
+    gemv(dt, Dt::F32, g, s);
+  }
+
+  void linear_step(Dt out, const DevLinear& l, const void* x, int ldx, void* y, int ldy, bool accumulate,
+                   bool with_bias = true) {
+    GemvArgs g{};
+    g.B = B_; g.N = l.out; g.K = l.in; g.W = l.w.get(); g.x = x; g.ldx = ldx;
+    g.bias = with_bias ? l.bias() : nullptr; g.accumulate = accumulate; g.y = y; g.ldy = ldy;
+    gemv(m_.dt(), out, g, stream_);
+  }
+
+  void mamba_step(int i, const DevBlock& w) {
+    const MambaSpec& m = cfg_.blocks[i].mamba;
+    const Dt dt = m_.dt();
+    const size_t es = dt_size(dt);
+    const int Di = m.d_inner, N = m.d_state, Rk = m.dt_rank, Wx = Rk + 2 * N, d = cfg_.d_model;
+    char* xz = a_.as<char>();
+    linear_step(dt, w.in_proj, xn_.get(), d, xz, 2 * Di, false);
+    causal_conv1d_silu_update(dt, xz, 2 * Di, w.conv_w.as<float>(), w.conv_b.bytes() ? w.conv_b.as<float>() : nullptr,
+                              state_.ptrs.conv[i], B_, Di, m.d_conv, b_.get(), Di, stream_);
+    linear_step(dt, w.x_proj, b_.get(), Di, c_.get(), Wx, false);
+    char* dtb = e_.as<char>();
+    char* y = dtb + size_t(B_) * Di * es;
+    linear_step(dt, w.dt_proj, c_.get(), Wx, dtb, Di, false, /*with_bias=*/false);
+    ScanArgs sa{};
+    sa.u = b_.get(); sa.ldu = Di;
+    sa.delta = dtb; sa.ldd = Di;
+    sa.z = xz + size_t(Di) * es; sa.ldz = 2 * Di;
+    sa.Bm = c_.as<char>() + size_t(Rk) * es; sa.Cm = c_.as<char>() + size_t(Rk + N) * es; sa.ldbc = Wx;
+    sa.A = w.A.as<float>(); sa.D = w.D.as<float>(); sa.delta_bias = w.dt_proj.bias();
+    sa.state = state_.ptrs.ssm[i];
+    sa.y = y; sa.ldy = Di;
+    sa.B = B_; sa.T = 1; sa.Di = Di; sa.N = N;
+    selective_state_update(dt, sa, stream_);
+    linear_step(Dt::F32, w.out_proj, y, Di, resid_.get(), d, true);
+  }
+
+  void attention_step(int i, const DevBlock& w) {
+    const AttentionSpec& a = cfg_.blocks[i].attn;
+    const Dt dt = m_.dt();
+    const int H = a.n_heads, hd = a.head_dim, dh = H * hd, d = cfg_.d_model;
+    linear_step(dt, w.qkv, xn_.get(), d, a_.get(), 3 * dh, false);
+    rotary_qkv_to_cache(dt, a_.get(), B_, 1, H, hd, a.rotary_dim, float(a.rope_theta), 0, pos_.as<int>(),
+                        state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, stream_);
+    attention_decode(dt, a_.get(), B_, H, hd, state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, pos_.as<int>(),
+                     1.f / std::sqrt(float(hd)), b_.get(), stream_);
+    linear_step(Dt::F32, w.dense, b_.get(), dh, resid_.get(), d, true);
+  }
+
+  void mlp_step(int i, const DevBlock& w, const void* xn) {
+    const MlpSpec& f = cfg_.blocks[i].ffn;
+    const Dt dt = m_.dt();
+    const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F;
+    GemvArgs g1{}, g2{};
+    g1.B = g2.B = B_;
+    g1.N = F1; g1.K = d; g1.W = w.fc1.w.get(); g1.x = xn; g1.ldx = d; g1.bias = w.fc1.bias();
+    g1.y = a_.get(); g1.ldy = F1;
+    g2.N = d; g2.K = F; g2.W = w.fc2.w.get(); g2.x = b_.get(); g2.ldx = F; g2.bias = w.fc2.bias();
+    g2.accumulate = true; g2.y = resid_.get(); g2.ldy = d;
+    if (f.n_experts > 0 && cfg_.blocks[i].mlp == MlpKind::Moe) {
+      const int E = f.n_experts;
+      float* logits = router_.as<float>();
+      float* gate = logits + size_t(B_) * E;
+      linear_step(Dt::F32, w.router, xn, d, logits, E, false, /*with_bias=*/false);
+      router_top1(logits, w.router.bias(), B_, E, nullptr, expert_.as<int>(), gate, stream_);
+      g1.expert = g2.expert = expert_.as<int>();
+      g1.w_expert_stride = int64_t(F1) * d; g1.bias_expert_stride = F1;
+      g2.w_expert_stride = int64_t(d) * F; g2.bias_expert_stride = d;
+      g2.scale = gate;  // Zyphra switch_mlp.py: expert output (with its bias) times the router's sigmoid
+    }
+    gemv(dt, dt, g1, stream_);
+    mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
+    gemv(dt, Dt::F32, g2, stream_);
+  }
+
+  CudaModel& m_;
+  const ModelConfig& cfg_;
+  int B_;
+  cudaStream_t stream_ = nullptr;
+  DecodeState state_;
+  DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_;
+  int64_t* host_ids_ = nullptr;
+  int* host_pos_ = nullptr;
+  float* host_logits_ = nullptr;
+  int pos_host_ = -1;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Decoder> CudaModel::decoder(int batch) { return std::make_unique<CudaDecoder>(*this, batch); }
+
+}  // namespace bmh::cuda

@@ -1,0 +1,430 @@
+// CudaModel: weights, workspace, prefill (forward / score / decoder prefill) and the LM head.
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/bias_act.cuh"
+#include "kernels/conv1d.cuh"
+#include "kernels/cuda_backend.h"
+#include "kernels/cuda_model.h"
+#include "kernels/embedding.cuh"
+#include "kernels/attention.cuh"
+#include "kernels/logits.cuh"
+#include "kernels/moe.cuh"
+#include "kernels/norm.cuh"
+#include "kernels/selective_scan.cuh"
+
+namespace bmh {
+
+std::unique_ptr<LanguageModel> make_cuda_model(const ModelConfig& cfg, const TensorMap& canonical,
+                                               const std::string& dtype) {
+  cuda::Dt dt = cuda::dt_from_string(dtype);
+  if (!cuda::device_available()) fail("--backend cuda: no CUDA device is available (cudaGetDeviceCount)");
+  return std::make_unique<cuda::CudaModel>(cfg, canonical, dt);
+}
+
+namespace cuda {
+
+void DecodeState::allocate(const ModelConfig& cfg, Dt dt, int batch, int S_max, const std::string& what) {
+  bufs.clear();
+  ptrs = StatePtrs{};
+  const int L = cfg.n_blocks();
+  ptrs.conv.assign(L, nullptr);
+  ptrs.ssm.assign(L, nullptr);
+  ptrs.k.assign(L, nullptr);
+  ptrs.v.assign(L, nullptr);
+  ptrs.S_max = S_max;
+  for (int i = 0; i < L; ++i) {
+    const BlockConfig& b = cfg.blocks[i];
+    const std::string tag = what + " block " + std::to_string(i);
+    if (b.mixer == MixerKind::Mamba) {
+      const MambaSpec& m = b.mamba;
+      bufs.emplace_back(size_t(batch) * std::max(m.d_conv - 1, 1) * m.d_inner * 4, tag + " conv state");
+      ptrs.conv[i] = bufs.back().as<float>();
+      bufs.emplace_back(size_t(batch) * m.d_inner * m.d_state * 4, tag + " ssm state");
+      ptrs.ssm[i] = bufs.back().as<float>();
+    } else if (b.mixer == MixerKind::Attention) {
+      const size_t n = size_t(batch) * b.attn.n_heads * S_max * b.attn.head_dim * dt_size(dt);
+      bufs.emplace_back(n, tag + " key cache (" + std::to_string(S_max) + " positions)");
+      ptrs.k[i] = bufs.back().get();
+      bufs.emplace_back(n, tag + " value cache (" + std::to_string(S_max) + " positions)");
+      ptrs.v[i] = bufs.back().get();
+    }
+  }
+}
+
+void DecodeState::zero(cudaStream_t s) {
+  for (auto& b : bufs) BMH_CUDA(cudaMemsetAsync(b.get(), 0, b.bytes(), s));
+}
+
+CudaModel::CudaModel(const ModelConfig& cfg, const TensorMap& canonical, Dt dt) : cfg_(cfg) {
+  for (int i = 0; i < cfg.n_blocks(); ++i) {
+    const BlockConfig& b = cfg.blocks[i];
+    if (b.mlp == MlpKind::Moe && (b.ffn.router != RouterKind::SigmoidTop1 || b.ffn.top_k != 1))
+      fail("cuda backend: block ", i, " uses a ", to_string(b.ffn.router), " top-", b.ffn.top_k,
+           " router; only Zyphra's sigmoid top-1 is implemented");
+    if (b.mixer == MixerKind::Attention && b.attn.head_dim > 256)
+      fail("cuda backend: block ", i, " head_dim ", b.attn.head_dim, " > 256");
+    if (b.mixer == MixerKind::Mamba && b.mamba.d_state > 64)
+      fail("cuda backend: block ", i, " d_state ", b.mamba.d_state, " > 64");
+  }
+  BMH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  blas_ = std::make_unique<Blas>(stream_);
+  w_ = upload_weights(cfg, canonical, dt);
+}
+
+CudaModel::~CudaModel() {
+  blas_.reset();
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+std::string CudaModel::describe() const { return std::string("cuda ") + dt_name(w_.dt); }
+
+void CudaModel::ensure_workspace(int B, int T) {
+  const int R = B * T, d = cfg_.d_model;
+  const size_t es = dt_size(w_.dt);
+  size_t a = 0, b = 0, c = 0, dd = 0, e = 0, f32 = 0, f32b = 0, ints = 0;
+  for (const BlockConfig& bc : cfg_.blocks) {
+    if (bc.mixer == MixerKind::Mamba) {
+      const MambaSpec& m = bc.mamba;
+      a = std::max(a, size_t(R) * 2 * m.d_inner);
+      b = std::max(b, size_t(R) * m.d_inner);
+      c = std::max(c, size_t(R) * (m.dt_rank + 2 * m.d_state));
+      dd = std::max(dd, size_t(R) * m.d_inner);
+      e = std::max(e, size_t(R) * m.d_inner);
+    } else if (bc.mixer == MixerKind::Attention) {
+      const size_t hd = size_t(bc.attn.n_heads) * bc.attn.head_dim;
+      a = std::max(a, size_t(R) * 3 * hd);
+      b = std::max(b, size_t(R) * hd);
+      c = std::max(c, size_t(bc.attn.n_heads) * T * T);
+      f32 = std::max(f32, size_t(bc.attn.n_heads) * T * T);
+    }
+    if (bc.mlp != MlpKind::None) {
+      const int F = bc.ffn.d_ff, F1 = bc.ffn.gated ? 2 * F : F;
+      a = std::max(a, size_t(R) * F1);
+      b = std::max(b, size_t(R) * F);
+    }
+    if (bc.mlp == MlpKind::Moe) {
+      const int E = bc.ffn.n_experts;
+      c = std::max(c, size_t(R) * d);
+      f32 = std::max(f32, size_t(R) * d);
+      f32b = std::max(f32b, size_t(R) * E + R);
+      ints = std::max(ints, size_t(2) * R + 3 * E + 1);
+    }
+  }
+  ws_resid_.ensure(size_t(R) * d * 4, "residual stream [B*T, d] fp32");
+  ws_xn_.ensure(size_t(R) * d * es, "normed activations [B*T, d]");
+  ws_xn2_.ensure(size_t(R) * d * es, "MLP-normed activations [B*T, d]");
+  ws_a_.ensure(a * es, "prefill workspace a (in_proj / qkv / fc1 outputs)");
+  ws_b_.ensure(b * es, "prefill workspace b (conv / attention / activation outputs)");
+  ws_c_.ensure(c * es, "prefill workspace c (x_proj outputs / attention probabilities / permuted tokens)");
+  ws_d_.ensure(dd * es, "prefill workspace d (dt)");
+  ws_e_.ensure(e * es, "prefill workspace e (scan outputs)");
+  ws_f32_.ensure(f32 * 4, "prefill workspace fp32 (attention scores / expert outputs)");
+  ws_f32b_.ensure(f32b * 4, "router logits and gates");
+  ws_int_.ensure(ints * 4, "MoE routing indices");
+  ws_ids_.ensure(size_t(R) * 8, "input ids");
+}
+
+void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_state, float* ssm_state) {
+  const MambaSpec& m = cfg_.blocks[i].mamba;
+  const DevBlock& w = w_.blocks[i];
+  const Dt dt = w_.dt;
+  const int R = B * T, Di = m.d_inner, N = m.d_state, Rk = m.dt_rank, Wx = Rk + 2 * N, d = cfg_.d_model;
+  const size_t es = dt_size(dt);
+  char* xz = ws_a_.as<char>();
+  // xz [R, 2Di] = xn in_proj^T (+b); x = xz[:, :Di], z = xz[:, Di:]   (mamba_simple.py / Zyphra mamba_layer.py)
+  linear(*blas_, dt, dt, R, 2 * Di, d, xn, d, w.in_proj.w.get(), d, xz, 2 * Di);
+  add_bias(dt, xz, 2 * Di, w.in_proj.bias(), R, 2 * Di, stream_);
+  causal_conv1d_silu(dt, xz, 2 * Di, w.conv_w.as<float>(), w.conv_b.bytes() ? w.conv_b.as<float>() : nullptr,
+                     conv_state, B, T, Di, m.d_conv, ws_b_.get(), Di, stream_);
+  // x_dbl [R, Rk + 2N] = xc x_proj^T;  dt [R, Di] = x_dbl[:, :Rk] dt_proj^T (bias goes to the scan)
+  linear(*blas_, dt, dt, R, Wx, Di, ws_b_.get(), Di, w.x_proj.w.get(), Di, ws_c_.get(), Wx);
+  linear(*blas_, dt, dt, R, Di, Rk, ws_c_.get(), Wx, w.dt_proj.w.get(), Rk, ws_d_.get(), Di);
+  ScanArgs sa{};
+  sa.u = ws_b_.get(); sa.ldu = Di;
+  sa.delta = ws_d_.get(); sa.ldd = Di;
+  sa.z = xz + size_t(Di) * es; sa.ldz = 2 * Di;
+  sa.Bm = ws_c_.as<char>() + size_t(Rk) * es;
+  sa.Cm = ws_c_.as<char>() + size_t(Rk + N) * es;
+  sa.ldbc = Wx;
+  sa.A = w.A.as<float>(); sa.D = w.D.as<float>(); sa.delta_bias = w.dt_proj.bias();
+  sa.state = ssm_state;
+  sa.y = ws_e_.get(); sa.ldy = Di;
+  sa.B = B; sa.T = T; sa.Di = Di; sa.N = N;
+  selective_scan(dt, sa, stream_);
+  // residual += y out_proj^T (+b)
+  linear(*blas_, dt, Dt::F32, R, d, Di, ws_e_.get(), Di, w.out_proj.w.get(), Di, ws_resid_.get(), d, 1.f, 1.f);
+  add_bias(Dt::F32, ws_resid_.get(), d, w.out_proj.bias(), R, d, stream_);
+}
+
+void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max) {
+  const AttentionSpec& a = cfg_.blocks[i].attn;
+  const DevBlock& w = w_.blocks[i];
+  const Dt dt = w_.dt;
+  const int R = B * T, H = a.n_heads, hd = a.head_dim, dh = H * hd, d = cfg_.d_model;
+  const size_t es = dt_size(dt);
+  char* qkv = ws_a_.as<char>();
+  linear(*blas_, dt, dt, R, 3 * dh, d, xn, d, w.qkv.w.get(), d, qkv, 3 * dh);
+  add_bias(dt, qkv, 3 * dh, w.qkv.bias(), R, 3 * dh, stream_);
+  rotary_qkv_to_cache(dt, qkv, B, T, H, hd, a.rotary_dim, float(a.rope_theta), 0, nullptr, kc, vc, S_max, stream_);
+  const float scale = 1.f / std::sqrt(float(hd));
+  for (int b = 0; b < B; ++b) {
+    const char* q = qkv + size_t(b) * T * 3 * dh * es;
+    const char* kb = static_cast<const char*>(kc) + size_t(b) * H * S_max * hd * es;
+    const char* vb = static_cast<const char*>(vc) + size_t(b) * H * S_max * hd * es;
+    // scores[h] [T, T] (row-major) = scale * Q_h K_h^T: column-major C[s, t] = K^T... op(A) = K (transposed).
+    gemm_strided(*blas_, dt, Dt::F32, true, false, T, T, hd, scale, kb, hd, (long long)S_max * hd, q, 3 * dh,
+                 3LL * hd, 0.f, ws_f32_.get(), T, (long long)T * T, H);
+    causal_softmax(dt, ws_f32_.as<float>(), H, T, T, 0, ws_c_.get(), stream_);
+    // out[t, h*hd + i] = sum_s P[t, s] V[s, i]: column-major O^T [hd, T] = V^T [hd, S] P^T [S, T].
+    char* o = ws_b_.as<char>() + size_t(b) * T * dh * es;
+    gemm_strided(*blas_, dt, dt, false, false, hd, T, T, 1.f, vb, hd, (long long)S_max * hd, ws_c_.get(), T,
+                 (long long)T * T, 0.f, o, dh, hd, H);
+  }
+  linear(*blas_, dt, Dt::F32, R, d, dh, ws_b_.get(), dh, w.dense.w.get(), dh, ws_resid_.get(), d, 1.f, 1.f);
+  add_bias(Dt::F32, ws_resid_.get(), d, w.dense.bias(), R, d, stream_);
+}
+
+void CudaModel::mlp_prefill(int i, int R, const void* xn) {
+  const MlpSpec& f = cfg_.blocks[i].ffn;
+  const DevBlock& w = w_.blocks[i];
+  const Dt dt = w_.dt;
+  const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F;
+  linear(*blas_, dt, dt, R, F1, d, xn, d, w.fc1.w.get(), d, ws_a_.get(), F1);
+  mlp_act(dt, f.act, f.gated, ws_a_.get(), F1, w.fc1.bias(), R, F, ws_b_.get(), F, stream_);
+  linear(*blas_, dt, Dt::F32, R, d, F, ws_b_.get(), F, w.fc2.w.get(), F, ws_resid_.get(), d, 1.f, 1.f);
+  add_bias(Dt::F32, ws_resid_.get(), d, w.fc2.bias(), R, d, stream_);
+}
+
+void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced, RouteRecord* rec) {
+  const MlpSpec& f = cfg_.blocks[i].ffn;
+  const DevBlock& w = w_.blocks[i];
+  const Dt dt = w_.dt;
+  const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F, E = f.n_experts;
+  const size_t es = dt_size(dt);
+  float* logits = ws_f32b_.as<float>();
+  float* gate = logits + size_t(R) * E;
+  int* expert = ws_int_.as<int>();
+  int* perm = expert + R;
+  int* offsets = perm + R;
+  int* scratch = offsets + E + 1;
+  // Router (Zyphra switch_mlp.py): logits = x W^T + b in fp32, sigmoid, top-1.
+  linear(*blas_, dt, Dt::F32, R, E, d, xn, d, w.router.w.get(), d, logits, E);
+  router_top1(logits, w.router.bias(), R, E, forced, expert, gate, stream_);
+  moe_permute(dt, expert, R, E, xn, d, d, offsets, perm, ws_c_.get(), scratch, stream_);
+  std::vector<int> off(E + 1);
+  download(off.data(), offsets, sizeof(int) * (E + 1), stream_);
+  if (rec) {
+    rec->block = i;
+    rec->n_experts = E;
+    std::vector<int> ex(R);
+    download(ex.data(), expert, sizeof(int) * R, stream_);
+    rec->expert.assign(ex.begin(), ex.end());
+    rec->prob.resize(R);
+    download(rec->prob.data(), gate, sizeof(float) * R, stream_);
+    rec->router_logits.resize(size_t(R) * E);
+    download(rec->router_logits.data(), logits, sizeof(float) * R * E, stream_);
+  }
+  for (int e = 0; e < E; ++e) {
+    const int n = off[e + 1] - off[e];
+    if (n == 0) continue;
+    const char* xs = ws_c_.as<char>() + size_t(off[e]) * d * es;
+    const char* w1 = w.fc1.w.as<char>() + size_t(e) * F1 * d * es;
+    const char* w2 = w.fc2.w.as<char>() + size_t(e) * d * F * es;
+    const float* b1 = w.fc1.bias() ? w.fc1.bias() + size_t(e) * F1 : nullptr;
+    const float* b2 = w.fc2.bias() ? w.fc2.bias() + size_t(e) * d : nullptr;
+    float* ys = ws_f32_.as<float>() + size_t(off[e]) * d;
+    linear(*blas_, dt, dt, n, F1, d, xs, d, w1, d, ws_a_.get(), F1);
+    mlp_act(dt, f.act, f.gated, ws_a_.get(), F1, b1, n, F, ws_b_.get(), F, stream_);
+    linear(*blas_, dt, Dt::F32, n, d, F, ws_b_.get(), F, w2, F, ys, d);
+    add_bias(Dt::F32, ys, d, b2, n, d, stream_);
+  }
+  moe_unpermute_add(ws_f32_.as<float>(), perm, gate, R, d, ws_resid_.as<float>(), stream_);
+}
+
+static Tensor download_f32(const void* p, Dt dt, int B, int T, int d, cudaStream_t s) {
+  const size_t n = size_t(B) * T * d;
+  std::vector<char> raw(n * dt_size(dt));
+  download(raw.data(), p, raw.size(), s);
+  Tensor t = Tensor::zeros(DType::F32, {B, T, d});
+  dt_to_f32(raw.data(), t.data_mut<float>(), dt, n);
+  return t;
+}
+
+void CudaModel::prefill_rows(const int64_t* ids_dev, int B, int T, const StatePtrs& st, const PrefillTrace& trace) {
+  ensure_workspace(B, T);
+  const int R = B * T, d = cfg_.d_model;
+  const Dt dt = w_.dt;
+  float* resid = ws_resid_.as<float>();
+  embedding(dt, w_.embed.get(), ids_dev, R, d, resid, stream_);
+  const bool neox = cfg_.family == "hf-gpt-neox";
+  auto record = [&](const void* p, Dt t) {
+    if (trace.hidden) trace.hidden->push_back(download_f32(p, t, B, T, d, stream_));
+  };
+  if (neox) record(resid, Dt::F32);
+  int moe_index = 0;
+  for (int i = 0; i < cfg_.n_blocks(); ++i) {
+    const BlockConfig& bc = cfg_.blocks[i];
+    const DevBlock& w = w_.blocks[i];
+    auto nb = [](const DeviceBuffer& b) { return b.bytes() ? b.as<float>() : nullptr; };
+    // Parallel blocks norm both branches from the same residual before either adds into it.
+    const bool has_mlp = bc.mlp != MlpKind::None, has_mixer = bc.mixer != MixerKind::None;
+    if (has_mixer)
+      add_norm(cfg_.norm, dt, resid, nullptr, w.norm_w.as<float>(), nb(w.norm_b), cfg_.norm_eps, R, d, ws_xn_.get(),
+               stream_);
+    if (has_mlp && bc.parallel)
+      add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, R, d,
+               ws_xn2_.get(), stream_);
+    if (bc.mixer == MixerKind::Mamba) mamba_prefill(i, B, T, ws_xn_.get(), st.conv[i], st.ssm[i]);
+    if (bc.mixer == MixerKind::Attention) attention_prefill(i, B, T, ws_xn_.get(), st.k[i], st.v[i], st.S_max);
+    if (has_mlp) {
+      if (!bc.parallel)
+        add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, R, d,
+                 ws_xn2_.get(), stream_);
+      if (bc.mlp == MlpKind::Dense) {
+        mlp_prefill(i, R, ws_xn2_.get());
+      } else {
+        const int64_t* forced = trace.forced ? (*trace.forced)[moe_index] : nullptr;
+        RouteRecord rec;
+        moe_prefill(i, R, ws_xn2_.get(), forced, trace.routes ? &rec : nullptr);
+        if (trace.routes) trace.routes->push_back(std::move(rec));
+        ++moe_index;
+      }
+    }
+    if (!neox || i + 1 < cfg_.n_blocks()) record(resid, Dt::F32);
+  }
+  add_norm(cfg_.final_norm, dt, resid, nullptr, w_.final_norm_w.as<float>(),
+           w_.final_norm_b.bytes() ? w_.final_norm_b.as<float>() : nullptr, cfg_.final_norm_eps, R, d, ws_xn_.get(),
+           stream_);
+  record(ws_xn_.get(), dt);
+}
+
+void CudaModel::lm_head_rows(const void* x, int ldx, int M, float* logits, cudaStream_t s) {
+  const int V = cfg_.vocab_size, d = cfg_.d_model;
+  if (s != blas_->stream()) blas_->set_stream(s);
+  linear(*blas_, w_.dt, Dt::F32, M, V, d, x, ldx, w_.head(), d, logits, V);
+  add_bias(Dt::F32, logits, V, w_.lm_head_b.bytes() ? w_.lm_head_b.as<float>() : nullptr, M, V, s);
+  if (s != stream_) blas_->set_stream(stream_);
+}
+
+static std::vector<const int64_t*> upload_forced(const ModelConfig& cfg, const ForwardOptions& opt, int B, int T,
+                                                 DeviceBuffer& buf, cudaStream_t s) {
+  const std::vector<int> moe = cfg.moe_blocks();
+  std::vector<const int64_t*> ptrs(moe.size(), nullptr);
+  if (!opt.force_routes) return ptrs;
+  const size_t R = size_t(B) * T;
+  buf.ensure(std::max<size_t>(1, moe.size()) * R * 8, "forced routes");
+  for (const auto& [block, experts] : *opt.force_routes) {
+    auto it = std::find(moe.begin(), moe.end(), block);
+    if (it == moe.end()) fail("forced routes name block ", block, ", which is not an MoE block");
+    if (experts.size() != R)
+      fail("forced routes for block ", block, " have ", experts.size(), " entries; expected B*T = ", R);
+    const int E = cfg.blocks[block].ffn.n_experts;
+    for (size_t r = 0; r < R; ++r)
+      if (experts[r] < 0 || experts[r] >= E)
+        fail("forced route for block ", block, " at token ", r, " is expert ", experts[r], ", outside [0, ", E, ")");
+    const size_t m = size_t(it - moe.begin());
+    int64_t* dst = buf.as<int64_t>() + m * R;
+    upload(dst, experts.data(), R * 8, s);
+    ptrs[m] = dst;
+  }
+  BMH_CUDA(cudaStreamSynchronize(s));
+  return ptrs;
+}
+
+ForwardOutput CudaModel::forward(const Tensor& ids, const ForwardOptions& opt) {
+  check_input_ids(ids, cfg_.vocab_size, "input_ids");
+  const int B = int(ids.dim(0)), T = int(ids.dim(1)), V = cfg_.vocab_size;
+  ForwardOutput out;
+  out.logits = Tensor::zeros(DType::F32, {B, T, V});
+  if (B * T == 0) return out;
+  ensure_workspace(B, T);
+  if (scratch_B_ != B || scratch_T_ < T) {
+    scratch_state_.allocate(cfg_, w_.dt, B, T, "forward state");
+    scratch_B_ = B;
+    scratch_T_ = T;
+  }
+  scratch_state_.zero(stream_);
+  upload(ws_ids_.get(), ids.raw(), size_t(B) * T * 8, stream_);
+  std::vector<const int64_t*> forced = upload_forced(cfg_, opt, B, T, ws_forced_, stream_);
+  PrefillTrace tr;
+  tr.routes = &out.routes;
+  tr.hidden = opt.hidden_states ? &out.hidden_states : nullptr;
+  tr.forced = &forced;
+  prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, tr);
+  const size_t R = size_t(B) * T;
+  ws_logits_.ensure(R * V * 4, "logits [B*T, V] fp32");
+  lm_head_rows(ws_xn_.get(), cfg_.d_model, int(R), ws_logits_.as<float>(), stream_);
+  download(out.logits.data_mut<float>(), ws_logits_.get(), R * V * 4, stream_);
+  return out;
+}
+
+void CudaModel::forward_device(const Tensor& ids) {
+  check_input_ids(ids, cfg_.vocab_size, "input_ids");
+  const int B = int(ids.dim(0)), T = int(ids.dim(1)), V = cfg_.vocab_size;
+  ensure_workspace(B, T);
+  if (scratch_B_ != B || scratch_T_ < T) {
+    scratch_state_.allocate(cfg_, w_.dt, B, T, "forward state");
+    scratch_B_ = B;
+    scratch_T_ = T;
+  }
+  scratch_state_.zero(stream_);
+  upload(ws_ids_.get(), ids.raw(), size_t(B) * T * 8, stream_);
+  prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, {});
+  ws_logits_.ensure(size_t(B) * T * V * 4, "logits [B*T, V] fp32");
+  lm_head_rows(ws_xn_.get(), cfg_.d_model, B * T, ws_logits_.as<float>(), stream_);
+  BMH_CUDA(cudaStreamSynchronize(stream_));
+}
+
+std::vector<ScoreResult> CudaModel::score(const std::vector<ScoreRequest>& requests) {
+  std::vector<ScoreResult> out(requests.size());
+  const int d = cfg_.d_model, V = cfg_.vocab_size;
+  for (size_t q = 0; q < requests.size(); ++q) {
+    const ScoreRequest& r = requests[q];
+    const int n = int(r.tokens.size());
+    if (n < 2 || r.n_continuation < 1 || r.n_continuation >= n)
+      fail("score request needs at least one context token and one continuation token (got ", n, " tokens, ",
+           r.n_continuation, " to score)");
+    // The model sees tokens[0..n-2]; position p predicts tokens[p+1]; only the continuation rows reach the head.
+    const int T = n - 1, p0 = n - 1 - r.n_continuation, C = r.n_continuation;
+    std::vector<int64_t> ids(r.tokens.begin(), r.tokens.end() - 1);
+    Tensor idt = Tensor::from_i64(ids, {1, T});
+    check_input_ids(idt, V, "score request");
+    if (r.tokens.back() < 0 || r.tokens.back() >= V) fail("score request: id ", r.tokens.back(), " outside vocabulary");
+    ensure_workspace(1, T);
+    if (scratch_B_ != 1 || scratch_T_ < T) {
+      scratch_state_.allocate(cfg_, w_.dt, 1, T, "score state");
+      scratch_B_ = 1;
+      scratch_T_ = T;
+    }
+    scratch_state_.zero(stream_);
+    upload(ws_ids_.get(), ids.data(), size_t(T) * 8, stream_);
+    prefill_rows(ws_ids_.as<int64_t>(), 1, T, scratch_state_.ptrs, {});
+    const size_t lbytes = (size_t(C) * V * 4 + 255) / 256 * 256;
+    ws_logits_.ensure(lbytes + size_t(C) * 16, "score logits [continuation, V] fp32");
+    float* logits = ws_logits_.as<float>();
+    int64_t* targets = reinterpret_cast<int64_t*>(ws_logits_.as<char>() + lbytes);
+    float* lp = reinterpret_cast<float*>(targets + C);
+    int* greedy = reinterpret_cast<int*>(lp + C);
+    lm_head_rows(ws_xn_.as<char>() + size_t(p0) * d * dt_size(w_.dt), d, C, logits, stream_);
+    std::vector<int64_t> tg(r.tokens.begin() + p0 + 1, r.tokens.end());
+    upload(targets, tg.data(), size_t(C) * 8, stream_);
+    logsoftmax_gather(logits, C, V, targets, lp, greedy, nullptr, stream_);
+    std::vector<float> hl(C);
+    std::vector<int> hg(C);
+    download(hl.data(), lp, sizeof(float) * C, stream_);
+    download(hg.data(), greedy, sizeof(int) * C, stream_);
+    double sum = 0;
+    bool all = true;
+    for (int c = 0; c < C; ++c) {
+      sum += hl[c];
+      all = all && hg[c];
+    }
+    out[q] = {sum, all};
+  }
+  return out;
+}
+
+}  // namespace cuda
+}  // namespace bmh
