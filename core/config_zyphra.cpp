@@ -57,8 +57,8 @@ ModelConfig parse_zyphra_config(const ConfigJson& c) {
   static const std::set<std::string> honoured = {
       "num_layers", "hidden_size", "state_size", "conv_dimension", "vocab_size", "expansion_factor",
       "mamba_moe_layers", "ffn_hidden_size", "add_bias_linear", "swiglu", "max_sequence_length"};
-  // Seen in released configs or our fixtures' writers; from_pretrained never reads them ("bias" is
-  // overwritten by add_bias_linear).
+  // MambaConfig fields that released configs or save_pretrained may carry; from_pretrained never reads them
+  // ("bias" is overwritten by add_bias_linear).
   static const std::set<std::string> inert = {
       "bias", "base_model_type", "conv_bias", "use_fast_path", "dt_rank", "dt_min", "dt_max", "dt_init",
       "dt_scale", "dt_init_floor", "rms_norm", "fused_add_norm", "residual_in_fp32", "hidden_dropout",
@@ -66,9 +66,11 @@ ModelConfig parse_zyphra_config(const ConfigJson& c) {
       "layernorm_zero_centered_gamma", "num_moe_experts", "init_method_std", "apply_query_key_layer_scaling",
       "attention_softmax_in_fp32", "bias_gelu_fusion", "persist_layer_norm", "bias_dropout_fusion",
       "architectures", "model_type", "torch_dtype", "transformers_version"};
-  c.check_keys(honoured, inert, "Zyphra BlackMamba");
-
   ModelConfig cfg;
+  // from_pretrained never looks at any other key, so neither do we; `bmh info` lists what was ignored.
+  for (auto it = c.j.begin(); it != c.j.end(); ++it)
+    if (!honoured.count(it.key())) cfg.ignored_keys.push_back(it.key() + (inert.count(it.key()) ? "" : " (unknown)"));
+
   cfg.family = "zyphra-blackmamba";
   const int n_layers = c.get<int>("num_layers");
   cfg.d_model = c.get<int>("hidden_size");

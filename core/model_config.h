@@ -83,6 +83,7 @@ struct ModelConfig {
   bool tie_embeddings = true;              // lm_head.weight == embed.weight
   bool lm_head_bias = false;               // Zyphra add_bias_linear: output_layer.bias
   std::vector<BlockConfig> blocks;         // index = the family's own layer index
+  std::vector<std::string> ignored_keys;   // config keys the official loader ignores (Zyphra), for `bmh info`
 
   int n_blocks() const { return int(blocks.size()); }
   std::vector<int> moe_blocks() const;     // indices of blocks with an MoE MLP

@@ -21,6 +21,7 @@ void run_forward(const ForwardArgs& a) {
   auto it = in.tensors.find("input_ids");
   if (it == in.tensors.end()) fail(a.inputs, ": no tensor 'input_ids'");
   auto model = load_model(a.model.resolve());
+  check_input_ids(it->second, model->config().vocab_size, a.inputs + ": input_ids");
   ForwardOptions opt;
   opt.hidden_states = a.hidden;
   std::vector<std::pair<int, std::vector<int64_t>>> forced;

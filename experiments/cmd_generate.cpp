@@ -20,6 +20,7 @@ void run_generate(const GenerateArgs& a) {
   auto it = in.tensors.find("input_ids");
   if (it == in.tensors.end()) fail(a.inputs, ": no tensor 'input_ids'");
   auto model = load_model(a.model.resolve());
+  check_input_ids(it->second, model->config().vocab_size, a.inputs + ": input_ids");
   Tensor logits;
   Tensor ids = generate_greedy(*model, it->second, a.max_new, &logits);
   write_safetensors(a.out, {{"generated_ids", ids}, {"generated_logits", logits}});

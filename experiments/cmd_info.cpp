@@ -3,6 +3,7 @@
 #include <map>
 
 #include "core/checkpoint.h"
+#include "core/error.h"
 #include "core/model_weights.h"
 #include "core/presets.h"
 #include "experiments/command.h"
@@ -45,6 +46,7 @@ void print_config(const ModelConfig& cfg) {
       std::printf(" ffn %d%s %s", b.ffn.d_ff, b.ffn.gated ? " gated" : "", to_string(b.ffn.act));
     std::printf("\n");
   }
+  for (const auto& k : cfg.ignored_keys) std::printf("ignored     config key '%s' (the official loader never reads it)\n", k.c_str());
   ParamCount p = count_parameters(cfg);
   std::printf("parameters  %.3fM total, %.3fM active per token (embedding %.3fM)\n", p.total / 1e6, p.active / 1e6,
               p.embedding / 1e6);
