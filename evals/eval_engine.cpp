@@ -1,0 +1,240 @@
+#include "evals/eval_engine.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "evals/journal.h"
+#include "evals/task_sha256.h"
+
+namespace bmh::eval {
+
+namespace {
+
+// "label [#######.......] 1234/5678  56.7 req/s  ETA 0:01:23" on stderr: redrawn in place on a terminal,
+// a line every 10% (or 30 s) otherwise. The ETA extrapolates by tokens, since requests run longest first.
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, size_t total, int64_t total_tokens, bool enabled)
+      : label_(std::move(label)), total_(total), total_tokens_(total_tokens), enabled_(enabled && total > 0),
+        tty_(::isatty(2)), start_(Clock::now()), last_(start_) {}
+
+  void update(size_t done, int64_t done_tokens) {
+    if (!enabled_) return;
+    auto now = Clock::now();
+    double since = std::chrono::duration<double>(now - last_).count();
+    bool finished = done == total_;
+    if (tty_ ? (since < 0.2 && !finished) : (!finished && since < 30 && done * 10 / total_ == last_decile_)) return;
+    last_ = now;
+    last_decile_ = done * 10 / total_;
+    double elapsed = std::chrono::duration<double>(now - start_).count();
+    double eta = done_tokens > 0 ? elapsed * double(total_tokens_ - done_tokens) / double(done_tokens) : 0;
+    const int width = 30;
+    int fill = int(double(done) / double(total_) * width);
+    std::string bar(size_t(fill), '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "%s%s [%s] %zu/%zu  %.1f req/s  %s %s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
+                 done, total_, elapsed > 0 ? double(done) / elapsed : 0.0, finished ? "took" : "ETA",
+                 hms(finished ? elapsed : eta).c_str(), tty_ && !finished ? "" : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static std::string hms(double s) {
+    long t = long(std::lround(s));
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    return buf;
+  }
+  std::string label_;
+  size_t total_;
+  int64_t total_tokens_;
+  bool enabled_, tty_;
+  Clock::time_point start_, last_;
+  size_t last_decile_ = 0;
+};
+
+}  // namespace
+
+std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<ScoreRequest>& requests,
+                                        const ScoreOptions& opt) {
+  if (opt.batch_size < 1) fail("--batch-size must be at least 1 (got ", opt.batch_size, ")");
+  // One entry per unique (tokens, n_continuation).
+  std::vector<std::string> keys(requests.size());
+  std::unordered_map<std::string, size_t> unique_of;
+  std::vector<size_t> unique_first;        // index of a request carrying each unique key
+  std::vector<size_t> slot(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    keys[i] = request_key(requests[i]);
+    auto [it, inserted] = unique_of.emplace(keys[i], unique_first.size());
+    if (inserted) unique_first.push_back(i);
+    slot[i] = it->second;
+  }
+  std::vector<ScoreResult> unique_result(unique_first.size());
+  std::vector<size_t> pending;
+  for (size_t u = 0; u < unique_first.size(); ++u) {
+    const std::string& key = keys[unique_first[u]];
+    if (opt.journal && opt.journal->done().count(key)) {
+      unique_result[u] = opt.journal->done().at(key);
+    } else {
+      pending.push_back(u);
+    }
+  }
+  // Longest first, ties by the tokens (lm-eval's _collate: (-len(toks), tuple(toks))).
+  std::sort(pending.begin(), pending.end(), [&](size_t a, size_t b) {
+    const auto& ta = requests[unique_first[a]].tokens;
+    const auto& tb = requests[unique_first[b]].tokens;
+    if (ta.size() != tb.size()) return ta.size() > tb.size();
+    if (ta != tb) return ta < tb;
+    return requests[unique_first[a]].n_continuation < requests[unique_first[b]].n_continuation;
+  });
+  int64_t total_tokens = 0;
+  for (size_t u : pending) total_tokens += int64_t(requests[unique_first[u]].tokens.size());
+  if (opt.progress && opt.journal && opt.journal->resumed() > 0)
+    std::fprintf(stderr, "%s: resuming: %zu of %zu unique requests already in %s\n", opt.label.c_str(),
+                 unique_first.size() - pending.size(), unique_first.size(), opt.journal->path().c_str());
+  ProgressBar bar(opt.label, pending.size(), total_tokens, opt.progress);
+  int64_t done_tokens = 0;
+  for (size_t start = 0; start < pending.size(); start += size_t(opt.batch_size)) {
+    size_t end = std::min(pending.size(), start + size_t(opt.batch_size));
+    std::vector<ScoreRequest> batch;
+    for (size_t k = start; k < end; ++k) batch.push_back(requests[unique_first[pending[k]]]);
+    std::vector<ScoreResult> got = model.score(batch);
+    if (got.size() != batch.size())
+      fail("model ", model.describe(), " returned ", got.size(), " scores for a batch of ", batch.size());
+    std::vector<std::pair<std::string, ScoreResult>> journal_batch;
+    for (size_t k = start; k < end; ++k) {
+      unique_result[pending[k]] = got[k - start];
+      journal_batch.emplace_back(keys[unique_first[pending[k]]], got[k - start]);
+      done_tokens += int64_t(batch[k - start].tokens.size());
+    }
+    if (opt.journal) opt.journal->append(journal_batch);
+    bar.update(end, done_tokens);
+  }
+  std::vector<ScoreResult> out(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) out[i] = unique_result[slot[i]];
+  return out;
+}
+
+std::vector<Task> load_tasks(const EvalOptions& opt, std::vector<int64_t>* n_original) {
+  if (opt.limit < 0) fail("--limit must be positive (got ", opt.limit, ")");
+  std::vector<Task> tasks;
+  for (const std::string& name : opt.tasks) {
+    Task t = load_task(name, opt.task_options);
+    if (n_original) n_original->push_back(int64_t(t.docs.size()));
+    if (opt.limit > 0 && int64_t(t.docs.size()) > opt.limit) t.docs.resize(size_t(opt.limit));
+    tasks.push_back(std::move(t));
+  }
+  return tasks;
+}
+
+static MetricValue mean_metric(const std::string& name, const std::vector<double>& items) {
+  MetricValue m;
+  m.name = name;
+  m.value = py_mean(items);
+  m.has_stderr = items.size() > 1;  // evaluator_utils: "N/A" unless len(items) > 1
+  if (m.has_stderr) m.stderr_ = mean_stderr(items);
+  return m;
+}
+
+std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, const EvalOptions& opt) {
+  std::vector<int64_t> n_original;
+  std::vector<Task> tasks = load_tasks(opt, &n_original);
+  const int max_length = model.config().max_seq_len;
+  if (max_length < 1) fail("model ", model.describe(), " has max_seq_len ", max_length);
+
+  std::vector<TaskResult> results;
+  std::vector<ScoreRequest> all;
+  std::unordered_map<std::string, std::vector<int32_t>> cache;  // MC choices share a context
+  auto cached_encode = [&](std::string_view s) -> std::vector<int32_t> {
+    auto it = cache.find(std::string(s));
+    if (it != cache.end()) return it->second;
+    std::vector<int32_t> ids = encode(s);
+    if (cache.size() > 200000) cache.clear();
+    cache.emplace(std::string(s), ids);
+    return ids;
+  };
+  for (size_t ti = 0; ti < tasks.size(); ++ti) {
+    TaskResult tr;
+    tr.task = std::move(tasks[ti]);
+    tr.n_original = n_original[ti];
+    for (const Doc& d : tr.task.docs) {
+      for (size_t k = 0; k < d.requests.size(); ++k) {
+        RequestRecord rec;
+        rec.doc_id = d.id;
+        rec.idx = int(k);
+        rec.text = d.requests[k];
+        try {
+          rec.tokens = encode_request(rec.text.context, rec.text.continuation, cached_encode, opt.prefix_token);
+          ScoreRequest sr = to_score_request(rec.tokens, max_length);
+          rec.n_truncated = int(rec.tokens.context.size() + rec.tokens.continuation.size() - sr.tokens.size());
+          all.push_back(std::move(sr));
+        } catch (const Error& e) {
+          fail(tr.task.name, " doc ", d.id, " request ", k, ": ", e.what());
+        }
+        tr.requests.push_back(std::move(rec));
+      }
+    }
+    results.push_back(std::move(tr));
+  }
+
+  std::vector<ScoreResult> scores = score_requests(model, all, opt.score);
+  size_t next = 0;
+  for (TaskResult& tr : results) {
+    for (RequestRecord& r : tr.requests) r.result = scores[next++];
+    size_t ri = 0;
+    std::vector<double> acc, acc_norm, lls;
+    for (const Doc& d : tr.task.docs) {
+      DocRecord dr;
+      dr.doc_id = d.id;
+      if (tr.task.output_type == OutputType::MultipleChoice) {
+        std::vector<double> doc_lls;
+        for (size_t k = 0; k < d.requests.size(); ++k) doc_lls.push_back(tr.requests[ri++].result.logprob);
+        ChoiceOutcome o = score_multiple_choice(doc_lls, d.choices, d.gold);
+        dr.gold = d.gold;
+        dr.pred = int(o.pred);
+        dr.pred_norm = int(o.pred_norm);
+        dr.acc = o.acc;
+        dr.acc_norm = o.acc_norm;
+        acc.push_back(o.acc);
+        acc_norm.push_back(o.acc_norm);
+      } else {
+        const ScoreResult& s = tr.requests[ri++].result;
+        dr.loglikelihood = s.logprob;
+        dr.is_greedy = s.is_greedy;
+        dr.acc = s.is_greedy ? 1 : 0;  // {"acc": int(is_greedy)}
+        lls.push_back(s.logprob);
+        acc.push_back(dr.acc);
+      }
+      tr.docs.push_back(dr);
+    }
+    for (const std::string& m : tr.task.metrics) {
+      if (m == "acc") {
+        tr.metrics.push_back(mean_metric("acc", acc));
+      } else if (m == "acc_norm") {
+        tr.metrics.push_back(mean_metric("acc_norm", acc_norm));
+      } else if (m == "perplexity") {
+        MetricValue pm;
+        pm.name = "perplexity";
+        pm.higher_is_better = false;
+        pm.value = perplexity(lls);
+        pm.has_stderr = lls.size() > 1;
+        if (pm.has_stderr) pm.stderr_ = bootstrap_stderr(Statistic::Perplexity, lls, opt.bootstrap_iters);
+        tr.metrics.push_back(pm);
+      } else {
+        fail("task ", tr.task.name, ": no aggregation for metric ", m);
+      }
+    }
+  }
+  return results;
+}
+
+std::string run_fingerprint(const nlohmann::json& what) { return sha256_hex(what.dump()).substr(0, 32); }
+
+}  // namespace bmh::eval
