@@ -117,21 +117,23 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
     if (opt.journal) opt.journal->append(journal_batch);
     bar.update(end, done_tokens);
   }
+  if (opt.unique_requests) *opt.unique_requests = unique_first.size();
   std::vector<ScoreResult> out(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) out[i] = unique_result[slot[i]];
   return out;
 }
 
-std::vector<Task> load_tasks(const EvalOptions& opt, std::vector<int64_t>* n_original) {
+LoadedTasks load_tasks(const EvalOptions& opt) {
   if (opt.limit < 0) fail("--limit must be positive (got ", opt.limit, ")");
-  std::vector<Task> tasks;
+  if (opt.tasks.empty()) fail("no tasks given");
+  LoadedTasks out;
   for (const std::string& name : opt.tasks) {
     Task t = load_task(name, opt.task_options);
-    if (n_original) n_original->push_back(int64_t(t.docs.size()));
+    out.n_original.push_back(int64_t(t.docs.size()));
     if (opt.limit > 0 && int64_t(t.docs.size()) > opt.limit) t.docs.resize(size_t(opt.limit));
-    tasks.push_back(std::move(t));
+    out.tasks.push_back(std::move(t));
   }
-  return tasks;
+  return out;
 }
 
 static MetricValue mean_metric(const std::string& name, const std::vector<double>& items) {
@@ -144,8 +146,13 @@ static MetricValue mean_metric(const std::string& name, const std::vector<double
 }
 
 std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, const EvalOptions& opt) {
-  std::vector<int64_t> n_original;
-  std::vector<Task> tasks = load_tasks(opt, &n_original);
+  return run_tasks(model, encode, opt, load_tasks(opt));
+}
+
+std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, const EvalOptions& opt,
+                                  LoadedTasks loaded) {
+  std::vector<Task>& tasks = loaded.tasks;
+  const std::vector<int64_t>& n_original = loaded.n_original;
   const int max_length = model.config().max_seq_len;
   if (max_length < 1) fail("model ", model.describe(), " has max_seq_len ", max_length);
 

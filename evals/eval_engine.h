@@ -23,6 +23,7 @@ struct ScoreOptions {
   bool progress = true;
   std::string label = "scoring";   // progress bar prefix
   Journal* journal = nullptr;      // results already there are not recomputed; new ones are appended
+  size_t* unique_requests = nullptr;  // out: how many unique sequences the requests were
 };
 
 // Scores every request; identical (tokens, n_continuation) pairs are run once. Results in input order.
@@ -65,10 +66,16 @@ struct EvalOptions {
   ScoreOptions score;
 };
 
-// Loads all tasks first (bad input fails before the model runs), then scores all their requests together.
+struct LoadedTasks {
+  std::vector<Task> tasks;              // documents cut to the limit
+  std::vector<int64_t> n_original;      // documents in each file
+};
+// Loads every task (bad input fails here, before a model is built or a file written) and applies --limit.
+LoadedTasks load_tasks(const EvalOptions& opt);
+// Scores all the tasks' requests together and computes the metrics.
+std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, const EvalOptions& opt,
+                                  LoadedTasks tasks);
 std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, const EvalOptions& opt);
-// Loads and cuts the tasks without running anything (what run_tasks would evaluate).
-std::vector<Task> load_tasks(const EvalOptions& opt, std::vector<int64_t>* n_original = nullptr);
 
 // A compact fingerprint (hex) of everything a journal's results depend on.
 std::string run_fingerprint(const nlohmann::json& what);
