@@ -1,0 +1,537 @@
+// The op-case table and its GPU runner (see op_cases.h).
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+#include "kernels/attention.cuh"
+#include "kernels/bias_act.cuh"
+#include "kernels/conv1d.cuh"
+#include "kernels/embedding.cuh"
+#include "kernels/gemm.h"
+#include "kernels/gemv.cuh"
+#include "kernels/logits.cuh"
+#include "kernels/moe.cuh"
+#include "kernels/norm.cuh"
+#include "kernels/op_cases.h"
+#include "kernels/selective_scan.cuh"
+
+namespace bmh::cuda {
+
+const char* to_string(OpKind k) {
+  switch (k) {
+    case OpKind::Linear: return "linear";
+    case OpKind::AddNorm: return "add_norm";
+    case OpKind::MlpAct: return "mlp_act";
+    case OpKind::Conv1d: return "conv1d";
+    case OpKind::Conv1dUpdate: return "conv1d_update";
+    case OpKind::Scan: return "selective_scan";
+    case OpKind::StateUpdate: return "state_update";
+    case OpKind::Gemv: return "gemv";
+    case OpKind::MoeRoute: return "moe_route";
+    case OpKind::Rotary: return "rotary";
+    case OpKind::Softmax: return "causal_softmax";
+    case OpKind::AttnDecode: return "attention_decode";
+    case OpKind::LogSoftmax: return "logsoftmax_gather";
+    case OpKind::Embedding: return "embedding";
+  }
+  return "?";
+}
+
+std::string OpCase::name() const {
+  std::ostringstream os;
+  os << to_string(op) << "_" << dt_name(dt);
+  auto put = [&](const char* k, int v) { if (v) os << "_" << k << v; };
+  put("B", B == 1 ? 0 : B); put("T", T == 1 ? 0 : T);
+  put("M", M); put("N", N); put("K", K); put("E", E); put("H", H); put("hd", hd); put("rd", rd); put("S", S);
+  put("V", V);
+  if (flag) os << "_flag";
+  if (bias) os << "_bias";
+  if (op == OpKind::AddNorm) os << (norm == NormKind::RMSNorm ? "_rms" : "_ln");
+  if (op == OpKind::MlpAct) os << "_" << bmh::to_string(act);
+  return os.str();
+}
+
+std::vector<OpCase> op_cases() {
+  std::vector<OpCase> v;
+  for (Dt dt : {Dt::F32, Dt::BF16, Dt::F16}) {
+    auto C = [&](OpKind k) { OpCase c; c.op = k; c.dt = dt; return c; };
+    // GEMMs: odd sizes, a long K (fp32 must stay fp32: TF32 would miss 1e-5), fp32 accumulate into the residual.
+    for (auto [M, N, K, acc] : std::vector<std::tuple<int, int, int, bool>>{
+             {1, 1, 1, false}, {7, 33, 65, false}, {129, 250, 96, true}, {64, 96, 4096, false}, {3, 2944, 1472, true}}) {
+      OpCase c = C(OpKind::Linear); c.M = M; c.N = N; c.K = K; c.flag = acc; v.push_back(c);
+    }
+    { OpCase c = C(OpKind::Linear); c.M = 4096; c.N = 5888; c.K = 1472; c.perf = true; v.push_back(c); }
+    for (NormKind nk : {NormKind::RMSNorm, NormKind::LayerNorm})
+      for (bool delta : {false, true}) {
+        OpCase c = C(OpKind::AddNorm); c.T = 37; c.N = 97; c.norm = nk; c.flag = delta; c.bias = nk == NormKind::LayerNorm;
+        v.push_back(c);
+      }
+    { OpCase c = C(OpKind::AddNorm); c.T = 300; c.N = 2560; c.flag = true; v.push_back(c); }
+    for (Activation a : {Activation::GeluErf, Activation::GeluTanh, Activation::Silu, Activation::Relu}) {
+      OpCase c = C(OpKind::MlpAct); c.T = 19; c.N = 75; c.act = a; c.flag = a == Activation::GeluErf; c.bias = a != Activation::Relu;
+      v.push_back(c);
+    }
+    { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 37; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 2; c.N = 33; c.K = 4; v.push_back(c); }
+    { OpCase c = C(OpKind::Conv1dUpdate); c.B = 3; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Scan); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
+    { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 33; c.N = 64; c.K = 40; c.flag = true; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::StateUpdate); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::StateUpdate); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
+    { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Gemv); c.B = 3; c.N = 130; c.K = 1472; v.push_back(c); }
+    { OpCase c = C(OpKind::Gemv); c.B = 2; c.N = 33; c.K = 40; c.E = 4; c.flag = true; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 10240; c.K = 2560; c.perf = true; v.push_back(c); }
+    { OpCase c = C(OpKind::MoeRoute); c.T = 37; c.N = 24; c.E = 8; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::MoeRoute); c.B = 2; c.T = 9; c.N = 24; c.E = 4; c.flag = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Rotary); c.B = 2; c.T = 5; c.H = 3; c.hd = 16; c.rd = 4; c.S = 9; v.push_back(c); }
+    { OpCase c = C(OpKind::Rotary); c.B = 1; c.T = 7; c.H = 2; c.hd = 64; c.rd = 64; c.S = 7; v.push_back(c); }
+    { OpCase c = C(OpKind::Softmax); c.H = 3; c.T = 17; c.S = 21; v.push_back(c); }
+    { OpCase c = C(OpKind::AttnDecode); c.B = 2; c.H = 3; c.hd = 40; c.S = 21; v.push_back(c); }
+    { OpCase c = C(OpKind::AttnDecode); c.B = 1; c.H = 2; c.hd = 128; c.S = 300; v.push_back(c); }
+    { OpCase c = C(OpKind::LogSoftmax); c.T = 5; c.V = 1000; v.push_back(c); }
+    { OpCase c = C(OpKind::Embedding); c.T = 9; c.V = 50; c.N = 33; v.push_back(c); }
+  }
+  // Model-sized cases for the benchmark (bf16).
+  auto P = [&](OpKind k) { OpCase c; c.op = k; c.dt = Dt::BF16; c.perf = true; return c; };
+  { OpCase c = P(OpKind::Scan); c.B = 8; c.T = 2048; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+  { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
+  { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+  { OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = 2560; c.flag = true; v.push_back(c); }
+  { OpCase c = P(OpKind::Gemv); c.B = 1; c.N = 7744; c.K = 1472; c.E = 8; c.flag = true; v.push_back(c); }
+  { OpCase c = P(OpKind::AttnDecode); c.B = 1; c.H = 16; c.hd = 128; c.S = 2048; v.push_back(c); }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+namespace {
+
+float round_to(Dt dt, float x) {
+  float out;
+  uint16_t h;
+  switch (dt) {
+    case Dt::F32: return x;
+    case Dt::BF16: f32_to_dt(&x, &h, dt, 1); dt_to_f32(&h, &out, dt, 1); return out;
+    case Dt::F16: f32_to_dt(&x, &h, dt, 1); dt_to_f32(&h, &out, dt, 1); return out;
+  }
+  return x;
+}
+
+struct Gen {
+  std::mt19937_64 rng;
+  std::vector<float> normal(size_t n, double scale, Dt dt, double mean = 0) {
+    std::normal_distribution<double> d(mean, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = round_to(dt, float(d(rng)));
+    return v;
+  }
+  std::vector<float> uniform(size_t n, double lo, double hi, Dt dt) {
+    std::uniform_real_distribution<double> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = round_to(dt, float(d(rng)));
+    return v;
+  }
+  std::vector<int64_t> ints(size_t n, int64_t lo, int64_t hi) {
+    std::uniform_int_distribution<int64_t> d(lo, hi);
+    std::vector<int64_t> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+  }
+};
+
+// Device copies of one case's data; launch() runs the kernel(s) on `s`.
+struct DevCase {
+  Dt dt;
+  std::map<std::string, DeviceBuffer> buf;
+  std::map<std::string, Dt> out_dt;
+  std::function<void(cudaStream_t)> launch;
+  std::unique_ptr<Blas> blas;
+
+  void* put(const std::string& k, const std::vector<float>& v, Dt t) {
+    DeviceBuffer b(std::max<size_t>(1, v.size()) * dt_size(t), "op input " + k);
+    std::vector<char> tmp(v.size() * dt_size(t));
+    f32_to_dt(v.data(), tmp.data(), t, v.size());
+    upload(b.get(), tmp.data(), tmp.size());
+    void* p = b.get();
+    buf[k] = std::move(b);
+    return p;
+  }
+  void* put_int(const std::string& k, const std::vector<int64_t>& v, bool as_i32) {
+    const size_t es = as_i32 ? 4 : 8;
+    DeviceBuffer b(std::max<size_t>(1, v.size()) * es, "op input " + k);
+    if (as_i32) {
+      std::vector<int> t(v.begin(), v.end());
+      upload(b.get(), t.data(), t.size() * 4);
+    } else {
+      upload(b.get(), v.data(), v.size() * 8);
+    }
+    void* p = b.get();
+    buf[k] = std::move(b);
+    return p;
+  }
+  void* out(const std::string& k, size_t n, Dt t) {
+    DeviceBuffer b(std::max<size_t>(1, n) * dt_size(t), "op output " + k);
+    fill_nan(b.get(), t, n);
+    void* p = b.get();
+    buf["out:" + k] = std::move(b);
+    out_dt[k] = t;
+    return p;
+  }
+};
+
+std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
+  auto dc = std::make_unique<DevCase>();
+  DevCase& D = *dc;
+  D.dt = c.dt;
+  const Dt dt = c.dt;
+  auto& in = d.in;
+  auto& ints = d.ints;
+  const int R = c.rows();
+  switch (c.op) {
+    case OpKind::Linear: {
+      const Dt od = c.flag ? Dt::F32 : dt;
+      void* x = D.put("x", in["x"], dt);
+      void* W = D.put("W", in["W"], dt);
+      void* y;
+      if (c.flag) { y = D.put("y", in["y0"], Dt::F32); D.out_dt["y"] = Dt::F32; }
+      else y = D.out("y", size_t(c.M) * c.N, od);
+      D.blas = std::make_unique<Blas>();
+      Blas* bl = D.blas.get();
+      D.launch = [=, &c](cudaStream_t s) {
+        bl->set_stream(s);
+        linear(*bl, dt, od, c.M, c.N, c.K, x, c.K, W, c.K, y, c.N, 1.f, c.flag ? 1.f : 0.f);
+      };
+      break;
+    }
+    case OpKind::AddNorm: {
+      float* res = static_cast<float*>(D.put("residual", in["residual"], Dt::F32));
+      D.out_dt["residual"] = Dt::F32;
+      void* delta = c.flag ? D.put("delta", in["delta"], dt) : nullptr;
+      float* w = static_cast<float*>(D.put("w", in["w"], Dt::F32));
+      float* b = c.bias ? static_cast<float*>(D.put("b", in["b"], Dt::F32)) : nullptr;
+      void* y = D.out("y", size_t(R) * c.N, dt);
+      D.launch = [=, &c](cudaStream_t s) { add_norm(c.norm, dt, res, delta, w, b, 1e-5, R, c.N, y, s); };
+      break;
+    }
+    case OpKind::MlpAct: {
+      const int F1 = c.flag ? 2 * c.N : c.N;
+      void* h = D.put("h", in["h"], dt);
+      float* b = c.bias ? static_cast<float*>(D.put("b", in["b"], Dt::F32)) : nullptr;
+      void* y = D.out("y", size_t(R) * c.N, dt);
+      D.launch = [=, &c](cudaStream_t s) { mlp_act(dt, c.act, c.flag, h, F1, b, R, c.N, y, c.N, s); };
+      break;
+    }
+    case OpKind::Conv1d:
+    case OpKind::Conv1dUpdate: {
+      void* xz = D.put("xz", in["xz"], dt);  // [R, 2Di]: the conv reads the first Di columns (row stride 2Di)
+      float* w = static_cast<float*>(D.put("w", in["w"], Dt::F32));
+      float* b = c.bias ? static_cast<float*>(D.put("b", in["b"], Dt::F32)) : nullptr;
+      float* st = static_cast<float*>(D.put("state", in["state"], Dt::F32));
+      D.out_dt["state"] = Dt::F32;
+      void* y = D.out("y", size_t(R) * c.N, dt);
+      if (c.op == OpKind::Conv1d)
+        D.launch = [=, &c](cudaStream_t s) { causal_conv1d_silu(dt, xz, 2 * c.N, w, b, st, c.B, c.T, c.N, c.K, y, c.N, s); };
+      else
+        D.launch = [=, &c](cudaStream_t s) { causal_conv1d_silu_update(dt, xz, 2 * c.N, w, b, st, c.B, c.N, c.K, y, c.N, s); };
+      break;
+    }
+    case OpKind::Scan:
+    case OpKind::StateUpdate: {
+      const int Di = c.N, N = c.K, ldbc = 3 + 2 * N;
+      ScanArgs a{};
+      a.u = D.put("u", in["u"], dt); a.ldu = Di;
+      a.delta = D.put("delta", in["delta"], dt); a.ldd = Di;
+      a.z = c.flag ? D.put("z", in["z"], dt) : nullptr; a.ldz = Di;
+      char* bc = static_cast<char*>(D.put("bc", in["bc"], dt));  // [R, 3 + 2N]: B at column 3, C at 3 + N
+      a.Bm = bc + 3 * dt_size(dt); a.Cm = bc + (3 + N) * dt_size(dt); a.ldbc = ldbc;
+      a.A = static_cast<float*>(D.put("A", in["A"], Dt::F32));
+      a.D = static_cast<float*>(D.put("D", in["D"], Dt::F32));
+      a.delta_bias = c.bias ? static_cast<float*>(D.put("delta_bias", in["delta_bias"], Dt::F32)) : nullptr;
+      a.state = static_cast<float*>(D.put("state", in["state"], Dt::F32));
+      D.out_dt["state"] = Dt::F32;
+      a.y = D.out("y", size_t(R) * Di, dt); a.ldy = Di;
+      a.B = c.B; a.T = c.T; a.Di = Di; a.N = N;
+      if (c.op == OpKind::Scan) D.launch = [=](cudaStream_t s) { selective_scan(dt, a, s); };
+      else D.launch = [=](cudaStream_t s) { selective_state_update(dt, a, s); };
+      break;
+    }
+    case OpKind::Gemv: {
+      const int E = std::max(c.E, 1);
+      GemvArgs g{};
+      g.B = c.B; g.N = c.N; g.K = c.K;
+      g.W = D.put("W", in["W"], dt);
+      g.w_expert_stride = int64_t(c.N) * c.K;
+      g.x = D.put("x", in["x"], dt); g.ldx = c.K;
+      if (c.bias) { g.bias = static_cast<float*>(D.put("bias", in["bias"], Dt::F32)); g.bias_expert_stride = c.N; }
+      Dt od = dt;
+      if (c.flag) {
+        g.expert = static_cast<int*>(D.put_int("expert", ints["expert"], true));
+        g.scale = static_cast<float*>(D.put("scale", in["scale"], Dt::F32));
+        g.accumulate = true;
+        od = Dt::F32;
+        g.y = D.put("y", in["y0"], Dt::F32);
+        D.out_dt["y"] = Dt::F32;
+      } else {
+        g.y = D.out("y", size_t(c.B) * c.N, dt);
+      }
+      g.ldy = c.N;
+      (void)E;
+      D.launch = [=](cudaStream_t s) { gemv(dt, od, g, s); };
+      break;
+    }
+    case OpKind::MoeRoute: {
+      const int E = c.E, dd = c.N;
+      float* logits = static_cast<float*>(D.put("logits", in["logits"], Dt::F32));
+      D.out_dt["logits"] = Dt::F32;
+      float* bias = c.bias ? static_cast<float*>(D.put("bias", in["bias"], Dt::F32)) : nullptr;
+      const int64_t* forced = c.flag ? static_cast<int64_t*>(D.put_int("forced", ints["forced"], false)) : nullptr;
+      void* x = D.put("x", in["x"], dt);
+      float* ys = static_cast<float*>(D.put("ys", in["ys"], Dt::F32));
+      float* res = static_cast<float*>(D.put("residual", in["residual"], Dt::F32));
+      D.out_dt["residual"] = Dt::F32;
+      int* expert = static_cast<int*>(D.out("expert", R, Dt::F32));
+      float* gate = static_cast<float*>(D.out("gate", R, Dt::F32));
+      int* perm = static_cast<int*>(D.out("perm", R, Dt::F32));
+      int* offsets = static_cast<int*>(D.out("offsets", E + 1, Dt::F32));
+      void* xs = D.out("xs", size_t(R) * dd, dt);
+      int* scratch = static_cast<int*>(D.out("scratch", 2 * E, Dt::F32));
+      D.launch = [=](cudaStream_t s) {
+        router_top1(logits, bias, R, E, forced, expert, gate, s);
+        moe_permute(dt, expert, R, E, x, dd, dd, offsets, perm, xs, scratch, s);
+        moe_unpermute_add(ys, perm, gate, R, dd, res, s);
+      };
+      break;
+    }
+    case OpKind::Rotary: {
+      void* qkv = D.put("qkv", in["qkv"], dt);
+      D.out_dt["qkv"] = dt;
+      const size_t nc = size_t(c.B) * c.H * c.S * c.hd;
+      void* kc = D.out("kcache", nc, dt);
+      void* vc = D.out("vcache", nc, dt);
+      const int pos0 = c.S - c.T;
+      D.launch = [=, &c](cudaStream_t s) {
+        rotary_qkv_to_cache(dt, qkv, c.B, c.T, c.H, c.hd, c.rd, 10000.f, pos0, nullptr, kc, vc, c.S, s);
+      };
+      break;
+    }
+    case OpKind::Softmax: {
+      float* sc = static_cast<float*>(D.put("scores", in["scores"], Dt::F32));
+      void* P = D.out("P", size_t(c.H) * c.T * c.S, dt);
+      D.launch = [=, &c](cudaStream_t s) { causal_softmax(dt, sc, c.H, c.T, c.S, c.S - c.T, P, s); };
+      break;
+    }
+    case OpKind::AttnDecode: {
+      void* qkv = D.put("qkv", in["qkv"], dt);
+      void* kc = D.put("kcache", in["kcache"], dt);
+      void* vc = D.put("vcache", in["vcache"], dt);
+      int* pos = static_cast<int*>(D.put_int("pos", ints["pos"], true));
+      void* o = D.out("out", size_t(c.B) * c.H * c.hd, dt);
+      const float scale = 1.f / std::sqrt(float(c.hd));
+      D.launch = [=, &c](cudaStream_t s) { attention_decode(dt, qkv, c.B, c.H, c.hd, kc, vc, c.S, pos, scale, o, s); };
+      break;
+    }
+    case OpKind::LogSoftmax: {
+      float* lg = static_cast<float*>(D.put("logits", in["logits"], Dt::F32));
+      int64_t* tg = static_cast<int64_t*>(D.put_int("target", ints["target"], false));
+      float* lp = static_cast<float*>(D.out("logprob", R, Dt::F32));
+      int* gr = static_cast<int*>(D.out("greedy", R, Dt::F32));
+      int* am = static_cast<int*>(D.out("argmax", R, Dt::F32));
+      D.launch = [=, &c](cudaStream_t s) { logsoftmax_gather(lg, R, c.V, tg, lp, gr, am, s); };
+      break;
+    }
+    case OpKind::Embedding: {
+      void* table = D.put("table", in["table"], dt);
+      int64_t* ids = static_cast<int64_t*>(D.put_int("ids", ints["ids"], false));
+      float* o = static_cast<float*>(D.out("out", size_t(R) * c.N, Dt::F32));
+      D.launch = [=, &c](cudaStream_t s) { embedding(dt, table, ids, R, c.N, o, s); };
+      break;
+    }
+  }
+  return dc;
+}
+
+bool is_int_output(const OpCase& c, const std::string& k) {
+  return (c.op == OpKind::MoeRoute && (k == "expert" || k == "perm" || k == "offsets" || k == "scratch")) ||
+         (c.op == OpKind::LogSoftmax && (k == "greedy" || k == "argmax"));
+}
+
+}  // namespace
+
+OpData make_op_inputs(const OpCase& c, uint64_t seed) {
+  OpData d;
+  Gen g{std::mt19937_64(seed * 0x9E3779B97F4A7C15ull + uint64_t(c.op) * 1315423911ull + c.M * 31 + c.N)};
+  const Dt dt = c.dt;
+  const int R = c.rows();
+  auto& in = d.in;
+  switch (c.op) {
+    case OpKind::Linear:
+      in["x"] = g.normal(size_t(c.M) * c.K, 1.0, dt);
+      in["W"] = g.normal(size_t(c.N) * c.K, 1.0 / std::sqrt(double(c.K)), dt);
+      if (c.flag) in["y0"] = g.normal(size_t(c.M) * c.N, 1.0, Dt::F32);
+      break;
+    case OpKind::AddNorm:
+      in["residual"] = g.normal(size_t(R) * c.N, 1.0, Dt::F32, 0.3);
+      if (c.flag) in["delta"] = g.normal(size_t(R) * c.N, 0.5, dt);
+      in["w"] = g.normal(c.N, 0.1, Dt::F32, 1.0);
+      if (c.bias) in["b"] = g.normal(c.N, 0.1, Dt::F32);
+      break;
+    case OpKind::MlpAct:
+      in["h"] = g.normal(size_t(R) * (c.flag ? 2 : 1) * c.N, 1.5, dt);
+      if (c.bias) in["b"] = g.normal((c.flag ? 2 : 1) * c.N, 0.3, Dt::F32);
+      break;
+    case OpKind::Conv1d:
+    case OpKind::Conv1dUpdate:
+      in["xz"] = g.normal(size_t(R) * 2 * c.N, 1.0, dt);
+      in["w"] = g.normal(size_t(c.N) * c.K, 0.5, Dt::F32);
+      if (c.bias) in["b"] = g.normal(c.N, 0.2, Dt::F32);
+      in["state"] = g.normal(size_t(c.B) * (c.K - 1) * c.N, 1.0, Dt::F32);
+      break;
+    case OpKind::Scan:
+    case OpKind::StateUpdate: {
+      const int Di = c.N, N = c.K;
+      in["u"] = g.normal(size_t(R) * Di, 1.0, dt);
+      in["delta"] = g.normal(size_t(R) * Di, 1.0, dt, -2.0);   // softplus(-2 +- 1): dt ~ 0.05..0.3
+      if (c.flag) in["z"] = g.normal(size_t(R) * Di, 1.0, dt);
+      in["bc"] = g.normal(size_t(R) * (3 + 2 * N), 1.0, dt);
+      std::vector<float> A = g.uniform(size_t(Di) * N, 0.0, 1.0, Dt::F32);
+      for (size_t i = 0; i < A.size(); ++i) A[i] = -std::exp(std::log(double(i % N + 1)) + 0.1 * A[i]);  // ~ -(1..N)
+      in["A"] = A;
+      in["D"] = g.normal(Di, 0.5, Dt::F32, 1.0);
+      if (c.bias) in["delta_bias"] = g.normal(Di, 0.5, Dt::F32);
+      in["state"] = g.normal(size_t(c.B) * Di * N, 0.5, Dt::F32);
+      break;
+    }
+    case OpKind::Gemv: {
+      const int E = std::max(c.E, 1);
+      in["W"] = g.normal(size_t(E) * c.N * c.K, 1.0 / std::sqrt(double(c.K)), dt);
+      in["x"] = g.normal(size_t(c.B) * c.K, 1.0, dt);
+      if (c.bias) in["bias"] = g.normal(size_t(E) * c.N, 0.2, Dt::F32);
+      if (c.flag) {
+        d.ints["expert"] = g.ints(c.B, 0, E - 1);
+        in["scale"] = g.uniform(c.B, 0.1, 1.0, Dt::F32);
+        in["y0"] = g.normal(size_t(c.B) * c.N, 1.0, Dt::F32);
+      }
+      break;
+    }
+    case OpKind::MoeRoute:
+      in["logits"] = g.normal(size_t(R) * c.E, 2.0, Dt::F32);
+      if (c.bias) in["bias"] = g.normal(c.E, 0.5, Dt::F32);
+      if (c.flag) d.ints["forced"] = g.ints(R, 0, c.E - 1);
+      in["x"] = g.normal(size_t(R) * c.N, 1.0, dt);
+      in["ys"] = g.normal(size_t(R) * c.N, 1.0, Dt::F32);
+      in["residual"] = g.normal(size_t(R) * c.N, 1.0, Dt::F32);
+      break;
+    case OpKind::Rotary:
+      in["qkv"] = g.normal(size_t(R) * 3 * c.H * c.hd, 1.0, dt);
+      break;
+    case OpKind::Softmax:
+      in["scores"] = g.normal(size_t(c.H) * c.T * c.S, 3.0, Dt::F32);
+      break;
+    case OpKind::AttnDecode:
+      in["qkv"] = g.normal(size_t(c.B) * 3 * c.H * c.hd, 1.0, dt);
+      in["kcache"] = g.normal(size_t(c.B) * c.H * c.S * c.hd, 1.0, dt);
+      in["vcache"] = g.normal(size_t(c.B) * c.H * c.S * c.hd, 1.0, dt);
+      d.ints["pos"] = {int64_t(c.S - 1 - (c.S > 4 ? 3 : 0))};  // attend to all but the last 3 cached positions
+      break;
+    case OpKind::LogSoftmax:
+      in["logits"] = g.normal(size_t(R) * c.V, 3.0, Dt::F32);
+      d.ints["target"] = g.ints(R, 0, c.V - 1);
+      break;
+    case OpKind::Embedding:
+      in["table"] = g.normal(size_t(c.V) * c.N, 1.0, dt);
+      d.ints["ids"] = g.ints(R, 0, c.V - 1);
+      break;
+  }
+  // LogSoftmax: make the first row's target its argmax so the greedy flag is exercised both ways.
+  if (c.op == OpKind::LogSoftmax && R > 0) {
+    auto& l = in["logits"];
+    l[size_t(d.ints["target"][0])] = 1e3f;
+  }
+  return d;
+}
+
+void run_op(const OpCase& c, OpData& d) {
+  auto dc = prepare(c, d);
+  dc->launch(nullptr);
+  BMH_CUDA(cudaDeviceSynchronize());
+  d.out.clear();
+  d.out_ints.clear();
+  for (auto& [k, t] : dc->out_dt) {
+    const std::string key = dc->buf.count("out:" + k) ? "out:" + k : k;
+    const DeviceBuffer& b = dc->buf.at(key);
+    if (is_int_output(c, k)) {
+      std::vector<int> v(b.bytes() / 4);
+      download(v.data(), b.get(), b.bytes());
+      d.out_ints[k].assign(v.begin(), v.end());
+    } else {
+      const size_t n = b.bytes() / dt_size(t);
+      std::vector<char> raw(b.bytes());
+      download(raw.data(), b.get(), b.bytes());
+      std::vector<float> f(n);
+      dt_to_f32(raw.data(), f.data(), t, n);
+      d.out[k] = std::move(f);
+    }
+  }
+}
+
+OpTiming time_op(const OpCase& c, int iters) {
+  OpTiming r;
+  // Bytes: every input read once, every output written once.
+  OpData d0 = make_op_inputs(c, 1);
+  double in_bytes = 0;
+  for (auto& [k, v] : d0.in) {
+    const bool f32 = k == "residual" || k == "w" || k == "b" || k == "A" || k == "D" || k == "delta_bias" ||
+                     k == "state" || k == "bias" || k == "scale" || k == "y0" || k == "logits" || k == "scores" ||
+                     k == "ys";
+    in_bytes += double(v.size()) * (f32 ? 4 : dt_size(c.dt));
+  }
+  const size_t es = dt_size(c.dt);
+  const double R = c.rows();
+  switch (c.op) {
+    case OpKind::Linear: r.flops = 2.0 * c.M * c.N * c.K; r.bytes = in_bytes + double(c.M) * c.N * (c.flag ? 4 : es); break;
+    case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * (3 + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
+    case OpKind::Conv1d: r.bytes = R * c.N * es * 2 + double(c.N) * c.K * 4; r.flops = R * c.N * c.K * 2.0; break;
+    case OpKind::Gemv: r.bytes = double(c.B) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
+    case OpKind::AddNorm: r.bytes = in_bytes + R * c.N * (es + (c.flag ? 4 : 0)); break;
+    case OpKind::AttnDecode: r.bytes = 2.0 * c.B * c.H * (c.S - 3) * c.hd * es; r.flops = 4.0 * c.B * c.H * c.S * c.hd; break;
+    default: r.bytes = in_bytes; break;
+  }
+  // Rotate among input sets when one set would sit in L2 (50 MB).
+  const int sets = r.bytes < 64e6 ? int(std::min(8.0, std::ceil(256e6 / std::max(r.bytes, 1.0)))) : 1;
+  std::vector<OpData> datas;
+  std::vector<std::unique_ptr<DevCase>> cases;
+  for (int i = 0; i < sets; ++i) {
+    datas.push_back(make_op_inputs(c, 100 + i));
+  }
+  for (int i = 0; i < sets; ++i) cases.push_back(prepare(c, datas[i]));
+  cudaStream_t s;
+  BMH_CUDA(cudaStreamCreate(&s));
+  for (int i = 0; i < 3; ++i) cases[i % sets]->launch(s);
+  BMH_CUDA(cudaStreamSynchronize(s));
+  cudaEvent_t a, b;
+  BMH_CUDA(cudaEventCreate(&a));
+  BMH_CUDA(cudaEventCreate(&b));
+  std::vector<float> ms;
+  for (int i = 0; i < iters; ++i) {
+    BMH_CUDA(cudaEventRecord(a, s));
+    cases[i % sets]->launch(s);
+    BMH_CUDA(cudaEventRecord(b, s));
+    BMH_CUDA(cudaEventSynchronize(b));
+    float t;
+    BMH_CUDA(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaStreamDestroy(s);
+  std::sort(ms.begin(), ms.end());
+  r.ms = ms[ms.size() / 2];
+  return r;
+}
+
+}  // namespace bmh::cuda
