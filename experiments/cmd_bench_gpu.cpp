@@ -1,0 +1,231 @@
+// bmh bench-gpu: the CUDA backend's benchmark. Measures its own floors first (device copy bandwidth, bytes read +
+// written; bf16 8192^3 cuBLAS GEMM rate), then times the op table's model-sized cases (kernels/op_cases.h, shared
+// with the correctness test), one MoE layer (top-1 of 8, BlackMamba-2.8B expert shape) against a dense GEMM of
+// equal FLOPs, and per preset (seeded random bf16 weights) batch-1 decode ms/token and an 8 x 2048 forward,
+// each as a ratio to its floor. Writes everything as JSON for scripts/gpu_peers/table.py.
+#if defined(BMH_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+#include "core/error.h"
+#include "core/flops.h"
+#include "core/model_weights.h"
+#include "core/presets.h"
+#include "experiments/command.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/device.h"
+#include "kernels/gemm.h"
+#include "kernels/op_cases.h"
+
+namespace bmh {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using cuda::Dt;
+
+struct BenchArgs {
+  std::string json = "bench_gpu.json";
+  std::vector<std::string> presets = {"blackmamba-2.8b", "mamba-2.8b", "pythia-1.4b"};
+  int decode_tokens = 64, prompt = 64, fwd_batch = 8, fwd_len = 2048, moe_tokens = 16384;
+  bool skip_models = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Times fn on the default stream with events: median of `iters` after 2 warm-ups.
+template <class F> double time_events(F fn, int iters) {
+  cudaEvent_t a, b;
+  BMH_CUDA(cudaEventCreate(&a));
+  BMH_CUDA(cudaEventCreate(&b));
+  fn(); fn();
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    BMH_CUDA(cudaEventRecord(a));
+    fn();
+    BMH_CUDA(cudaEventRecord(b));
+    BMH_CUDA(cudaEventSynchronize(b));
+    float t;
+    BMH_CUDA(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return median(ms);
+}
+
+// Random bf16 bits (finite, |x| < 2): never zeros, which can run faster than real data.
+void fill_random_bf16(void* p, size_t n, uint64_t seed) {
+  std::vector<uint16_t> h(n);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.f, 0.5f);
+  std::vector<float> f(n);
+  for (auto& x : f) x = d(rng);
+  cuda::f32_to_dt(f.data(), h.data(), Dt::BF16, n);
+  cuda::upload(p, h.data(), n * 2);
+}
+
+double gemm_ms(cuda::Blas& blas, int M, int N, int K, int iters) {
+  cuda::DeviceBuffer x(size_t(M) * K * 2, "bench GEMM x"), w(size_t(N) * K * 2, "bench GEMM W"),
+      y(size_t(M) * N * 2, "bench GEMM y");
+  fill_random_bf16(x.get(), size_t(M) * K, 1);
+  fill_random_bf16(w.get(), size_t(N) * K, 2);
+  return time_events([&] { cuda::linear(blas, Dt::BF16, Dt::BF16, M, N, K, x.get(), K, w.get(), K, y.get(), N); },
+                     iters);
+}
+
+void run_bench(const BenchArgs& a) {
+  if (!cuda::device_available()) fail("bench-gpu: no CUDA device");
+  nlohmann::json out;
+  cudaDeviceProp prop;
+  BMH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  out["device"] = prop.name;
+  std::printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+
+  // Floors.
+  const size_t copy_bytes = size_t(1) << 30;
+  cuda::DeviceBuffer src(copy_bytes, "copy floor source"), dst(copy_bytes, "copy floor destination");
+  BMH_CUDA(cudaMemset(src.get(), 0x3c, copy_bytes));
+  const double copy_ms = time_events([&] { BMH_CUDA(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice)); }, 20);
+  const double copy_Bps = 2.0 * copy_bytes / (copy_ms * 1e-3);
+  src.release();
+  dst.release();
+  cuda::Blas blas;
+  const double g_ms = gemm_ms(blas, 8192, 8192, 8192, 20);
+  const double gemm_flops = 2.0 * 8192.0 * 8192 * 8192 / (g_ms * 1e-3);
+  out["floors"] = {{"copy_GBps", copy_Bps / 1e9}, {"gemm_bf16_TFLOPs", gemm_flops / 1e12}};
+  std::printf("floors: device copy %.0f GB/s (read + write), bf16 GEMM 8192^3 %.0f TFLOP/s\n", copy_Bps / 1e9,
+              gemm_flops / 1e12);
+
+  // Op table: model-sized cases.
+  std::printf("\n%-52s %9s %9s %7s %9s %7s\n", "op case", "ms", "GB/s", "%copy", "TFLOP/s", "%gemm");
+  for (const cuda::OpCase& c : cuda::op_cases()) {
+    if (!c.perf) continue;
+    cuda::OpTiming t = cuda::time_op(c, 30);
+    const double gbs = t.bytes / (t.ms * 1e-3) / 1e9, tf = t.flops / (t.ms * 1e-3) / 1e12;
+    std::printf("%-52s %9.4f %9.0f %6.1f%% %9.2f %6.1f%%\n", c.name().c_str(), t.ms, gbs, 100 * gbs * 1e9 / copy_Bps,
+                tf, 100 * tf * 1e12 / gemm_flops);
+    out["ops"].push_back({{"name", c.name()}, {"op", cuda::to_string(c.op)}, {"ms", t.ms}, {"bytes", t.bytes},
+                          {"flops", t.flops}, {"floor_ms", 1e3 * std::max(t.bytes / copy_Bps, t.flops / gemm_flops)}});
+  }
+
+  // One MoE layer (BlackMamba-2.8B expert shape, top-1 of 8) vs a dense GEMM of equal FLOPs.
+  {
+    ModelConfig bm = preset_config("blackmamba-2.8b");
+    int moe_block = bm.moe_blocks().at(0);
+    ModelConfig cfg;
+    cfg.family = "preset";
+    cfg.name = "one-moe-layer";
+    cfg.d_model = bm.d_model;
+    cfg.vocab_size = 64;
+    cfg.norm = bm.norm;
+    cfg.final_norm = NormKind::RMSNorm;
+    BlockConfig b = bm.blocks[moe_block];
+    b.mixer = MixerKind::None;
+    cfg.blocks.push_back(b);
+    cuda::CudaModel m(cfg, random_weights(cfg, 5, DType::BF16), Dt::BF16);
+    const int R = a.moe_tokens, d = cfg.d_model, F = b.ffn.d_ff, F1 = b.ffn.gated ? 2 * F : F, E = b.ffn.n_experts;
+    std::vector<int64_t> ids(R);
+    std::mt19937_64 rng(9);
+    for (auto& x : ids) x = int64_t(rng() % 64);
+    Tensor idt = Tensor::from_i64(ids, {1, R});
+    m.forward_device(idt);
+    std::vector<double> ms;
+    for (int i = 0; i < 10; ++i) {
+      auto t0 = Clock::now();
+      m.forward_device(idt);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    const double moe_ms = median(ms);
+    const double flops = 2.0 * R * (double(F1) * d + double(F) * d + double(E) * d);
+    const double dense_ms = gemm_ms(blas, R, F1 + F + E, d, 20);
+    ForwardOutput fo = m.forward(Tensor::from_i64(std::vector<int64_t>(ids.begin(), ids.begin() + 4096), {1, 4096}));
+    std::vector<int> per(E);
+    for (int64_t e : fo.routes.at(0).expert) per[e]++;
+    std::printf("\nMoE layer top-1 of %d, %d tokens, d %d, F %d%s: %.3f ms (%.0f TFLOP/s); dense GEMM of equal FLOPs "
+                "[%d x %d x %d]: %.3f ms; ratio %.2f\n",
+                E, R, d, F, b.ffn.gated ? " gated" : "", moe_ms, flops / (moe_ms * 1e-3) / 1e12, R, F1 + F + E, d,
+                dense_ms, moe_ms / dense_ms);
+    out["moe"] = {{"tokens", R}, {"experts", E}, {"ms", moe_ms}, {"dense_ms", dense_ms}, {"flops", flops},
+                  {"floor_ms", 1e3 * flops / gemm_flops}, {"tokens_per_expert_of_4096", per}};
+  }
+
+  for (const std::string& name : a.skip_models ? std::vector<std::string>{} : a.presets) {
+    ModelConfig cfg = preset_config(name);
+    auto t_load = Clock::now();
+    cuda::CudaModel m(cfg, random_weights(cfg, 1, DType::BF16), Dt::BF16);
+    const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
+    ParamBreakdown p = param_breakdown(cfg);
+    // Decode: batch 1, random prompt, per-step wall time (H2D ids, graph replay, D2H logits, sync).
+    std::mt19937_64 rng(3);
+    std::vector<int64_t> prompt(a.prompt);
+    for (auto& x : prompt) x = int64_t(rng() % uint64_t(cfg.vocab_size));
+    auto dec = m.decoder(1);
+    Tensor logits = dec->prefill(Tensor::from_i64(prompt, {1, a.prompt}));
+    std::vector<double> steps;
+    for (int s = 0; s < a.decode_tokens + 4; ++s) {
+      const float* l = logits.data<float>();
+      int64_t next = std::max_element(l, l + cfg.vocab_size) - l;
+      auto t0 = Clock::now();
+      logits = dec->step({next});
+      if (s >= 4) steps.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    const double dec_ms = median(steps);
+    const double dec_bytes = 2.0 * double(p.active);
+    const double dec_floor_ms = 1e3 * dec_bytes / copy_Bps;
+    // Forward B x T.
+    std::vector<int64_t> fids(size_t(a.fwd_batch) * a.fwd_len);
+    for (auto& x : fids) x = int64_t(rng() % uint64_t(cfg.vocab_size));
+    Tensor ft = Tensor::from_i64(fids, {a.fwd_batch, a.fwd_len});
+    m.forward_device(ft);
+    std::vector<double> fms;
+    for (int i = 0; i < 3; ++i) {
+      auto t0 = Clock::now();
+      m.forward_device(ft);
+      fms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    const double fwd_ms = median(fms);
+    const double fwd_flops = a.fwd_batch * flops_sequence(cfg, a.fwd_len).flops();
+    const double fwd_floor_ms = 1e3 * fwd_flops / gemm_flops;
+    std::printf("\n%s (%.2fB params, %.0fM active; upload %.1f s): decode %.3f ms/token (floor %.3f ms: %.2f GB "
+                "active bf16 weights at copy bandwidth; %.0f%% of floor speed); forward %dx%d %.1f ms (%.1f TFLOP, "
+                "floor %.1f ms at the GEMM rate; %.0f%%)\n",
+                name.c_str(), p.total / 1e9, p.active / 1e6, load_s, dec_ms, dec_floor_ms, dec_bytes / 1e9,
+                100 * dec_floor_ms / dec_ms, a.fwd_batch, a.fwd_len, fwd_ms, fwd_flops / 1e12, fwd_floor_ms,
+                100 * fwd_floor_ms / fwd_ms);
+    out["models"].push_back({{"preset", name}, {"params", p.total}, {"active", p.active}, {"decode_ms", dec_ms},
+                             {"decode_floor_ms", dec_floor_ms}, {"prompt", a.prompt},
+                             {"forward_ms", fwd_ms}, {"forward_flops", fwd_flops}, {"forward_floor_ms", fwd_floor_ms},
+                             {"forward_shape", {a.fwd_batch, a.fwd_len}}});
+  }
+  std::ofstream(a.json) << out.dump(1) << "\n";
+  std::printf("\nwrote %s\n", a.json.c_str());
+}
+
+void add_bench_gpu_command(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  auto* sub = app.add_subcommand("bench-gpu", "CUDA backend benchmark: floors, op table, MoE layer, preset decode/forward");
+  sub->add_option("--json", args->json, "write the results here");
+  sub->add_option("--presets", args->presets, "presets to time (seeded random bf16 weights)");
+  sub->add_option("--decode-tokens", args->decode_tokens, "timed decode steps")->default_val(64);
+  sub->add_option("--prompt", args->prompt, "prompt tokens before decoding")->default_val(64);
+  sub->add_option("--forward-batch", args->fwd_batch, "forward batch")->default_val(8);
+  sub->add_option("--forward-len", args->fwd_len, "forward length")->default_val(2048);
+  sub->add_option("--moe-tokens", args->moe_tokens, "tokens through the MoE layer")->default_val(16384);
+  sub->add_flag("--skip-models", args->skip_models, "floors, ops and the MoE layer only");
+  sub->callback([args] { run_bench(*args); });
+}
+
+const bool registered = register_command(&add_bench_gpu_command);
+
+}  // namespace
+}  // namespace bmh
+#endif  // BMH_HAVE_CUDA
