@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <malloc.h>
 #include <sstream>
 
 #include "core/error.h"
@@ -72,6 +73,7 @@ std::string fmt(const char* f, double a, double b) {
 double current_rss_bytes() { return status_kib("VmRSS:"); }
 double peak_rss_bytes() { return status_kib("VmHWM:"); }
 bool reset_peak_rss() {
+  malloc_trim(0);  // hand freed heap back first, so the mark restarts from the memory really in use
   std::ofstream f("/proc/self/clear_refs");
   if (!f) return false;
   f << "5";

@@ -10,7 +10,8 @@
 // complete when it returns (a device backend synchronizes inside).
 //
 // Memory: host peak RSS (VmHWM of /proc/self/status, reset through /proc/self/clear_refs before each
-// measurement where the kernel allows it; `peak_reset` says whether it could), and the backend's device memory
+// measurement where the kernel allows it, after malloc_trim returns freed heap to the system; `peak_reset` says
+// whether it could; the mark includes the weights and whatever else the process holds), and the backend's device memory
 // in use where a CUDA build has a device (cudaMemGetInfo: total - free, after the measurement).
 #pragma once
 #include <cstdint>
