@@ -96,7 +96,7 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
   });
   int64_t total_tokens = 0;
   for (size_t u : pending) total_tokens += int64_t(requests[unique_first[u]].tokens.size());
-  if (opt.progress && opt.journal && opt.journal->resumed() > 0)
+  if (opt.journal && opt.journal->resumed() > 0)
     std::fprintf(stderr, "%s: resuming: %zu of %zu unique requests already in %s\n", opt.label.c_str(),
                  unique_first.size() - pending.size(), unique_first.size(), opt.journal->path().c_str());
   ProgressBar bar(opt.label, pending.size(), total_tokens, opt.progress);

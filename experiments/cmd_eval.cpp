@@ -1,0 +1,131 @@
+// bmh eval: zero-shot accuracy on the seven tasks of the BlackMamba paper with lm-evaluation-harness v0.4.x
+// semantics (evals/task_*.cpp, evals/requests.h, evals/metrics.h). Writes <out>/results.json (lm-eval's shape)
+// and <out>/requests.h5; <out>/journal.bmhj holds the scored requests while it runs, so the same command
+// resumes a killed run and ends with the same results.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "core/error.h"
+#include "core/tokenizer.h"
+#include "evals/eval_engine.h"
+#include "evals/journal.h"
+#include "evals/results_writer.h"
+#include "evals/task_sha256.h"
+#include "experiments/command.h"
+#include "experiments/model_options.h"
+
+namespace bmh {
+namespace {
+
+struct EvalArgs {
+  ModelOptions model;
+  std::string tasks, out, hellaswag_file, data_dir, tokenizer;
+  int64_t limit = 0;
+  int batch_size = 16;
+  int bootstrap_iters = 100000;
+  bool no_progress = false;
+};
+
+std::string model_name(const ModelSpec& s) {
+  if (!s.preset.empty()) return s.preset + "-seed" + std::to_string(s.seed);
+  std::string d = s.dir;
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  return std::filesystem::path(d).filename().string();
+}
+
+void run_eval(const EvalArgs& a) {
+  auto t0 = std::chrono::system_clock::now();
+  eval::EvalOptions opt;
+  opt.tasks = eval::parse_task_list(a.tasks);
+  opt.limit = a.limit;
+  opt.task_options.data_dir = a.data_dir;
+  opt.task_options.hellaswag_file = a.hellaswag_file;
+  opt.bootstrap_iters = a.bootstrap_iters;
+  opt.score.batch_size = a.batch_size;
+  opt.score.progress = !a.no_progress;
+  if (a.batch_size < 1) fail("--batch-size must be at least 1 (got ", a.batch_size, ")");
+  if (a.bootstrap_iters < 1) fail("--bootstrap-iters must be at least 1");
+
+  // Everything that can be wrong with the input fails here, before a model is built or a file is written.
+  eval::LoadedTasks loaded = eval::load_tasks(opt);
+  const std::string tok_path = a.tokenizer.empty() ? default_tokenizer_path() : a.tokenizer;
+  Tokenizer tok = Tokenizer::load(tok_path);
+  ModelSpec spec = a.model.resolve();
+  std::unique_ptr<LanguageModel> model = load_model(spec);
+  if (model->config().vocab_size < tok.vocab_size())
+    fail("model ", model_label(spec), " has ", model->config().vocab_size, " vocabulary rows, fewer than the ",
+         tok.vocab_size(), " ids of ", tok_path);
+
+  std::string out = a.out.empty() ? "results/eval-" + model_name(spec) +
+                                        (a.limit > 0 ? "-limit" + std::to_string(a.limit) : "")
+                                  : a.out;
+  eval::RunInfo info;
+  info.model = model_label(spec);
+  info.model_args = spec.preset.empty() ? "dir=" + spec.dir : "preset=" + spec.preset + ",seed=" + std::to_string(spec.seed);
+  if (spec.config.override_expert_act) info.model_args += ",expert_act=" + std::string(to_string(spec.config.expert_act));
+  info.backend = spec.backend;
+  info.dtype = spec.dtype;
+  info.batch_size = a.batch_size;
+  info.limit = a.limit;
+  info.bootstrap_iters = a.bootstrap_iters;
+  info.tokenizer = tok_path;
+  info.tokenizer_sha256 = eval::sha256_file(tok_path);
+  info.start_time = std::chrono::duration<double>(t0.time_since_epoch()).count();
+
+  // The journal's results depend on the model, its backend and dtype, the tokenizer and the documents.
+  nlohmann::json what = {{"model_args", info.model_args}, {"backend", spec.backend}, {"dtype", spec.dtype},
+                         {"tokenizer", info.tokenizer_sha256}, {"limit", a.limit}};
+  for (const eval::Task& t : loaded.tasks)
+    for (const eval::DataFile& f : t.files) what["files"].push_back({t.name, f.sha256});
+  std::filesystem::create_directories(out);
+  eval::Journal journal(out + "/journal.bmhj", eval::run_fingerprint(what));
+  opt.score.journal = &journal;
+  opt.score.unique_requests = &info.unique_requests;
+  opt.score.label = "eval";
+
+  std::fprintf(stderr, "bmh eval: %s on %s%s -> %s\n", info.model.c_str(), a.tasks.c_str(),
+               a.limit > 0 ? (" (first " + std::to_string(a.limit) + " documents each)").c_str() : "", out.c_str());
+  for (const eval::Task& t : loaded.tasks)
+    if (!t.note.empty()) std::fprintf(stderr, "bmh eval: %s: %s\n", t.name.c_str(), t.note.c_str());
+
+  eval::Encoder encode = [&tok](std::string_view s) { return tok.encode(s); };
+  opt.prefix_token = tok.eos_id();
+  std::vector<eval::TaskResult> results = eval::run_tasks(*model, encode, opt, std::move(loaded));
+  info.seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
+  eval::write_results(out, results, info);
+  journal.remove();
+  std::printf("%s (%s), limit: %s, batch_size: %d\n%s", info.model.c_str(), info.model_args.c_str(),
+              a.limit > 0 ? std::to_string(a.limit).c_str() : "None", a.batch_size,
+              eval::results_table(results).c_str());
+  std::printf("wrote %s/results.json and %s/requests.h5 (%zu unique requests, %.1f s)\n", out.c_str(), out.c_str(),
+              info.unique_requests, info.seconds);
+}
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  auto* sub = app.add_subcommand(
+      "eval", "zero-shot tasks with lm-evaluation-harness v0.4 semantics: lambada_openai, hellaswag, piqa, "
+              "winogrande, arc_easy, arc_challenge, openbookqa");
+  args->model.add_to(sub);
+  sub->add_option("--tasks", args->tasks, "comma-separated task names")->required();
+  sub->add_option("--limit", args->limit, "only the first N documents of each task (lm-eval --limit N)");
+  sub->add_option("--batch-size", args->batch_size, "requests per model call (results do not depend on it)")
+      ->default_val(16);
+  sub->add_option("--out", args->out, "run directory (default results/eval-<model>[-limitN]); rerun to resume");
+  sub->add_option("--hellaswag-file", args->hellaswag_file,
+                  "HellaSwag validation file: rowanz hellaswag_val.jsonl (lm-eval-identical) or the bundled derived "
+                  "hellaswag_val_full.txt (the default when data/tasks/hellaswag/hellaswag_val.jsonl is absent)");
+  sub->add_option("--data-dir", args->data_dir, "task data directory (default data/tasks of the source tree)");
+  sub->add_option("--tokenizer", args->tokenizer, "tokenizer.json (default: the bundled GPT-NeoX-20B one)");
+  sub->add_option("--bootstrap-iters", args->bootstrap_iters, "bootstrap resamples for perplexity's stderr")
+      ->default_val(100000);
+  sub->add_flag("--no-progress", args->no_progress, "no progress bar");
+  sub->callback([args] { run_eval(*args); });
+}
+
+const bool registered = register_command(&add_eval_command);
+
+}  // namespace
+}  // namespace bmh

@@ -1,0 +1,318 @@
+// `bmh eval` and `bmh perplexity` end to end on the seeded tiny BlackMamba preset with the full 50304-token
+// vocabulary and the real GPT-NeoX-20B tokenizer: all seven tasks (--limit 50) write every metric lm-eval reports;
+// each request's loglikelihood equals a direct `bmh forward` of its tokens; results do not depend on batching; a
+// run killed with SIGKILL resumes from its journal to identical results; bad input fails with one line and writes
+// nothing.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/checkpoint.h"
+#include "core/tokenizer.h"
+#include "evals/eval_engine.h"
+#include "evals/h5_writer.h"
+#include "evals/model_loader.h"
+#include "evals/task_python_text.h"
+
+namespace bmh {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string kPreset = " --preset tiny-blackmamba-50k --seed 7";
+const std::vector<std::string> kAllTasks = {"lambada_openai", "hellaswag", "piqa", "winogrande",
+                                            "arc_easy", "arc_challenge", "openbookqa"};
+
+struct CmdResult {
+  int status = -1;
+  std::string output;
+};
+
+CmdResult run(const std::string& args) {
+  std::string cmd = std::string(BMH_BINARY) + " " + args + " 2>&1";
+  CmdResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("bmh_eval_cli_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(d);
+  return d;
+}
+
+json read_json(const fs::path& p) {
+  std::ifstream f(p);
+  return json::parse(f);
+}
+
+TEST(EvalCli, AllSevenTasksWriteEveryLmEvalMetric) {
+  fs::path out = scratch("seven");
+  std::string tasks;
+  for (const auto& t : kAllTasks) tasks += (tasks.empty() ? "" : ",") + t;
+  CmdResult r = run("eval" + kPreset + " --tasks " + tasks + " --limit 50 --no-progress --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  json j = read_json(out / "results.json");
+  const std::string h5 = (out / "requests.h5").string();
+  for (const std::string& t : kAllTasks) {
+    const json& res = j["results"][t];
+    std::vector<std::string> metrics = t == "lambada_openai" ? std::vector<std::string>{"perplexity", "acc"}
+                                       : t == "winogrande"   ? std::vector<std::string>{"acc"}
+                                                             : std::vector<std::string>{"acc", "acc_norm"};
+    for (const std::string& m : metrics) {
+      ASSERT_TRUE(res.contains(m + ",none")) << t << " " << m;
+      ASSERT_TRUE(res[m + "_stderr,none"].is_number()) << t << " " << m;
+      if (m != "perplexity") {
+        EXPECT_GE(res[m + ",none"].get<double>(), 0.0);
+        EXPECT_LE(res[m + ",none"].get<double>(), 1.0);
+      } else {
+        EXPECT_GT(res[m + ",none"].get<double>(), 1.0);
+      }
+    }
+    EXPECT_EQ(res.size(), 1 + 2 * metrics.size()) << t;  // alias + value and stderr of each metric
+    EXPECT_EQ(j["n-samples"][t]["effective"], 50);
+    EXPECT_EQ(j["versions"][t], 1.0);
+    EXPECT_EQ(j["n-shot"][t], 0);
+    // requests.h5: one request per choice of each of the 50 documents; acc is the mean of the per-doc items.
+    eval::TaskOptions topt;
+    eval::Task task = eval::load_task(t, topt);
+    size_t n_requests = 0;
+    for (size_t d = 0; d < 50; ++d) n_requests += task.docs[d].requests.size();
+    EXPECT_EQ(h5::read_doubles(h5, t + "/requests/loglikelihood").size(), n_requests) << t;
+    std::vector<double> acc = h5::read_doubles(h5, t + "/docs/acc");
+    ASSERT_EQ(acc.size(), 50u);
+    double sum = 0;
+    for (double a : acc) sum += a;
+    EXPECT_DOUBLE_EQ(res["acc,none"].get<double>(), sum / 50) << t;
+    if (t != "lambada_openai") {
+      std::vector<double> gold = h5::read_doubles(h5, t + "/docs/gold"), chosen = h5::read_doubles(h5, t + "/docs/chosen");
+      for (size_t d = 0; d < 50; ++d) {
+        EXPECT_EQ(gold[d], task.docs[d].gold);
+        EXPECT_EQ(acc[d], chosen[d] == gold[d] ? 1.0 : 0.0);
+      }
+    }
+  }
+  EXPECT_EQ(j["bmh"]["task_formats"]["hellaswag"], "derived-txt");
+  EXPECT_NE(j["bmh"]["notes"]["hellaswag"].get<std::string>().find("not lm-eval-identical"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out / "journal.bmhj"));
+  fs::remove_all(out);
+}
+
+// The log-softmax sum of the continuation tokens from logits that `bmh forward` wrote for [1, n-1] ids.
+ScoreResult from_logits(const Tensor& logits, const std::vector<int32_t>& tokens, int n_cont) {
+  const int64_t V = logits.dim(2), n = int64_t(tokens.size());
+  const float* lp = logits.data<float>();
+  ScoreResult r{0, true};
+  for (int64_t p = n - 1 - n_cont; p < n - 1; ++p) {
+    const float* row = lp + p * V;
+    double mx = row[0];
+    int64_t arg = 0;
+    for (int64_t v = 1; v < V; ++v)
+      if (row[v] > mx) { mx = row[v]; arg = v; }
+    double se = 0;
+    for (int64_t v = 0; v < V; ++v) se += std::exp(double(row[v]) - mx);
+    r.logprob += double(row[tokens[p + 1]]) - mx - std::log(se);
+    r.is_greedy = r.is_greedy && arg == tokens[p + 1];
+  }
+  return r;
+}
+
+TEST(EvalCli, RequestLoglikelihoodEqualsDirectForward) {
+  fs::path out = scratch("direct");
+  CmdResult r = run("eval" + kPreset + " --tasks piqa,lambada_openai,winogrande --limit 3 --batch-size 4 --no-progress --out " +
+              out.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string h5 = (out / "requests.h5").string();
+  Tokenizer tok = Tokenizer::load(default_tokenizer_path());
+  eval::Encoder enc = [&](std::string_view s) { return tok.encode(s); };
+  int checked = 0;
+  for (std::string t : {"piqa", "lambada_openai", "winogrande"}) {
+    std::vector<std::string> ctx = h5::read_strings(h5, t + "/requests/context");
+    std::vector<std::string> cont = h5::read_strings(h5, t + "/requests/continuation");
+    std::vector<double> ll = h5::read_doubles(h5, t + "/requests/loglikelihood");
+    std::vector<double> greedy = h5::read_doubles(h5, t + "/requests/is_greedy");
+    std::vector<double> ids = h5::read_doubles(h5, t + "/requests/continuation_ids");
+    std::vector<double> off = h5::read_doubles(h5, t + "/requests/continuation_offsets");
+    for (size_t i = 0; i < ctx.size(); ++i) {
+      eval::TokenizedRequest tr = eval::encode_request(ctx[i], cont[i], enc, tok.eos_id());
+      ASSERT_EQ(tr.continuation.size(), size_t(off[i + 1] - off[i]));
+      for (size_t k = 0; k < tr.continuation.size(); ++k) EXPECT_EQ(tr.continuation[k], ids[size_t(off[i]) + k]);
+      std::vector<int32_t> tokens = tr.context;
+      tokens.insert(tokens.end(), tr.continuation.begin(), tr.continuation.end());
+      std::vector<int64_t> in(tokens.begin(), tokens.end() - 1);
+      const std::string in_path = (out / "in.safetensors").string(), logits_path = (out / "logits.safetensors").string();
+      write_safetensors(in_path, {{"input_ids", Tensor::from_i64(in, {1, int64_t(in.size())})}});
+      CmdResult f = run("forward" + kPreset + " --inputs " + in_path + " --out " + logits_path);
+      ASSERT_EQ(f.status, 0) << f.output;
+      Checkpoint got = read_safetensors(logits_path);
+      ScoreResult direct = from_logits(got.tensors.at("logits"), tokens, int(tr.continuation.size()));
+      EXPECT_EQ(ll[i], direct.logprob) << t << " request " << i;  // same fp32 logits, same double log-softmax
+      EXPECT_EQ(greedy[i] == 1.0, direct.is_greedy) << t << " request " << i;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 3 * 2 + 3 + 3 * 2);
+  fs::remove_all(out);
+}
+
+TEST(EvalCli, ResultsDoNotDependOnBatching) {
+  ModelSpec spec;
+  spec.preset = "tiny-blackmamba-50k";
+  spec.seed = 7;
+  auto model = load_model(spec);
+  Tokenizer tok = Tokenizer::load(default_tokenizer_path());
+  eval::Encoder enc = [&](std::string_view s) { return tok.encode(s); };
+  eval::EvalOptions opt;
+  opt.tasks = {"hellaswag", "lambada_openai", "winogrande", "arc_challenge"};
+  opt.limit = 6;
+  opt.bootstrap_iters = 1000;
+  opt.score.progress = false;
+  std::vector<std::vector<eval::TaskResult>> runs;
+  for (int bs : {1, 5, 64}) {
+    opt.score.batch_size = bs;
+    runs.push_back(eval::run_tasks(*model, enc, opt));
+  }
+  for (size_t k = 1; k < runs.size(); ++k)
+    for (size_t t = 0; t < runs[0].size(); ++t) {
+      ASSERT_EQ(runs[k][t].requests.size(), runs[0][t].requests.size());
+      for (size_t i = 0; i < runs[0][t].requests.size(); ++i) {
+        EXPECT_EQ(runs[k][t].requests[i].result.logprob, runs[0][t].requests[i].result.logprob)
+            << opt.tasks[t] << " request " << i << " run " << k;  // bit for bit
+        EXPECT_EQ(runs[k][t].requests[i].result.is_greedy, runs[0][t].requests[i].result.is_greedy);
+      }
+      for (size_t m = 0; m < runs[0][t].metrics.size(); ++m)
+        EXPECT_EQ(runs[k][t].metrics[m].value, runs[0][t].metrics[m].value);
+    }
+}
+
+size_t count_lines(const fs::path& p) {
+  std::ifstream f(p);
+  size_t n = 0;
+  std::string line;
+  while (std::getline(f, line)) ++n;
+  return n;
+}
+
+TEST(EvalCli, KilledRunResumesToIdenticalResults) {
+  fs::path ref = scratch("ref"), killed = scratch("killed");
+  const std::string common = "eval" + kPreset + " --tasks piqa,lambada_openai,arc_easy --limit 12 --no-progress";
+  CmdResult r = run(common + " --batch-size 2 --out " + ref.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    ::execl(BMH_BINARY, BMH_BINARY, "eval", "--preset", "tiny-blackmamba-50k", "--seed", "7", "--tasks",
+            "piqa,lambada_openai,arc_easy", "--limit", "12", "--no-progress", "--batch-size", "2", "--out",
+            killed.c_str(), (char*)nullptr);
+    ::_exit(127);
+  }
+  const fs::path journal = killed / "journal.bmhj";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (count_lines(journal) < 1 + 20 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(pid, SIGKILL);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st)) << "the run ended before it could be killed";
+  ASSERT_FALSE(fs::exists(killed / "results.json"));
+  size_t journaled = count_lines(journal) - 1;
+  EXPECT_GE(journaled, 20u);
+
+  CmdResult resumed = run(common + " --batch-size 3 --out " + killed.string());
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming: "), std::string::npos) << resumed.output;
+  EXPECT_EQ(read_json(ref / "results.json")["results"], read_json(killed / "results.json")["results"]);
+  for (std::string t : {"piqa", "lambada_openai", "arc_easy"})
+    for (std::string d : {"requests/loglikelihood", "requests/is_greedy", "docs/acc"})
+      EXPECT_EQ(h5::read_doubles((ref / "requests.h5").string(), t + "/" + d),
+                h5::read_doubles((killed / "requests.h5").string(), t + "/" + d)) << t << "/" << d;
+  EXPECT_FALSE(fs::exists(journal));
+  fs::remove_all(ref);
+  fs::remove_all(killed);
+}
+
+TEST(EvalCli, BadInputFailsWithOneLineAndWritesNothing) {
+  fs::path out = scratch("bad"), data = scratch("bad_data");
+  auto expect_error = [&](const std::string& args, const std::string& needle) {
+    CmdResult r = run("eval" + kPreset + " " + args + " --out " + out.string());
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_EQ(r.output.rfind("bmh: error: ", 0), 0u) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out)) << args;
+  };
+  expect_error("--tasks piqa,nosuch",
+               "unknown task \"nosuch\" (known tasks: lambada_openai, hellaswag, piqa, winogrande, arc_easy, "
+               "arc_challenge, openbookqa)");
+  fs::create_directories(data / "piqa");
+  std::ofstream(data / "piqa/valid.jsonl") << "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\"}\n"
+                                           << "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\"}\n"
+                                           << "{\"goal\": \"g\", \"sol1\": \"a\" \"sol2\": \"b\"}\n";
+  std::ofstream(data / "piqa/valid-labels.lst") << "0\n1\n0\n";
+  expect_error("--tasks piqa --data-dir " + data.string(), "piqa/valid.jsonl:3: malformed JSON");
+  fs::create_directories(data / "winogrande");
+  std::ofstream(data / "winogrande/dev.jsonl")
+      << "{\"sentence\": \"a _ b\", \"option1\": \"x\", \"option2\": \"y\", \"answer\": \"3\"}\n";
+  expect_error("--tasks winogrande --data-dir " + data.string(), "winogrande/dev.jsonl:1: field \"answer\": label out of range");
+  fs::create_directories(data / "openbookqa");
+  std::ofstream(data / "openbookqa/test.jsonl")
+      << "{\"id\": \"1\", \"question\": {\"stem\": \"s\", \"choices\": [{\"text\": \"t\", \"label\": \"A\"}]}}\n";
+  expect_error("--tasks openbookqa --data-dir " + data.string(), "openbookqa/test.jsonl:1: field \"answerKey\": missing");
+  std::ofstream(data / "hs.txt") << "Ctx: a\n7\ne1\ne2\ne3\ne4\n";
+  expect_error("--tasks hellaswag --hellaswag-file " + (data / "hs.txt").string(), "hs.txt:2: label out of range");
+  fs::remove_all(data);
+}
+
+TEST(EvalCli, PerplexityOfWikitextAndPlainText) {
+  fs::path out = scratch("ppl");
+  CmdResult r = run("perplexity" + kPreset + " --text " + std::string(BMH_SOURCE_DIR) +
+                    "/data/text/wiki.test.raw --limit 1 --no-progress --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  json j = read_json(out / "results.json");
+  const json& w = j["results"]["wikitext"];
+  EXPECT_EQ(w["word_perplexity_stderr,none"], "N/A");
+  EXPECT_EQ(j["bmh"]["format"], "wikitext");
+  // CPython 3.12.1, preprocess_wikitext.process_results on the first page: 1093 words, 5667 bytes.
+  EXPECT_EQ(j["bmh"]["words"], 1093);
+  EXPECT_EQ(j["bmh"]["bytes"], 5667);
+  double ll = j["bmh"]["doc_loglikelihood"][0];
+  EXPECT_EQ(w["word_perplexity,none"].get<double>(), std::exp(-ll / 1093));
+  EXPECT_EQ(w["byte_perplexity,none"].get<double>(), std::exp(-ll / 5667));
+  EXPECT_EQ(w["bits_per_byte,none"].get<double>(), -(ll / 5667) / std::log(2.0));
+
+  // A plain text longer than the model's 2048 tokens runs in rolling windows.
+  std::string text = eval::read_text_file(std::string(BMH_SOURCE_DIR) + "/data/text/tinyshakespeare.input.txt");
+  fs::create_directories(out);
+  std::ofstream(out / "plain.txt") << text.substr(0, 9000);
+  r = run("perplexity" + kPreset + " --text " + (out / "plain.txt").string() + " --no-progress --out " +
+          (out / "plain").string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  j = read_json(out / "plain" / "results.json");
+  EXPECT_EQ(j["bmh"]["format"], "plain");
+  EXPECT_EQ(j["bmh"]["windows"], 2);
+  EXPECT_GT(j["bmh"]["tokens"].get<int>(), 2048);
+  EXPECT_EQ(j["bmh"]["bytes"], 9000);
+  fs::remove_all(out);
+}
+
+}  // namespace
+}  // namespace bmh
