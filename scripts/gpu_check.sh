@@ -19,24 +19,28 @@ if [ "${1:-}" = pack ]; then
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
   cmake --build "$BUILD" -j"${JOBS:-2}" --target gpu_test_ops gpu_test_cuda_model
   cmake --build "$BUILD" -j"${JOBS:-2}" --target bmh || echo "warning: bmh did not build; the benchmark will be missing"
-  rm -rf "$CARRY/bin" "$CARRY/lib"
-  mkdir -p "$CARRY/bin" "$CARRY/lib"
-  cp "$BUILD/tests/gpu_test_ops" "$BUILD/tests/gpu_test_cuda_model" "$CARRY/bin/"
-  [ -x "$BUILD/bmh" ] && cp "$BUILD/bmh" "$CARRY/bin/"
-  strip --strip-debug "$CARRY"/bin/* || true
+  # Staged in the build folder, shipped as one compressed bundle (the device tool carries at most 64 MiB in all).
+  ST="$BUILD/carry-stage"
+  rm -rf "$ST" && mkdir -p "$ST/bin" "$ST/lib"
+  cp "$BUILD/tests/gpu_test_ops" "$BUILD/tests/gpu_test_cuda_model" "$ST/bin/"
+  [ -x "$BUILD/bmh" ] && cp "$BUILD/bmh" "$ST/bin/"
+  strip --strip-debug "$ST"/bin/* || true
   # Shared libraries: everything ldd resolves except glibc's own, the driver and cuBLAS (large; CUDA 13 is there).
-  for b in "$CARRY"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
+  for b in "$ST"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
-      libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|libcublas*.so*) ;;
-      *) cp -L "$lib" "$CARRY/lib/" ;;
+      libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|libresolv.so*|ld-linux*|libcuda.so*|libcublas*.so*) ;;
+      *) cp -L "$lib" "$ST/lib/" ;;
     esac
   done
   # Zyphra's official code for the blackmamba-2.8b peer (python sources only; never committed).
   ZY=${ZYPHRA_SRC:-/work/.mirror/Zyphra+BlackMamba/repo}
   if [ -d "$ZY" ]; then
-    rm -rf "$CARRY/zyphra" && mkdir -p "$CARRY/zyphra"
-    git --git-dir="$ZY" archive HEAD 2>/dev/null | tar -x -C "$CARRY/zyphra" --exclude=csrc || cp -r "$ZY"/*.py "$ZY"/ops "$CARRY/zyphra/"
+    mkdir -p "$ST/zyphra"
+    git --git-dir="$ZY" archive HEAD | tar -x -C "$ST/zyphra" --exclude=csrc
   fi
+  echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- kernels tests/gpu experiments/cmd_bench_gpu.cpp scripts || echo +local-changes)" >"$ST/COMMIT"
+  rm -rf "$CARRY" && mkdir -p "$CARRY"
+  tar -C "$ST" -cJf "$CARRY/bundle.tar.xz" .
   du -sh "$CARRY"
   exit 0
 fi
@@ -50,6 +54,7 @@ for a in "$@"; do
     --quick) QUICK=1 ;;
   esac
 done
+if [ -f "$CARRY/bundle.tar.xz" ] && [ ! -d "$CARRY/bin" ]; then tar -C "$CARRY" -xJf "$CARRY/bundle.tar.xz"; fi
 O=${OUT:-gpu_check_out}
 mkdir -p "$O"
 LOG="$O/gpu_check.log"
@@ -67,7 +72,7 @@ run_bin() { LD_LIBRARY_PATH="$BINLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@";
 export BMH_TEST_DIR="$PWD/tests"
 
 say "== gpu_check $(date -u +%Y-%m-%dT%H:%MZ) on $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
-say "== cuBLAS from ${CUBLAS_DIR:-?}; git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+say "== cuBLAS from ${CUBLAS_DIR:-?}; binaries built here from commit $(cat "$CARRY/COMMIT" 2>/dev/null || echo '?')"
 STATUS=0
 if [ "$MODE" != bench ]; then
   for t in gpu_test_ops gpu_test_cuda_model; do
