@@ -121,6 +121,7 @@ LatencyResult measure_latency(LanguageModel& model, const LatencyOptions& opt) {
   for (int L : opt.prompt_lengths) {
     Tensor ids = token_ids(opt.batch, L, V, opt.seed + uint64_t(L));
     reset_peak_rss();
+    const double base = current_rss_bytes();
     std::vector<double> ms;
     for (int i = 0; i < opt.warmup + opt.repeats; ++i) {
       auto dec = model.decoder(opt.batch);
@@ -134,6 +135,7 @@ LatencyResult measure_latency(LanguageModel& model, const LatencyOptions& opt) {
     r.prefill.push_back(summarize(ms));
     r.prefill_ms.push_back(std::move(ms));
     r.prefill_peak_rss.push_back(peak_rss_bytes());
+    r.prefill_extra_rss.push_back(std::max(0.0, r.prefill_peak_rss.back() - base));
     const double dev = device_used(r.backend);
     if (dev >= 0) r.prefill_device_used.push_back(dev);
     say(fmt("prefill %4.0f tokens: %.2f ms (median)", L, r.prefill.back().median));
@@ -144,6 +146,7 @@ LatencyResult measure_latency(LanguageModel& model, const LatencyOptions& opt) {
     r.decode_ms.assign(S, {});
     Tensor prompt = token_ids(opt.batch, opt.decode_prompt, V, opt.seed);
     reset_peak_rss();
+    const double base = current_rss_bytes();
     for (int i = 0; i < opt.warmup + opt.repeats; ++i) {
       auto dec = model.decoder(opt.batch);
       std::vector<int64_t> next = argmax_rows(dec->prefill(prompt));
@@ -163,6 +166,7 @@ LatencyResult measure_latency(LanguageModel& model, const LatencyOptions& opt) {
     }
     r.decode_all = summarize(all);
     r.decode_peak_rss = peak_rss_bytes();
+    r.decode_extra_rss = std::max(0.0, r.decode_peak_rss - base);
     r.decode_device_used = device_used(r.backend);
     say(fmt("decode %3.0f steps: %.3f ms/token (median)", S, r.decode_all.median));
   }
@@ -211,6 +215,8 @@ void write_latency_h5(const LatencyResult& r, h5::Group g) {
   write_summaries(g, "prefill", r.prefill, "length", "prefill time");
   g.write("prefill_peak_rss", r.prefill_peak_rss,
           {"host resident-set high-water mark during the prefills of this length", "bytes", {"length"}});
+  g.write("prefill_extra_rss", r.prefill_extra_rss,
+          {"that high-water mark minus the resident set just before: memory the prefills added", "bytes", {"length"}});
   if (!r.prefill_device_used.empty())
     g.write("prefill_device_used", r.prefill_device_used, {"device memory in use after the prefills", "bytes", {"length"}});
   g.write("decode_positions", r.decode_positions, {"position of the token fed at each decode step", "tokens", {"step"}});
@@ -220,6 +226,7 @@ void write_latency_h5(const LatencyResult& r, h5::Group g) {
   g.attr("decode_ms_per_token_q25", r.decode_all.q25);
   g.attr("decode_ms_per_token_q75", r.decode_all.q75);
   g.attr("decode_peak_rss_bytes", r.decode_peak_rss);
+  g.attr("decode_extra_rss_bytes", r.decode_extra_rss);
   if (r.decode_device_used >= 0) g.attr("decode_device_used_bytes", r.decode_device_used);
 }
 
@@ -235,11 +242,13 @@ nlohmann::json latency_summary_json(const LatencyResult& r) {
                  {"ms_median", r.prefill[i].median},
                  {"ms_q25", r.prefill[i].q25},
                  {"ms_q75", r.prefill[i].q75},
-                 {"peak_rss_bytes", r.prefill_peak_rss[i]}});
+                 {"peak_rss_bytes", r.prefill_peak_rss[i]},
+                 {"extra_rss_bytes", r.prefill_extra_rss[i]}});
   j["decode_ms_per_token"] = {{"median", r.decode_all.median}, {"q25", r.decode_all.q25}, {"q75", r.decode_all.q75}};
   j["decode_tokens"] = r.options.decode_tokens;
   j["decode_prompt"] = r.options.decode_prompt;
   j["decode_peak_rss_bytes"] = r.decode_peak_rss;
+  j["decode_extra_rss_bytes"] = r.decode_extra_rss;
   if (r.decode_device_used >= 0) j["decode_device_used_bytes"] = r.decode_device_used;
   j["peak_reset"] = r.peak_reset;
   return j;

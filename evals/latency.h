@@ -11,7 +11,8 @@
 //
 // Memory: host peak RSS (VmHWM of /proc/self/status, reset through /proc/self/clear_refs before each
 // measurement where the kernel allows it, after malloc_trim returns freed heap to the system; `peak_reset` says
-// whether it could; the mark includes the weights and whatever else the process holds), and the backend's device memory
+// whether it could). The mark includes the weights and whatever else the process holds, so the "extra" arrays
+// give the mark minus the resident set measured right before: the memory the measured calls added. And the backend's device memory
 // in use where a CUDA build has a device (cudaMemGetInfo: total - free, after the measurement).
 #pragma once
 #include <cstdint>
@@ -50,12 +51,14 @@ struct LatencyResult {
   std::vector<std::vector<double>> prefill_ms;  // [P][repeats]
   std::vector<SampleSummary> prefill;         // [P]
   std::vector<double> prefill_peak_rss;       // [P] bytes, host high-water mark during those prefills
+  std::vector<double> prefill_extra_rss;      // [P] bytes, that mark minus the resident set just before
   std::vector<double> prefill_device_used;    // [P] bytes in use on the device after; empty without a device
   std::vector<int64_t> decode_positions;      // [S] position of each decode step
   std::vector<std::vector<double>> decode_ms; // [S][repeats]
   std::vector<SampleSummary> decode;          // [S]
   SampleSummary decode_all;                   // over every decode sample
   double decode_peak_rss = 0;
+  double decode_extra_rss = 0;
   double decode_device_used = -1;             // -1: no device
   double rss_before = 0;                      // resident bytes before anything ran (weights loaded)
   bool peak_reset = false;                    // whether the high-water mark could be reset per measurement

@@ -52,7 +52,9 @@ void run_run(RunArgs& a) {
     std::printf("%s: ok (%zu models)\n", path.c_str(), exp.models.size());
     for (const auto& m : exp.models) {
       std::string steps;
-      for (const auto& s : m.steps) steps += (steps.empty() ? "" : ",") + s;
+      for (const auto& s : m.steps)
+        if (exp.selected(m, s)) steps += (steps.empty() ? "" : ",") + s;
+      if (steps.empty()) continue;
       std::printf("  %-20s %-16s %s%s [%s]\n", m.name.c_str(), m.arch.c_str(),
                   m.spec.preset.empty() ? m.spec.dir.c_str() : ("preset " + m.spec.preset).c_str(),
                   m.missing ? " (MISSING)" : "", steps.c_str());
@@ -79,7 +81,8 @@ void add_run_command(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "fp64", "bf16", "fp16"}));
   sub->add_option("--models", args->models_csv, "only these models (comma-separated names from the file)");
   sub->add_option("--steps", args->steps_csv, "only these steps (comma-separated)");
-  sub->add_flag("--fresh", args->run.fresh, "discard finished steps of an earlier run instead of resuming");
+  sub->add_flag("--fresh", args->run.fresh,
+                "rerun the selected steps even where an earlier run finished them (default: resume)");
   sub->add_flag("--no-plots", args->no_plots, "do not run scripts/plot_*.py");
   sub->add_option("--python", args->run.python, "Python with matplotlib and h5py for the plots")
       ->default_val("/usr/bin/python3");

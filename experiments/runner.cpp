@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -137,7 +138,6 @@ void make_plots(const RunOptions& opt, const std::string& out_dir) {
 int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
   const std::string out_dir = (fs::path(opt.out_root) / exp.name).string();
   const std::string parts_dir = out_dir + "/parts";
-  if (opt.fresh) fs::remove_all(parts_dir);
   fs::create_directories(parts_dir);
   // Temp files of a run that was killed while writing (their finished parts are intact).
   std::vector<fs::path> stale;
@@ -153,12 +153,17 @@ int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
   std::vector<Item> plan;
   for (size_t mi = 0; mi < exp.models.size(); ++mi)
     for (const auto& s : step_names())
-      if (std::count(exp.models[mi].steps.begin(), exp.models[mi].steps.end(), s)) plan.push_back({mi, s});
+      if (exp.selected(exp.models[mi], s)) plan.push_back({mi, s});
+  // --fresh: forget the finished parts of exactly what this invocation runs.
+  if (opt.fresh)
+    for (const auto& it : plan)
+      for (const char* ext : {".json", ".h5"})
+        fs::remove(parts_dir + "/" + exp.models[it.model].name + "/" + it.step + ext);
   std::printf("bmh run %s: %zu models, %zu steps -> %s\n", exp.name.c_str(), exp.models.size(), plan.size(),
               out_dir.c_str());
   if (!exp.description.empty()) std::printf("  %s\n", exp.description.c_str());
   for (const auto& m : exp.models)
-    if (m.missing)
+    if (m.missing && std::any_of(plan.begin(), plan.end(), [&](const Item& it) { return &exp.models[it.model] == &m; }))
       std::printf("  missing checkpoint: %s: no config.json in %s%s%s; its steps are reported as missing\n",
                   m.name.c_str(), m.spec.dir.c_str(), m.download.empty() ? "" : " (download ",
                   m.download.empty() ? "" : (m.download + ")").c_str());
@@ -176,6 +181,7 @@ int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
   size_t k = 0;
   for (size_t mi = 0; mi < exp.models.size(); ++mi) {
     const ModelEntry& m = exp.models[mi];
+    if (std::none_of(plan.begin(), plan.end(), [&](const Item& it) { return it.model == mi; })) continue;
     std::unique_ptr<LanguageModel> lm;
     ModelConfig cfg;
     if (!m.missing) cfg = m.spec.preset.empty() ? load_model_config(m.spec.dir, m.spec.config) : preset_config(m.spec.preset);
@@ -286,6 +292,10 @@ int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
           st["summary"] = (*part)["summary"];
           if ((*part)["status"] == "ok")
             mg.copy_from(parts_dir + "/" + m.name + "/" + step + ".h5", "/" + step, step);
+        } else if (m.missing) {
+          st = {{"status", "missing"}, {"reason", "no checkpoint at " + m.spec.dir}};
+        } else if (!st.contains("status")) {
+          st = {{"status", "not run"}};
         }
         steps[step] = st;
       }

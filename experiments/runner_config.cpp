@@ -208,6 +208,13 @@ json ExperimentConfig::step_section(const std::string& step) const {
   return json::object();
 }
 
+bool ExperimentConfig::selected(const ModelEntry& m, const std::string& step) const {
+  auto in = [](const std::vector<std::string>& v, const std::string& x) {
+    return v.empty() || std::find(v.begin(), v.end(), x) != v.end();
+  };
+  return in(only_models, m.name) && in(only_steps, step) && std::count(m.steps.begin(), m.steps.end(), step) > 0;
+}
+
 ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt) {
   std::ifstream in(path);
   if (!in) fail("cannot open experiment file ", path);
@@ -323,15 +330,8 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
       fail(file, ": --models names unknown model '", n, "' (in this file: ", join(all), ")");
     }
   if (!opt.only_steps.empty()) check_steps("--steps", opt.only_steps);
-  if (!opt.only_models.empty())
-    std::erase_if(c.models, [&](const ModelEntry& m) {
-      return std::find(opt.only_models.begin(), opt.only_models.end(), m.name) == opt.only_models.end();
-    });
-  if (!opt.only_steps.empty())
-    for (auto& m : c.models)
-      std::erase_if(m.steps, [&](const std::string& s) {
-        return std::find(opt.only_steps.begin(), opt.only_steps.end(), s) == opt.only_steps.end();
-      });
+  c.only_models = opt.only_models;
+  c.only_steps = opt.only_steps;
   return c;
 }
 

@@ -55,6 +55,9 @@ struct ExperimentConfig {
   std::vector<ModelEntry> models;
   std::vector<std::string> steps;
   nlohmann::json raw;               // the file as read, for results.json
+  // --models / --steps: what this invocation runs (empty = all); results.json still merges every step.
+  std::vector<std::string> only_models, only_steps;
+  bool selected(const ModelEntry& m, const std::string& step) const;
 
   // forward: loss and time of one pass over the first `tokens` tokens of `text`.
   std::string forward_text;

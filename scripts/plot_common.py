@@ -49,13 +49,20 @@ def style(models_list):
     return out
 
 
+def unit_of(values, unit="FLOP"):
+    """(divisor, name) so that the largest value reads between 1 and 1000: (1e6, "MFLOP")."""
+    top = max([abs(x) for x in values] + [1e-30])
+    for div, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if top >= div:
+            return div, prefix + unit
+    return 1.0, unit
+
+
 def set_scale(ax, axis, values):
-    """Log scale when the values span more than a factor of 20, else linear with plain tick labels."""
+    """Log scale when the values span more than a factor of 20, else linear."""
     v = [x for x in values if x > 0]
     if v and max(v) / min(v) > 20:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-    else:
-        ax.ticklabel_format(axis=axis, style="sci", scilimits=(-3, 3))
 
 
 def save(fig, out_dir, name):

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from plot_common import models, open_results, plt, save, set_scale, style, text, title_of
+from plot_common import models, open_results, plt, save, set_scale, style, text, title_of, unit_of
 
 
 def main():
@@ -24,14 +24,17 @@ def main():
         return
     st = style(all_models)
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 1.3]},
+                                 constrained_layout=True)
+    dec = [v for _, g, _, _ in ms for v in g["flops"]["decode_flops_per_token"][()]]
+    div, unit = unit_of(dec)
     for name, g, label, _ in ms:
         fl = g["flops"]
-        a1.plot(fl["contexts"][()], fl["decode_flops_per_token"][()], label=label, **st[name])
+        a1.plot(fl["contexts"][()], fl["decode_flops_per_token"][()] / div, label=label, **st[name])
     a1.set_xscale("log", base=2)
-    a1.set_yscale("log")
+    set_scale(a1, "y", dec)
     a1.set_xlabel("context (tokens)")
-    a1.set_ylabel("forward FLOPs for one new token")
+    a1.set_ylabel(f"forward {unit} for one new token")
     a1.set_title("decode cost vs context", fontsize=10)
     a1.grid(True, which="both", alpha=0.3)
     a1.legend(fontsize=8)
@@ -42,6 +45,7 @@ def main():
     names = [m[2] for m in ms]
     bottom = np.zeros(len(ms))
     ref_ctx = int(ms[0][1]["flops"].attrs["reference_context"])
+    bdiv, bunit = unit_of([float(g["flops"].attrs["forward_flops_per_token"]) for _, g, _, _ in ms])
     for grp in groups:
         vals = []
         for _, g, _, _ in ms:
@@ -54,14 +58,14 @@ def main():
                 key = head if head in groups else ("lm_head" if t == "lm_head" else "other")
                 s += x if key == grp else 0.0
             vals.append(s)
-        vals = np.array(vals)
+        vals = np.array(vals) / bdiv
         a2.bar(names, vals, bottom=bottom, color=colors[grp], label=grp)
         bottom += vals
-    a2.set_ylabel(f"forward FLOPs per token (sequence of {ref_ctx})")
+    a2.set_ylabel(f"forward {bunit} per token (sequence of {ref_ctx})")
     a2.set_title("where the FLOPs go", fontsize=10)
     a2.tick_params(axis="x", labelrotation=20, labelsize=8)
     a2.legend(fontsize=8)
-    fig.suptitle(f"{title_of(f)}: analytic FLOPs (core/flops.h)", y=1.02)
+    fig.suptitle(f"{title_of(f)}: analytic FLOPs (core/flops.h)")
     save(fig, out, "flops.png")
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -96,6 +100,9 @@ def main():
         print("plot_flops: no model has both eval and flops results; accuracy_vs_flops.png not made")
         return
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    idiv, iunit = unit_of([p[3] for p in pts])
+    tdiv, tunit = unit_of([p[4] for p in pts])
+    pts = [(n, lab, acc, inf / idiv, train / tdiv, tot) for n, lab, acc, inf, train, tot in pts]
     for name, label, acc, inf, train, _ in pts:
         a1.scatter(inf, acc, s=50, color=st[name]["color"], marker=st[name]["marker"], label=label)
         a2.scatter(train, acc, s=50, color=st[name]["color"], marker=st[name]["marker"], label=label)
@@ -104,8 +111,8 @@ def main():
     total = all(p[5] for p in pts)
     set_scale(a1, "x", [p[3] for p in pts])
     set_scale(a2, "x", [p[4] for p in pts])
-    a1.set_xlabel(f"inference FLOPs per token (sequence of {ref_ctx})")
-    a2.set_xlabel("training FLOPs (total)" if total else "training FLOPs per token (3 x forward)")
+    a1.set_xlabel(f"inference {iunit} per token (sequence of {ref_ctx})")
+    a2.set_xlabel(f"training {tunit} (total)" if total else f"training {tunit} per token (3 x forward)")
     for a in (a1, a2):
         a.set_ylabel("mean zero-shot accuracy")
         a.grid(True, which="both", alpha=0.3)

@@ -49,18 +49,19 @@ def main():
                  f"{int(ms[0][1]['latency'].attrs.get('batch', 1))})", y=1.02)
     save(fig, out, "latency.png")
 
-    # Host memory high-water mark during prefill, per prompt length.
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, g, label, _ in ms:
-        l = g["latency"]
-        ax.plot(l["prompt_lengths"][()], l["prefill_peak_rss"][()] / 2**20, label=label, **st[name])
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("prompt length (tokens)")
-    ax.set_ylabel("peak resident memory (MiB)")
-    ax.set_title(f"{title_of(f)}: host peak memory during prefill", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    save(fig, out, "latency_memory.png")
+    # Host memory the prefill adds (high-water mark minus the resident set before), per prompt length.
+    if all("prefill_extra_rss" in g["latency"] for _, g, _, _ in ms):
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for name, g, label, _ in ms:
+            l = g["latency"]
+            ax.plot(l["prompt_lengths"][()], l["prefill_extra_rss"][()] / 2**20, label=label, **st[name])
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("prompt length (tokens)")
+        ax.set_ylabel("MiB above the resident set before")
+        ax.set_title(f"{title_of(f)}: host memory added by a prefill (peak RSS)", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, out, "latency_memory.png")
 
 
 if __name__ == "__main__":

@@ -140,11 +140,15 @@ TEST(RunnerResume, CompleteRunThenCachedRerun) {
   EXPECT_EQ(count(c.text, "latency   ok ("), 1) << c.text;
   EXPECT_EQ(h5::read_doubles(h5, "/tiny/latency/prefill_ms").size(), 6u);
 
-  // --fresh discards everything.
+  // --fresh reruns the selected steps; the merged results keep every other step.
   Out d = run_bmh("run " + cfg + " --out " + dir + "/results --no-plots --fresh --steps flops");
   ASSERT_EQ(d.rc, 0) << d.text;
   EXPECT_EQ(count(d.text, " ok ("), 1) << d.text;
-  EXPECT_FALSE(fs::exists(res + "/parts/tiny/info.json"));
+  EXPECT_EQ(count(d.text, "cached"), 0) << d.text;
+  json after = read_json(res + "/results.json");
+  for (const char* step : {"info", "forward", "generate", "flops", "latency", "routing", "eval"})
+    EXPECT_EQ(after["models"]["tiny"]["steps"][step]["status"], "ok") << step;
+  EXPECT_TRUE(h5::exists(h5, "/tiny/routing/cv"));
 }
 
 TEST(RunnerResume, ResumesAfterSigkill) {
