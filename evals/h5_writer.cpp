@@ -114,7 +114,7 @@ void Group::write_raw(const std::string& name, hid_t type, const void* data, siz
                   "cannot create " + what),
             H5Dclose);
   if (n > 0 && H5Dwrite(ds.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) fail("hdf5: cannot write ", what);
-  Group as(ds, file_, path_ + "/" + name);  // attributes through the same code path
+  Group as(ds, file_, (path_ == "/" ? "" : path_) + "/" + name);  // attributes through the same code path
   if (!info.description.empty()) as.attr("description", info.description);
   if (!info.units.empty()) as.attr("units", info.units);
   if (!info.dims.empty()) as.attr("dims", info.dims);

@@ -2,6 +2,7 @@
 #include "experiments/runner_config.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -33,7 +34,11 @@ std::string arch_of(const ModelConfig& cfg) {
   return "other";
 }
 
-std::string source_dir() { return BMH_SOURCE_DIR; }
+std::string source_dir() {
+  // The checkout this binary was built from; BMH_SOURCE_DIR in the environment points a copied binary elsewhere.
+  const char* env = std::getenv("BMH_SOURCE_DIR");
+  return env && *env ? env : BMH_SOURCE_DIR;
+}
 
 std::string resolve_data_path(const std::string& p) {
   if (p.empty() || fs::path(p).is_absolute()) return p;
@@ -165,7 +170,7 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
   return m;
 }
 
-TextSource parse_source(const json& j, const std::string& where) {
+TextSource parse_source(const json& j, const std::string& where, bool check_files) {
   Obj o(j, where, {"name", "file", "task", "sequences", "limit"});
   TextSource s;
   s.file = o.get<std::string>("file", "");
@@ -178,7 +183,7 @@ TextSource parse_source(const json& j, const std::string& where) {
   check_positive(where, "limit", s.limit);
   if (!s.file.empty()) {
     s.file = resolve_data_path(s.file);
-    check_file(where, s.file);
+    if (check_files) check_file(where, s.file);
   } else {
     eval::parse_task_list(s.task);  // names the known tasks when unknown
   }
@@ -236,13 +241,24 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
   const std::string backend = top.get<std::string>("backend", "cpu"), dtype = top.get<std::string>("dtype", "fp32");
   c.steps = top.need<std::vector<std::string>>("steps");
   check_steps(file + ": steps", c.steps);
+  // Whether any model runs a step (its own "steps" or the experiment's): data files are checked only then.
+  auto uses = [&](const std::string& step) {
+    if (std::count(c.steps.begin(), c.steps.end(), step)) return true;
+    const json& ms = top.sub("models");
+    if (ms.is_array())
+      for (const auto& m : ms)
+        if (m.is_object() && m.contains("steps") && m["steps"].is_array())
+          for (const auto& s : m["steps"])
+            if (s.is_string() && s.get<std::string>() == step) return true;
+    return false;
+  };
 
   {
     Obj o(top.sub("forward"), file + ": forward", {"text", "tokens"});
     c.forward_text = resolve_data_path(o.get<std::string>("text", "data/text/wiki.test.raw"));
     c.forward_tokens = o.get<int>("tokens", c.forward_tokens);
     check_positive(o.where, "tokens", c.forward_tokens, 2);
-    if (std::count(c.steps.begin(), c.steps.end(), "forward")) check_file(o.where, c.forward_text);
+    if (uses("forward")) check_file(o.where, c.forward_text);
   }
   {
     Obj o(top.sub("generate"), file + ": generate", {"prompt", "tokens"});
@@ -281,7 +297,6 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
     check_positive(o.where, "warmup", l.warmup, 0);
     check_positive(o.where, "repeats", l.repeats);
   }
-  const bool wants_routing = std::count(c.steps.begin(), c.steps.end(), "routing") > 0;
   {
     Obj o(top.sub("routing"), file + ": routing", {"sources", "seq_len", "batch", "top_tokens"});
     c.routing_seq_len = o.get<int>("seq_len", c.routing_seq_len);
@@ -293,8 +308,10 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
     const json& src = o.sub("sources");
     if (o.has("sources") && !src.is_array()) fail(o.where, ": 'sources' must be an array");
     for (size_t i = 0; i < src.size(); ++i)
-      c.routing_sources.push_back(parse_source(src[i], o.where + ": sources[" + std::to_string(i) + "]"));
-    if (c.routing_sources.empty()) c.routing_sources.push_back(parse_source({{"file", "data/text/wiki.test.raw"}}, o.where));
+      c.routing_sources.push_back(
+          parse_source(src[i], o.where + ": sources[" + std::to_string(i) + "]", uses("routing")));
+    if (c.routing_sources.empty())
+      c.routing_sources.push_back(parse_source({{"file", "data/text/wiki.test.raw"}}, o.where, uses("routing")));
     std::set<std::string> names;
     for (const auto& s : c.routing_sources)
       if (!names.insert(s.name).second) fail(o.where, ": two sources are named '", s.name, "'");
@@ -310,7 +327,6 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
     check_positive(o.where, "batch_size", c.eval_batch_size);
     check_positive(o.where, "bootstrap_iters", c.eval_bootstrap_iters, 0);
   }
-  (void)wants_routing;
 
   const json& models = top.sub("models");
   if (!models.is_array() || models.empty()) fail(file, ": 'models' must be a non-empty array");

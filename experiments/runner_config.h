@@ -8,7 +8,8 @@
 //    "steps": ["info", "forward", "generate", "flops", "latency", "routing", "eval"],
 //    "forward": {...}, "generate": {...}, "flops": {...}, "latency": {...}, "routing": {...}, "eval": {...}}
 //
-// Relative data paths resolve against the repository root (BMH_SOURCE_DIR), so a run works from any directory.
+// Relative data paths resolve against the repository root (BMH_SOURCE_DIR at build time, or the environment
+// variable of that name), so a run works from any directory. Data files are checked when a step uses them.
 // "${models_dir}" in a model's dir is replaced by --models-dir. A checkpoint directory without config.json is
 // "missing": its steps are reported as such (with "download" as the hint) and the rest of the run goes on.
 #pragma once

@@ -56,10 +56,10 @@ void row(const std::vector<std::string>& cells, const std::vector<int>& widths) 
 void print_summary(const json& results) {
   const json& models = results["models"];
   std::printf("\nSummary: %s\n", results.value("experiment", "").c_str());
-  const std::vector<std::string> head = {"model", "arch", "params M", "active M", "fwd ms/tok", "ppl",
+  const std::vector<std::string> head = {"model", "arch", "params M", "active M", "act-emb k", "fwd ms/tok", "ppl",
                                          "gen ms/tok", "parity", "GFLOP/tok", "prefill ms", "decode ms/tok",
                                          "route CV", "CV last", "acc mean"};
-  const std::vector<int> w = {18, 15, 9, 9, 10, 9, 10, 8, 9, 10, 13, 8, 8, 8};
+  const std::vector<int> w = {18, 15, 9, 9, 9, 10, 9, 10, 8, 9, 10, 13, 8, 8, 8};
   row(head, w);
   std::string prefill_len;
   for (auto it = models.begin(); it != models.end(); ++it) {
@@ -79,6 +79,7 @@ void print_summary(const json& results) {
     const std::string params_step = info ? "info" : "flops";
     row({it.key(), m.value("arch", ""), cell(m, params_step, num(params, "params_total", "%.3f", 1e-6)),
          cell(m, params_step, num(params, "params_active", "%.3f", 1e-6)),
+         cell(m, "info", num(info, "params_active_non_embedding", "%.1f", 1e-3)),
          cell(m, "forward", num(fwd, "ms_per_token", "%.3f")), cell(m, "forward", num(fwd, "perplexity", "%.0f")),
          cell(m, "generate", num(gen, "ms_per_token", "%.2f")), cell(m, "generate", parity),
          cell(m, "flops", num(fl, "forward_flops_per_token", "%.4f", 1e-9)), cell(m, "latency", prefill),
@@ -86,8 +87,8 @@ void print_summary(const json& results) {
          cell(m, "routing", num(rt, "cv_last", "%.3f")), cell(m, "eval", num(ev, "acc_mean", "%.3f"))},
         w);
   }
-  std::printf("  fwd: one forward over bundled text (ppl: its perplexity); gen: greedy decoding incl. prefill, parity "
-              "= decode logits vs full forward;\n  GFLOP/tok: analytic forward FLOPs per token");
+  std::printf("  act-emb: active parameters without embedding and head; fwd: one forward over bundled text (ppl: its "
+              "perplexity);\n  gen: greedy decoding incl. prefill, parity = decode logits vs full forward; GFLOP/tok: analytic forward FLOPs per token");
   for (auto it = models.begin(); it != models.end(); ++it)
     if (const json* fl = summary_of(it.value(), "flops")) {
       std::printf(" at context %d", (*fl).value("reference_context", 0));

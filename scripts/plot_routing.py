@@ -65,6 +65,39 @@ def main():
     fig.suptitle(f"{title_of(f)}: routing balance per layer", y=1.02)
     save(fig, out, "routing_cv.png")
 
+    # Breakdowns: load imbalance per text source and per position bucket, one figure per model.
+    for name, g, label, _ in ms:
+        r = g["routing"]
+        blocks = [int(b) for b in r["blocks"][()]]
+        sources = [text(s) for s in r["sources"][()]]
+        edges = r["position_edges"][()]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
+        for si, src in enumerate(sources):
+            a1.plot(blocks, [r[f"layer_{b}"]["source_cv"][si] for b in blocks], marker="o", label=src)
+        a1.set_xticks(blocks if len(blocks) <= 20 else blocks[::2])
+        a1.set_xlabel("MoE block (layer index)")
+        a1.set_ylabel("CV of tokens per expert")
+        a1.set_ylim(bottom=0)
+        a1.set_title("load imbalance by source", fontsize=10)
+        a1.grid(True, alpha=0.3)
+        a1.legend(fontsize=8)
+        cmap = plt.get_cmap("viridis")
+        for li, b in enumerate(blocks):
+            pc = r[f"layer_{b}"]["position_counts"][()].astype(float)
+            used = pc.sum(axis=1) > 0
+            cv = pc.std(axis=1) / np.maximum(pc.mean(axis=1), 1e-30)
+            a2.plot(np.maximum(edges[used], 0.5), cv[used], marker=".", color=cmap(li / max(1, len(blocks) - 1)),
+                    label=f"block {b}")
+        a2.set_xscale("log", base=2)
+        a2.set_xlabel("position in the sequence (bucket start; 0 drawn at 0.5)")
+        a2.set_ylabel("CV of tokens per expert")
+        a2.set_ylim(bottom=0)
+        a2.set_title("load imbalance by position (few tokens per bucket inflate CV)", fontsize=10)
+        a2.grid(True, alpha=0.3)
+        a2.legend(fontsize=7, ncol=2 if len(blocks) > 6 else 1)
+        fig.suptitle(f"{label}: routing breakdowns")
+        save(fig, out, f"routing_breakdown_{name}.png")
+
     # Transition matrices, one figure per model.
     for name, g, label, _ in ms:
         r = g["routing"]
