@@ -11,8 +11,8 @@
 // be handed a Rust &str, so there is no reference behaviour to match). A tokenizer.json using a feature not
 // implemented here is refused at load, naming the feature.
 //
-// Thread safety: a loaded Tokenizer is immutable except for its pre-token cache, which is internally locked, so
-// encode()/decode() may be called from many threads at once.
+// Thread safety: a loaded Tokenizer is immutable; its pre-token -> ids cache is per thread (as HF's), so
+// encode()/decode() may be called from many threads at once without locks.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -46,7 +46,7 @@ class Tokenizer {
   int32_t eos_id() const;  // "<|endoftext|>"
   const std::string& path() const;
 
-  // Pre-token cache statistics (for the benchmark); clear_cache() empties it.
+  // Pre-token cache: entries in the calling thread's cache; clear_cache() empties every thread's.
   size_t cache_entries() const;
   void clear_cache() const;
 

@@ -1,10 +1,10 @@
-// BPE merges by rank with a sharded pre-token cache (see core/tokenizer_bpe.h).
+// BPE merges by rank with per-thread pre-token caches (see core/tokenizer_bpe.h).
 #include "core/tokenizer_bpe.h"
 
+#include <algorithm>
 #include <functional>
 #include <mutex>
-#include <algorithm>
-#include <shared_mutex>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "core/tokenizer_byte_level.h"
@@ -18,23 +18,41 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-constexpr size_t kShards = 64;
-constexpr size_t kMaxEntriesPerShard = 1 << 14;  // ~1M pre-tokens in all
-constexpr size_t kMaxCachedWordBytes = 256;      // HF caches words shorter than 256 bytes too (bpe/model.rs MAX_LENGTH)
+constexpr size_t kMaxCacheEntries = 1 << 18;  // per thread and model; beyond it words are not cached (as HF)
+constexpr size_t kMaxCachedWordBytes = 256;   // HF caches words shorter than 256 bytes too (bpe/model.rs MAX_LENGTH)
+
+std::atomic<uint64_t> next_uid{1};
+std::mutex live_mu;
+std::unordered_set<uint64_t> live_models;  // uids of models not yet destroyed
 
 }  // namespace
 
-struct BytePairModel::Cache {
-  struct Shard {
-    mutable std::shared_mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
-  };
-  Shard shards[kShards];
+struct BytePairModel::LocalCache {
+  uint64_t generation = 0;
+  std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
 };
+
+namespace {
+
+struct ThreadCaches {
+  std::unordered_map<uint64_t, BytePairModel::LocalCache*> by_model;  // owned
+  uint64_t last_uid = 0;
+  BytePairModel::LocalCache* last = nullptr;
+  ~ThreadCaches() {
+    for (auto& [uid, cache] : by_model) delete cache;
+  }
+};
+thread_local ThreadCaches thread_caches;
+
+}  // namespace
 
 BytePairModel::BytePairModel(const std::unordered_map<std::string, int32_t>& vocab,
                              const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source)
-    : cache_(std::make_unique<Cache>()) {
+    : uid_(next_uid++) {
+  {
+    std::lock_guard lock(live_mu);
+    live_models.insert(uid_);
+  }
   // Bytes C0, C1 and F5..FF never occur in UTF-8, and GPT-NeoX-20B's vocabulary indeed lacks their symbols; every
   // other byte must have one (HF would silently drop a character missing from the vocabulary when unk_token is null).
   for (int b = 0; b < 256; ++b) {
@@ -64,7 +82,41 @@ BytePairModel::BytePairModel(const std::unordered_map<std::string, int32_t>& voc
   }
 }
 
-BytePairModel::~BytePairModel() = default;
+BytePairModel::~BytePairModel() {
+  std::lock_guard lock(live_mu);
+  live_models.erase(uid_);
+}
+
+// This thread's cache for this model; a thread that meets a new model first frees its caches of destroyed ones.
+BytePairModel::LocalCache& BytePairModel::local_cache() const {
+  ThreadCaches& tc = thread_caches;
+  if (tc.last_uid != uid_) {
+    auto it = tc.by_model.find(uid_);
+    if (it == tc.by_model.end()) {
+      {
+        std::lock_guard lock(live_mu);
+        for (auto i = tc.by_model.begin(); i != tc.by_model.end();) {
+          if (live_models.count(i->first)) {
+            ++i;
+          } else {
+            delete i->second;
+            i = tc.by_model.erase(i);
+          }
+        }
+      }
+      it = tc.by_model.emplace(uid_, new LocalCache).first;
+    }
+    tc.last_uid = uid_;
+    tc.last = it->second;
+  }
+  LocalCache& c = *tc.last;
+  const uint64_t g = generation_.load(std::memory_order_relaxed);
+  if (c.generation != g) {
+    c.map.clear();
+    c.generation = g;
+  }
+  return c;
+}
 
 const BytePairModel::Merge* BytePairModel::find_merge(int32_t a, int32_t b) const {
   const uint64_t key = (uint64_t(uint32_t(a)) << 32) | uint32_t(b);
@@ -84,6 +136,48 @@ void BytePairModel::encode_word_uncached(std::string_view bytes, std::vector<int
     out.push_back(byte_ids_[static_cast<unsigned char>(bytes[0])]);
     return;
   }
+  if (bytes.size() <= kScanMaxBytes)
+    merge_by_scan(bytes, out);
+  else
+    merge_with_heap(bytes, out);
+}
+
+// The same merge order as merge_with_heap, for short words: keep the rank of every adjacent pair in an array and
+// merge the pair of least (rank, position) until none is left. Equivalent to HF's heap because a stale heap entry
+// never passes its check there: the text a position's pair spans only grows, so the pair now at that position
+// concatenates to a different (longer) token than the entry's new id.
+void BytePairModel::merge_by_scan(std::string_view bytes, std::vector<int32_t>& out) const {
+  constexpr uint32_t kNone = ~uint32_t(0);
+  int32_t ids[kScanMaxBytes];
+  uint32_t ranks[kScanMaxBytes];  // ranks[i]: merge of ids[i] and ids[i + 1]
+  int32_t merged[kScanMaxBytes];  // merged[i]: the id that merge makes
+  size_t n = bytes.size();
+  for (size_t i = 0; i < n; ++i) ids[i] = byte_ids_[static_cast<unsigned char>(bytes[i])];
+  auto pair_rank = [&](size_t i) {
+    const Merge* m = find_merge(ids[i], ids[i + 1]);
+    ranks[i] = m ? m->rank : kNone;
+    merged[i] = m ? m->new_id : -1;
+  };
+  for (size_t i = 0; i + 1 < n; ++i) pair_rank(i);
+  while (n > 1) {
+    size_t best = 0;
+    for (size_t i = 1; i + 1 < n; ++i)
+      if (ranks[i] < ranks[best]) best = i;
+    if (ranks[best] == kNone) break;
+    ids[best] = merged[best];
+    for (size_t i = best + 1; i + 1 < n; ++i) ids[i] = ids[i + 1];
+    for (size_t i = best + 1; i + 2 < n; ++i) {
+      ranks[i] = ranks[i + 1];
+      merged[i] = merged[i + 1];
+    }
+    --n;
+    if (best + 1 < n) pair_rank(best);
+    if (best > 0) pair_rank(best - 1);
+  }
+  out.insert(out.end(), ids, ids + n);
+}
+
+void BytePairModel::merge_with_heap(std::string_view bytes, std::vector<int32_t>& out) const {
   struct Symbol {
     int32_t id;
     int32_t prev, next;
@@ -142,36 +236,19 @@ void BytePairModel::encode_word(std::string_view bytes, std::vector<int32_t>& ou
     encode_word_uncached(bytes, out);
     return;
   }
-  auto& shard = cache_->shards[StringHash{}(bytes) % kShards];
-  {
-    std::shared_lock lock(shard.mu);
-    auto it = shard.map.find(bytes);
-    if (it != shard.map.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
+  LocalCache& cache = local_cache();
+  if (auto it = cache.map.find(bytes); it != cache.map.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
   }
   const size_t start = out.size();
   encode_word_uncached(bytes, out);
-  std::unique_lock lock(shard.mu);
-  if (shard.map.size() < kMaxEntriesPerShard)
-    shard.map.try_emplace(std::string(bytes), out.begin() + std::ptrdiff_t(start), out.end());
+  if (cache.map.size() < kMaxCacheEntries)
+    cache.map.try_emplace(std::string(bytes), out.begin() + std::ptrdiff_t(start), out.end());
 }
 
-size_t BytePairModel::cache_entries() const {
-  size_t n = 0;
-  for (auto& s : cache_->shards) {
-    std::shared_lock lock(s.mu);
-    n += s.map.size();
-  }
-  return n;
-}
+size_t BytePairModel::cache_entries() const { return local_cache().map.size(); }
 
-void BytePairModel::clear_cache() const {
-  for (auto& s : cache_->shards) {
-    std::unique_lock lock(s.mu);
-    s.map.clear();
-  }
-}
+void BytePairModel::clear_cache() const { generation_.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace bmh

@@ -1,8 +1,10 @@
 // The BPE model on byte-level symbols: a pre-token's bytes become the ids of their byte-level characters, then
 // merges are applied lowest rank first, ties leftmost first (tokenizers/src/models/bpe/word.rs, Word::merge_all,
-// without dropout), until none applies. A cache maps pre-token bytes to their ids (HF keeps one too).
+// without dropout), until none applies. A cache maps pre-token bytes to their ids; like HF's BPE_LOCAL_CACHE
+// (bpe/model.rs) each thread has its own, so cached lookups take no lock and threads never contend.
 #pragma once
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,9 +27,14 @@ class BytePairModel {
   void encode_word(std::string_view bytes, std::vector<int32_t>& out) const;
   // Same without the cache.
   void encode_word_uncached(std::string_view bytes, std::vector<int32_t>& out) const;
+  // The two merge loops encode_word_uncached chooses between by length (exposed for the test that they agree):
+  // HF's heap of (rank, position) candidates, and a scan for the least-ranked pair of words up to kScanMaxBytes.
+  static constexpr size_t kScanMaxBytes = 64;
+  void merge_with_heap(std::string_view bytes, std::vector<int32_t>& out) const;
+  void merge_by_scan(std::string_view bytes, std::vector<int32_t>& out) const;
 
-  size_t cache_entries() const;
-  void clear_cache() const;
+  size_t cache_entries() const;  // in the calling thread's cache
+  void clear_cache() const;      // every thread's cache (each empties itself on its next use)
 
  private:
   struct Merge {
@@ -44,8 +51,14 @@ class BytePairModel {
   };
   std::vector<Slot> merge_slots_;
   int merge_shift_ = 64;
-  struct Cache;
-  std::unique_ptr<Cache> cache_;
+  uint64_t uid_;                                  // names this model's cache in each thread
+  mutable std::atomic<uint64_t> generation_{0};  // clear_cache() bumps it
+
+ public:
+  struct LocalCache;  // defined in the .cpp
+
+ private:
+  LocalCache& local_cache() const;
 };
 
 }  // namespace bmh

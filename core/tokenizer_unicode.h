@@ -2,7 +2,7 @@
 //
 // Why pinned Unicode versions: HF tokenizers 0.23.2 evaluates the ByteLevel split regex with the Oniguruma bundled
 // in its `onig` crate, whose `\p{L}`, `\p{N}` and `\s` are Unicode 16.0.0 (L, N and White_Space; checked on every
-// scalar value by scripts/tokenizer_fuzz/fuzz.mjs --classes). Its NFC normalizer is the crate
+// scalar value by scripts/tokenizer_fuzz.sh --classes). Its NFC normalizer is the crate
 // unicode-normalization-alignments 0.1.12, whose tables are Unicode 9.0.0 (its src/tables.rs, UNICODE_VERSION).
 // The system's PCRE2 and utf8proc carry other versions, so the classes come from generated tables
 // (core/tokenizer_unicode_tables.cpp, made by scripts/tokenizer_fuzz/gen_unicode_tables.mjs).

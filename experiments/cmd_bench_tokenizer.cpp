@@ -2,14 +2,17 @@
 //   bmh bench-tokenizer [--input data/text/wiki.test.raw] [--threads N] [--repeats R] [--out results/tokenizer/bench.json]
 // Measures, in MB of UTF-8 input per second:
 //   whole file : the file as one string on one thread (what HF's tokenizer.encode(text) does);
-//   lines      : the file's lines (each with its "\n"), on 1 thread and on N threads (default: all hardware
-//                threads), each thread taking a contiguous block of lines.
-// "cold" runs start from an empty pre-token cache; "warm" runs (best of R) find every pre-token cached.
+//   lines      : the file's lines (each with its "\n"), on 1 worker thread and on N (default: all hardware
+//                threads), each taking a contiguous block of lines; the workers persist across repetitions.
+// "cold" runs start from empty pre-token caches; "warm" runs (best of R) find every pre-token in their thread's cache.
 // The ids of the N-thread run are checked against the 1-thread run.
 #include <algorithm>
+#include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -31,6 +34,13 @@ struct BenchOptions {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
@@ -39,32 +49,64 @@ std::string cpu_model() {
   return "unknown";
 }
 
-// Encodes lines[b, e) of every thread's block; returns seconds.
-double encode_lines(const Tokenizer& tok, const std::vector<std::string>& lines, int threads,
+// Persistent worker threads, so that a "warm" run finds the per-thread pre-token caches its threads filled before.
+class Workers {
+ public:
+  explicit Workers(int n) : start_(n + 1), done_(n + 1) {
+    for (int k = 0; k < n; ++k) threads_.emplace_back([this, k] { loop(k); });
+  }
+  ~Workers() {
+    stop_ = true;
+    start_.arrive_and_wait();
+    for (auto& t : threads_) t.join();
+  }
+  int size() const { return int(threads_.size()); }
+  // Runs job(k) on every worker k and returns when all are done.
+  void run(const std::function<void(int)>& job) {
+    job_ = &job;
+    start_.arrive_and_wait();
+    done_.arrive_and_wait();
+  }
+
+ private:
+  void loop(int k) {
+    for (;;) {
+      start_.arrive_and_wait();
+      if (stop_) return;
+      (*job_)(k);
+      done_.arrive_and_wait();
+    }
+  }
+  std::barrier<> start_, done_;
+  const std::function<void(int)>* job_ = nullptr;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+// Every worker encodes a contiguous block of lines of about equal bytes; returns seconds.
+double encode_lines(const Tokenizer& tok, const std::vector<std::string>& lines, Workers& workers,
                     std::vector<std::vector<int32_t>>& ids) {
+  const size_t threads = size_t(workers.size());
   ids.assign(lines.size(), {});
-  std::vector<size_t> bounds(size_t(threads) + 1, lines.size());
-  // contiguous blocks of about equal bytes
+  std::vector<size_t> bounds(threads + 1, lines.size());
   size_t total = 0;
   for (const auto& l : lines) total += l.size();
   size_t acc = 0, t = 1;
   bounds[0] = 0;
-  for (size_t i = 0; i < lines.size() && t < size_t(threads); ++i) {
+  for (size_t i = 0; i < lines.size() && t < threads; ++i) {
     acc += lines[i].size();
-    if (acc >= total * t / size_t(threads)) bounds[t++] = i + 1;
+    if (acc >= total * t / threads) bounds[t++] = i + 1;
   }
-  std::vector<std::string> errors(static_cast<size_t>(threads));
+  std::vector<std::string> errors(threads);
+  const std::function<void(int)> job = [&](int k) {
+    try {
+      for (size_t i = bounds[size_t(k)]; i < bounds[size_t(k) + 1]; ++i) ids[i] = tok.encode(lines[i]);
+    } catch (const std::exception& e) {
+      errors[size_t(k)] = e.what();
+    }
+  };
   const auto start = Clock::now();
-  std::vector<std::thread> pool;
-  for (int k = 0; k < threads; ++k)
-    pool.emplace_back([&, k] {
-      try {
-        for (size_t i = bounds[size_t(k)]; i < bounds[size_t(k) + 1]; ++i) ids[i] = tok.encode(lines[i]);
-      } catch (const std::exception& e) {
-        errors[size_t(k)] = e.what();
-      }
-    });
-  for (auto& th : pool) th.join();
+  workers.run(job);
   const double s = seconds_since(start);
   for (const auto& e : errors)
     if (!e.empty()) fail("bench-tokenizer: ", e);
@@ -72,6 +114,7 @@ double encode_lines(const Tokenizer& tok, const std::vector<std::string>& lines,
 }
 
 void run_bench(const BenchOptions& o, const std::string& command_line) {
+  const std::string load_before = load_average();
   const std::string input = o.input.empty() ? std::string(BMH_SOURCE_DIR) + "/data/text/wiki.test.raw" : o.input;
   std::ifstream f(input, std::ios::binary);
   if (!f) fail("bench-tokenizer: cannot open ", input);
@@ -111,10 +154,11 @@ void run_bench(const BenchOptions& o, const std::string& command_line) {
   }
   std::vector<std::vector<int32_t>> ids1, idsn;
   auto best = [&](int nthreads, std::vector<std::vector<int32_t>>& ids, double* cold) {
+    Workers workers(nthreads);
     tok.clear_cache();
-    *cold = encode_lines(tok, lines, nthreads, ids);
+    *cold = encode_lines(tok, lines, workers, ids);
     double warm = 1e30;
-    for (int r = 0; r < repeats; ++r) warm = std::min(warm, encode_lines(tok, lines, nthreads, ids));
+    for (int r = 0; r < repeats; ++r) warm = std::min(warm, encode_lines(tok, lines, workers, ids));
     return warm;
   };
   double lines1_cold = 0, linesn_cold = 0;
@@ -128,7 +172,7 @@ void run_bench(const BenchOptions& o, const std::string& command_line) {
   nlohmann::json j;
   j["command"] = command_line;
   j["machine"] = {{"cpu", cpu_model()}, {"hardware_threads", std::thread::hardware_concurrency()},
-                  {"compiler", __VERSION__}};
+                  {"compiler", __VERSION__}, {"load_average_1_5_15_min_at_start", load_before}};
   j["input"] = {{"file", input}, {"bytes", text.size()}, {"lines", lines.size()}};
   j["tokenizer"] = {{"file", tok_path}, {"load_seconds", load_s}, {"cache_entries_after_file", cached}};
   j["whole_file_1_thread"] = {{"tokens", whole.size()}, {"cold_MB_per_s", rate(whole_cold)},

@@ -12,6 +12,10 @@
 
 #include "core/error.h"
 #include "core/tokenizer.h"
+#include "core/tokenizer_bpe.h"
+#include "core/tokenizer_config.h"
+#include "core/tokenizer_normalize.h"
+#include "core/tokenizer_pretokenize.h"
 
 namespace {
 
@@ -178,6 +182,36 @@ TEST(Tokenizer, ConcurrentEncodeMatchesSerial) {
   for (auto& th : pool) th.join();
   for (int t = 0; t < threads; ++t)
     for (size_t i = 0; i < lines.size(); ++i) ASSERT_EQ(got[size_t(t)][i], serial[i]) << "thread " << t << " line " << i;
+}
+
+// Short words take the pair-scan merge loop, long ones HF's heap loop; both must give the same ids on every
+// pre-token of the wiki text and of the fuzz corpus, and on long repetitive words.
+TEST(Tokenizer, BpeScanLoopEqualsHeapLoop) {
+  const bmh::TokenizerSpec spec = bmh::read_tokenizer_json(kTokenizerPath);
+  const bmh::BytePairModel bpe(spec.vocab, spec.merges, kTokenizerPath);
+  const bmh::ByteLevelSplitter splitter;
+  std::string text = slurp(kSource + "/data/text/wiki.test.raw");
+  for (const auto& row : read_jsonl(std::string(BMH_TEST_DIR) + "/data/tokenizer_fuzz_corpus.jsonl"))
+    if (row.contains("text")) text += row["text"].get<std::string>();
+  std::string normalized;
+  bmh::nfc_as_hf(text, normalized);
+  std::vector<std::string_view> words;
+  splitter.split(normalized, words);
+  std::vector<std::string> extra = {std::string(64, 'a'), std::string(63, ' '), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
+                                    "abababababababababababababababababababababababababababababababab"};
+  for (const auto& e : extra) words.push_back(e);
+  size_t checked = 0;
+  std::vector<int32_t> a, b;
+  for (std::string_view w : words) {
+    if (w.size() > bmh::BytePairModel::kScanMaxBytes) continue;
+    a.clear();
+    b.clear();
+    bpe.merge_by_scan(w, a);
+    bpe.merge_with_heap(w, b);
+    ASSERT_EQ(a, b) << json(std::string(w)).dump();
+    ++checked;
+  }
+  EXPECT_GT(checked, 200000u);
 }
 
 TEST(Tokenizer, DefaultPathIsTheBundledFile) {

@@ -1,7 +1,7 @@
 // Generates core/tokenizer_unicode_tables.cpp: the Unicode facts HF tokenizers 0.23.2 uses for GPT-NeoX-20B.
 //   - General_Category L and N, and White_Space, of Unicode 16.0.0: the `\p{L}`, `\p{N}` and `\s` of the ByteLevel
 //     split regex as the Oniguruma bundled in HF tokenizers 0.23.2 evaluates them (measured: its classes agree with
-//     Unicode 16.0.0 on all 1,112,064 scalar values; see scripts/tokenizer_fuzz/fuzz.mjs --classes).
+//     Unicode 16.0.0 on all 1,112,064 scalar values; see scripts/tokenizer_fuzz.sh --classes).
 //   - The code points assigned in Unicode 9.0.0 or earlier (DerivedAge.txt): HF's NFC normalizer is the crate
 //     unicode-normalization-alignments 0.1.12, whose tables are Unicode 9.0.0.
 // Usage: node gen_unicode_tables.mjs [DerivedAge.txt] > ../../core/tokenizer_unicode_tables.cpp
