@@ -54,7 +54,7 @@ void run_tokenize(const TokenizeOptions& o) {
       fail("tokenize: ", o.input, " is not valid JSON: ", e.what());
     }
     if (!strings.is_array()) fail("tokenize: ", o.input, " is not a JSON array of strings");
-    std::ofstream out = open_out(o.out);
+    std::string lines;  // written only once every string has encoded
     std::vector<int32_t> ids;
     for (size_t i = 0; i < strings.size(); ++i) {
       if (!strings[i].is_string()) fail("tokenize: ", o.input, "[", i, "] is not a string");
@@ -65,8 +65,11 @@ void run_tokenize(const TokenizeOptions& o) {
       } catch (const Error& e) {
         fail(o.input, "[", i, "]: ", e.what());
       }
-      out << nlohmann::json{{"ids", ids}}.dump() << '\n';
+      lines += nlohmann::json{{"ids", ids}}.dump();
+      lines += '\n';
     }
+    std::ofstream out = open_out(o.out);
+    out << lines;
     if (!out.flush()) fail("tokenize: writing ", o.out, " failed");
     std::fprintf(stderr, "tokenize: %zu strings -> %s\n", strings.size(), o.out.c_str());
     return;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <future>
 #include <thread>
 #include <unistd.h>
 
@@ -157,6 +158,25 @@ TEST(Tokenizer, CacheDoesNotChangeResults) {
   EXPECT_GT(cold.size(), 40000u);
 }
 
+// Caches are per thread; clear_cache() from one thread empties another's (on its next use).
+TEST(Tokenizer, ClearCacheReachesOtherThreads) {
+  neox().clear_cache();
+  std::promise<size_t> filled, after;
+  std::promise<void> cleared;
+  std::thread worker([&] {
+    (void)neox().encode("a few words for this thread's own cache");
+    filled.set_value(neox().cache_entries());
+    cleared.get_future().wait();
+    after.set_value(neox().cache_entries());
+  });
+  EXPECT_EQ(filled.get_future().get(), 9u);  // a, few, words, for, this, thread, 's, own, cache
+  EXPECT_EQ(neox().cache_entries(), 0u);     // the main thread's cache is its own
+  neox().clear_cache();
+  cleared.set_value();
+  EXPECT_EQ(after.get_future().get(), 0u);
+  worker.join();
+}
+
 TEST(Tokenizer, ConcurrentEncodeMatchesSerial) {
   std::vector<std::string> lines;
   {
@@ -173,7 +193,7 @@ TEST(Tokenizer, ConcurrentEncodeMatchesSerial) {
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
-      // every thread encodes every line, starting at a different place, so cache fills race with lookups
+      // every thread encodes every line, starting at a different place, filling its own cache as it goes
       for (size_t k = 0; k < lines.size(); ++k) {
         const size_t i = (k + size_t(t) * 251) % lines.size();
         got[size_t(t)][i] = neox().encode(lines[i]);
