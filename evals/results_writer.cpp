@@ -141,6 +141,8 @@ nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, cons
               {"tokenizer", info.tokenizer},
               {"tokenizer_sha256", info.tokenizer_sha256},
               {"unique_requests", info.unique_requests},
+              {"requests_per_second", info.seconds > 0 ? double(info.unique_requests) / info.seconds : 0.0},
+              {"max_length", info.max_length},
               {"data_files", files},
               {"task_formats", formats},
               {"notes", notes},

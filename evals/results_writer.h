@@ -28,6 +28,7 @@ struct RunInfo {
   double start_time = 0;        // unix seconds
   double seconds = 0;           // wall time of the evaluation
   size_t unique_requests = 0;
+  int max_length = 0;           // the model's max length: contexts are truncated from the left to fit it
 };
 
 nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, const RunInfo& info);

@@ -71,6 +71,7 @@ void run_eval(const EvalArgs& a) {
   info.limit = a.limit;
   info.bootstrap_iters = a.bootstrap_iters;
   info.tokenizer = tok_path;
+  info.max_length = model->config().max_seq_len;
   info.tokenizer_sha256 = eval::sha256_file(tok_path);
   info.start_time = std::chrono::duration<double>(t0.time_since_epoch()).count();
 
