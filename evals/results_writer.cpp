@@ -49,6 +49,12 @@ TaskYaml yaml_of(const std::string& task) {
 
 const char* aggregation_of(const std::string& metric) { return metric == "perplexity" ? "perplexity" : "mean"; }
 
+// Paths under the source tree are written relative to it, so committed results do not name a machine.
+std::string display_path(const std::string& p) {
+  const std::string root = std::string(BMH_SOURCE_DIR) + "/";
+  return p.compare(0, root.size(), root) == 0 ? p.substr(root.size()) : p;
+}
+
 nlohmann::ordered_json metric_number(double v) {
   if (std::isfinite(v)) return v;
   return std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity");
@@ -112,7 +118,7 @@ nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, cons
     hib[name] = h;
     nsamples[name] = {{"original", tr.n_original}, {"effective", int64_t(tr.docs.size())}};
     json fl = json::array();
-    for (const DataFile& f : tr.task.files) fl.push_back({{"path", f.path}, {"sha256", f.sha256}});
+    for (const DataFile& f : tr.task.files) fl.push_back({{"path", display_path(f.path)}, {"sha256", f.sha256}});
     files[name] = fl;
     formats[name] = tr.task.format;
     if (!tr.task.note.empty()) notes[name] = tr.task.note;
@@ -138,7 +144,7 @@ nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, cons
   j["date"] = info.start_time;
   j["total_evaluation_time_seconds"] = std::to_string(info.seconds);
   j["bmh"] = {{"harness", "bmh eval (lm-evaluation-harness v0.4.9.2 task definitions, reimplemented)"},
-              {"tokenizer", info.tokenizer},
+              {"tokenizer", display_path(info.tokenizer)},
               {"tokenizer_sha256", info.tokenizer_sha256},
               {"unique_requests", info.unique_requests},
               {"requests_per_second", info.seconds > 0 ? double(info.unique_requests) / info.seconds : 0.0},
