@@ -1,8 +1,6 @@
 // The tokenizer pipeline (see core/tokenizer.h); the stages live in core/tokenizer_*.{h,cpp}.
 #include "core/tokenizer.h"
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <unordered_map>
 
@@ -124,9 +122,11 @@ void TokenizerImpl::encode(std::string_view text, std::vector<int32_t>& out) con
   if (const size_t bad = unicode::invalid_utf8_offset(text); bad != std::string_view::npos)
     fail("tokenizer: input is not valid UTF-8: byte 0x", "0123456789ABCDEF"[(static_cast<unsigned char>(text[bad]) >> 4)],
          "0123456789ABCDEF"[static_cast<unsigned char>(text[bad]) & 15], " at byte offset ", bad, " of ", text.size());
-  std::vector<TextSegment> raw_segments, segments;
+  // Per-thread scratch buffers (encode never re-enters itself on a thread).
+  thread_local std::vector<TextSegment> raw_segments, segments;
+  thread_local std::string normalized;
+  raw_segments.clear();
   raw_matcher.split(text, 0, raw_segments);
-  std::string normalized;
   for (const TextSegment& rs : raw_segments) {
     if (rs.id >= 0) {
       out.push_back(rs.id);
