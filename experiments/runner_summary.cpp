@@ -56,7 +56,7 @@ void row(const std::vector<std::string>& cells, const std::vector<int>& widths) 
 void print_summary(const json& results) {
   const json& models = results["models"];
   std::printf("\nSummary: %s\n", results.value("experiment", "").c_str());
-  const std::vector<std::string> head = {"model", "arch", "params M", "active M", "act-emb k", "fwd ms/tok", "ppl",
+  const std::vector<std::string> head = {"model", "arch", "params M", "active M", "act-emb M", "fwd ms/tok", "ppl",
                                          "gen ms/tok", "parity", "GFLOP/tok", "prefill ms", "decode ms/tok",
                                          "route CV", "CV last", "acc mean"};
   const std::vector<int> w = {18, 15, 9, 9, 9, 10, 9, 10, 8, 9, 10, 13, 8, 8, 8};
@@ -79,7 +79,7 @@ void print_summary(const json& results) {
     const std::string params_step = info ? "info" : "flops";
     row({it.key(), m.value("arch", ""), cell(m, params_step, num(params, "params_total", "%.3f", 1e-6)),
          cell(m, params_step, num(params, "params_active", "%.3f", 1e-6)),
-         cell(m, "info", num(info, "params_active_non_embedding", "%.1f", 1e-3)),
+         cell(m, "info", num(info, "params_active_non_embedding", "%.4f", 1e-6)),
          cell(m, "forward", num(fwd, "ms_per_token", "%.3f")), cell(m, "forward", num(fwd, "perplexity", "%.0f")),
          cell(m, "generate", num(gen, "ms_per_token", "%.2f")), cell(m, "generate", parity),
          cell(m, "flops", num(fl, "forward_flops_per_token", "%.4f", 1e-9)), cell(m, "latency", prefill),

@@ -79,9 +79,9 @@ def main():
     ax.set_yscale("log")
     ax.set_xlabel("context (tokens)")
     ax.set_ylabel("MiB per sequence")
-    ax.set_title(f"{title_of(f)}: inference memory (dotted: weights)", fontsize=10)
+    ax.set_title(f"{title_of(f)}: inference memory per sequence (dotted: weights)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     save(fig, out, "memory.png")
 
     pts = []

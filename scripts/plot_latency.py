@@ -49,20 +49,24 @@ def main():
                  f"{int(ms[0][1]['latency'].attrs.get('batch', 1))})", y=1.02)
     save(fig, out, "latency.png")
 
-    # Host memory the prefill adds (high-water mark minus the resident set before), per prompt length.
-    if all("prefill_extra_rss" in g["latency"] for _, g, _, _ in ms):
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    # Memory: on a GPU, device memory in use after the prefills of each length (cudaMemGetInfo); on the CPU, the
+    # host memory a prefill adds (resident high-water mark minus the resident set before).
+    on_device = all("prefill_device_used" in g["latency"] for _, g, _, _ in ms)
+    key = "prefill_device_used" if on_device else "prefill_extra_rss"
+    if all(key in g["latency"] for _, g, _, _ in ms):
+        fig, ax = plt.subplots(figsize=(6.5, 4))
         for name, g, label, _ in ms:
             l = g["latency"]
-            ax.plot(l["prompt_lengths"][()], l["prefill_extra_rss"][()] / 2**20, label=label, **st[name])
+            ax.plot(l["prompt_lengths"][()], l[key][()] / 2**30 if on_device else l[key][()] / 2**20, label=label,
+                    **st[name])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("prompt length (tokens)")
-        ax.set_ylabel("MiB above the resident set before")
-        ax.set_title(f"{title_of(f)}: host memory added by a prefill (peak RSS)", fontsize=10)
+        ax.set_ylabel("GiB in use on the device" if on_device else "MiB above the resident set before")
+        ax.set_title(f"{title_of(f)}: " + ("device memory in use after the prefills (weights included)" if on_device
+                                           else "host memory added by a prefill (peak RSS)"), fontsize=10)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         save(fig, out, "latency_memory.png")
-
 
 if __name__ == "__main__":
     main()
