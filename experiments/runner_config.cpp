@@ -126,6 +126,16 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
   m.spec.dtype = opt.dtype.empty() ? o.get<std::string>("dtype", dtype) : opt.dtype;
   if (m.spec.backend != "cpu" && m.spec.backend != "cuda")
     fail(w, ": unknown backend '", m.spec.backend, "' (cpu, cuda)");
+  const bool cpu_dtype = m.spec.dtype == "fp32" || m.spec.dtype == "fp64";
+  const bool cuda_dtype = m.spec.dtype == "fp32" || m.spec.dtype == "bf16" || m.spec.dtype == "fp16";
+  if (m.spec.backend == "cpu" && !cpu_dtype)
+    fail(w, ": dtype '", m.spec.dtype, "' is not one of the cpu backend's (fp32, fp64; e.g. --backend cpu --dtype fp32)");
+  if (m.spec.backend == "cuda" && !cuda_dtype)
+    fail(w, ": dtype '", m.spec.dtype, "' is not one of the cuda backend's (fp32, bf16, fp16)");
+#ifndef BMH_HAVE_CUDA
+  if (m.spec.backend == "cuda")
+    fail(w, ": needs the cuda backend, but this bmh was built without nvcc (run with --backend cpu)");
+#endif
   const std::string act = o.get<std::string>("expert_act", "");
   if (!act.empty()) {
     if (!activation_from_string(act, &m.spec.config.expert_act)) fail(w, ": unknown expert_act '", act, "'");

@@ -211,6 +211,7 @@ TEST(RunnerResume, BadExperimentsFailBeforeAnythingRuns) {
       {"missing text", [](json& j) { j["routing"]["sources"][0]["file"] = "data/text/none.txt"; }, "none.txt"},
       {"duplicate model", [](json& j) { j["models"].push_back(j["models"][0]); }, "two models are named 'tiny'"},
       {"preset and dir", [](json& j) { j["models"][0]["dir"] = "x"; }, "exactly one of 'preset' and 'dir'"},
+      {"cpu dtype", [](json& j) { j["models"][0]["dtype"] = "bf16"; }, "not one of the cpu backend's"},
       {"models_dir", [](json& j) { j["models"][0].erase("preset"); j["models"][0]["dir"] = "${models_dir}/BM"; },
        "needs --models-dir"},
   };
