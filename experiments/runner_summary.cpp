@@ -106,10 +106,11 @@ void print_summary(const json& results) {
   bool any_eval = false;
   for (auto it = models.begin(); it != models.end(); ++it) any_eval |= !status_of(it.value(), "eval").empty();
   if (any_eval) {
+    const json& cfg = results["config"];
+    const int64_t limit = cfg.contains("eval") && cfg["eval"].contains("limit") ? cfg["eval"]["limit"].get<int64_t>() : 0;
     std::printf("\nZero-shot (acc; lambada: acc, ppl)%s\n",
-                results["config"].contains("eval") && results["config"]["eval"].contains("limit")
-                    ? (" with --limit " + results["config"]["eval"]["limit"].dump()).c_str()
-                    : "");
+                limit > 0 ? (" on the first " + std::to_string(limit) + " documents of each task").c_str()
+                          : " on the full test sets");
     std::vector<std::string> h = {"model"};
     std::vector<int> ww = {18};
     for (const auto& t : tasks) {
