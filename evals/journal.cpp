@@ -56,8 +56,7 @@ Journal::Journal(std::string path, const std::string& fingerprint) : path_(std::
     if (!torn_header) {
       if (text.compare(0, std::strlen(kMagic), kMagic) != 0) fail(path_, ":1: not a bmh eval journal");
       if (text.compare(0, header.size(), header) != 0)
-        fail(path_, ": journal of a different run (model, tasks, limit, data or tokenizer differ); delete it or "
-             "choose another --out");
+        fail(path_, ": journal of a different model, backend or dtype; delete it or choose another --out");
     }
     size_t end = text.rfind('\n');
     size_t complete = torn_header || end == std::string::npos ? 0 : end + 1;

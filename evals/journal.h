@@ -1,7 +1,7 @@
 // An append-only journal of scored requests, so a run killed at any point (kill -9 included) resumes where it
 // stopped and ends with identical results. One text line per result, written, flushed and fsync'ed as each
 // batch's results arrive:
-//   bmh-eval-journal 1 <fingerprint>                (header: what run this is; resuming another run fails)
+//   bmh-eval-journal 1 <fingerprint>                (header: the model/backend/dtype; another one is refused)
 //   <key> <logprob as C99 hex float> <is_greedy>     (key: sha256 of n_continuation + tokens, 32 hex digits)
 // A torn last line (no newline: the process died mid-write) is dropped on reopening; any other malformed line
 // is an error naming the file and line.

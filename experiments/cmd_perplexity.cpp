@@ -50,8 +50,8 @@ void run_perplexity_command(const PerplexityArgs& a) {
   std::unique_ptr<eval::Journal> journal;
   if (!a.out.empty()) {
     std::filesystem::create_directories(a.out);
-    nlohmann::json what = {{"model", model_label(spec)}, {"seed", spec.seed}, {"text", eval::sha256_hex(text)},
-                           {"format", format}, {"limit", a.limit}, {"tokenizer", eval::sha256_file(tok_path)}};
+    // Records are keyed by their token sequence: only the model, backend and dtype must match.
+    nlohmann::json what = {{"model", model_label(spec)}, {"seed", spec.seed}};
     journal = std::make_unique<eval::Journal>(a.out + "/journal.bmhj", eval::run_fingerprint(what));
     opt.journal = journal.get();
   }
