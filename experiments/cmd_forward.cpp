@@ -17,11 +17,9 @@ struct ForwardArgs {
 };
 
 void run_forward(const ForwardArgs& a) {
-  Checkpoint in = read_safetensors(a.inputs);
-  auto it = in.tensors.find("input_ids");
-  if (it == in.tensors.end()) fail(a.inputs, ": no tensor 'input_ids'");
+  const Tensor ids_in = read_input_ids(a.inputs);
   auto model = load_model(a.model.resolve());
-  check_input_ids(it->second, model->config().vocab_size, a.inputs + ": input_ids");
+  check_input_ids(ids_in, model->config().vocab_size, a.inputs + ": input_ids");
   ForwardOptions opt;
   opt.hidden_states = a.hidden;
   std::vector<std::pair<int, std::vector<int64_t>>> forced;
@@ -29,10 +27,10 @@ void run_forward(const ForwardArgs& a) {
     forced = read_forced_routes(a.force_routes, model->config());
     opt.force_routes = &forced;
   }
-  ForwardOutput f = model->forward(it->second, opt);
+  ForwardOutput f = model->forward(ids_in, opt);
   TensorMap out;
   out["logits"] = f.logits;
-  const int64_t B = it->second.dim(0), T = it->second.dim(1);
+  const int64_t B = ids_in.dim(0), T = ids_in.dim(1);
   add_routes(out, f.routes, B, T);
   for (size_t i = 0; i < f.hidden_states.size(); ++i) out["hidden_states." + std::to_string(i)] = f.hidden_states[i];
   write_safetensors(a.out, out);

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "experiments/command.h"
 #include "experiments/model_options.h"
+#include "experiments/route_io.h"
 
 namespace bmh {
 namespace {
@@ -16,13 +17,11 @@ struct GenerateArgs {
 };
 
 void run_generate(const GenerateArgs& a) {
-  Checkpoint in = read_safetensors(a.inputs);
-  auto it = in.tensors.find("input_ids");
-  if (it == in.tensors.end()) fail(a.inputs, ": no tensor 'input_ids'");
+  const Tensor ids_in = read_input_ids(a.inputs);
   auto model = load_model(a.model.resolve());
-  check_input_ids(it->second, model->config().vocab_size, a.inputs + ": input_ids");
+  check_input_ids(ids_in, model->config().vocab_size, a.inputs + ": input_ids");
   Tensor logits;
-  Tensor ids = generate_greedy(*model, it->second, a.max_new, &logits);
+  Tensor ids = generate_greedy(*model, ids_in, a.max_new, &logits);
   write_safetensors(a.out, {{"generated_ids", ids}, {"generated_logits", logits}});
   std::printf("wrote %s: generated_ids %s (%s)\n", a.out.c_str(), shape_str(ids.shape()).c_str(),
               model->describe().c_str());

@@ -5,6 +5,15 @@
 
 namespace bmh {
 
+Tensor read_input_ids(const std::string& path) {
+  Checkpoint in = read_safetensors(path);
+  auto it = in.tensors.find("input_ids");
+  if (it == in.tensors.end()) fail(path, ": no tensor 'input_ids'");
+  if (it->second.dtype() != DType::I64 || it->second.rank() != 2)
+    fail(path, ": input_ids must be int64 [B, T], got ", it->second.describe());
+  return it->second;
+}
+
 void add_routes(TensorMap& out, const std::vector<RouteRecord>& routes, int64_t B, int64_t T) {
   for (const RouteRecord& r : routes) {
     const std::string p = "route." + std::to_string(r.block) + ".";

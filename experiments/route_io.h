@@ -1,4 +1,4 @@
-// Routes as tensors, with the fixtures' names: route.{i}.expert int64 [B,T], route.{i}.prob float32 [B,T],
+// Tensor files of the forward/generate commands. Routes as tensors, with the fixtures' names: route.{i}.expert int64 [B,T], route.{i}.prob float32 [B,T],
 // route.{i}.router_logits float32 [B,T,E], i = the block's index in the family's layer list.
 #pragma once
 #include <utility>
@@ -8,6 +8,9 @@
 #include "core/tensor.h"
 
 namespace bmh {
+
+// Reads input_ids from a safetensors file (before the model loads, so a bad file fails fast).
+Tensor read_input_ids(const std::string& path);
 
 void add_routes(TensorMap& out, const std::vector<RouteRecord>& routes, int64_t B, int64_t T);
 // Reads route.{i}.expert for every MoE block of cfg from a safetensors file (e.g. a fixture's expected.safetensors).
