@@ -71,14 +71,17 @@ void causal_softmax(Dt t, const float* scores, int H, int T_, int S, int pos0, v
   BMH_LAUNCH("causal_softmax_kernel");
 }
 
-constexpr int kDecWarps = 4;
+constexpr int kDecWarps = 8;
 constexpr int kMaxHdPerLane = 8;  // head_dim <= 256
 
-// grid (H, B): scores into shared memory (one warp per key), softmax, then P.V split over warps.
+// grid (H, B), 8 warps. Scores: one thread per key (a whole key row, 16-byte loads when the row allows), into shared
+// memory; softmax over the block; P.V: warps split the keys, lanes the head dims, partial sums combined in shared
+// memory.
 template <class T>
-__global__ void attention_decode_kernel(const T* __restrict__ qkv, int H, int hd, const T* __restrict__ kc,
-                                        const T* __restrict__ vc, int S_max, const int* __restrict__ pos_dev,
-                                        float scale, T* __restrict__ out) {
+__global__ void __launch_bounds__(kDecWarps * 32)
+    attention_decode_kernel(const T* __restrict__ qkv, int H, int hd, const T* __restrict__ kc,
+                            const T* __restrict__ vc, int S_max, const int* __restrict__ pos_dev, float scale,
+                            T* __restrict__ out) {
   extern __shared__ float sm[];
   __shared__ float red[32];
   const int h = blockIdx.x, b = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -90,12 +93,23 @@ __global__ void attention_decode_kernel(const T* __restrict__ qkv, int H, int hd
   for (int i = threadIdx.x; i < hd; i += blockDim.x) q[i] = to_f(qg[i]);
   __syncthreads();
   const int64_t base = ((int64_t)b * H + h) * S_max * hd;
-  for (int s = warp; s < S; s += kDecWarps) {
+  constexpr int V = 16 / sizeof(T);
+  const bool vec = (hd % V) == 0;
+  for (int s = threadIdx.x; s < S; s += blockDim.x) {
     const T* k = kc + base + (int64_t)s * hd;
     float acc = 0.f;
-    for (int i = lane; i < hd; i += 32) acc += q[i] * to_f(k[i]);
-    acc = warp_sum(acc);
-    if (lane == 0) p[s] = acc * scale;
+    if (vec) {
+      const int4* k4 = reinterpret_cast<const int4*>(k);
+      for (int i = 0; i < hd / V; ++i) {
+        int4 kv = k4[i];
+        const T* kp = reinterpret_cast<const T*>(&kv);
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc += q[i * V + j] * to_f(kp[j]);
+      }
+    } else {
+      for (int i = 0; i < hd; ++i) acc += q[i] * to_f(k[i]);
+    }
+    p[s] = acc * scale;
   }
   __syncthreads();
   float m = -INFINITY;
@@ -111,9 +125,10 @@ __global__ void attention_decode_kernel(const T* __restrict__ qkv, int H, int hd
   float acc[kMaxHdPerLane];
 #pragma unroll
   for (int j = 0; j < kMaxHdPerLane; ++j) acc[j] = 0.f;
+#pragma unroll 4
   for (int s = warp; s < S; s += kDecWarps) {
     const T* v = vc + base + (int64_t)s * hd;
-    float ps = p[s];
+    const float ps = p[s];
 #pragma unroll
     for (int j = 0; j < kMaxHdPerLane; ++j) {
       int i = lane + 32 * j;

@@ -46,6 +46,14 @@ __device__ __forceinline__ float block_max(float v, float* smem32) {
   return warp_max(v);
 }
 
+// exp(x) through the SFU: ex2.approx(x * log2(e)), relative error ~2^-22 for |x| <~ 20 (what __expf does). The scan
+// and state update use it for exp(dt * A); everything else keeps expf.
+__device__ __forceinline__ float exp_sfu(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+  return y;
+}
+
 __device__ __forceinline__ float silu_f(float x) { return x / (1.f + expf(-x)); }
 // torch F.softplus with beta 1, threshold 20.
 __device__ __forceinline__ float softplus_f(float x) { return x > 20.f ? x : log1pf(expf(x)); }

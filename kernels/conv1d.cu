@@ -34,13 +34,48 @@ __global__ void conv1d_state_kernel(const T* __restrict__ x, int ldx, float* sta
   }
 }
 
+// Fast path for a compile-time K: one thread per (b, channel, run of kRun steps) slides a K-1+kRun window in
+// registers, so each input is read once per run instead of K times.
+constexpr int kRun = 8;
+template <class T, int K>
+__global__ void conv1d_silu_run_kernel(const T* __restrict__ x, int ldx, const float* __restrict__ w,
+                                       const float* __restrict__ bias, const float* __restrict__ state, int T_,
+                                       int Di, T* __restrict__ y, int ldy) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x, t0 = blockIdx.y * kRun, b = blockIdx.z;
+  if (c >= Di) return;
+  float wk[K], win[K - 1 + kRun];
+#pragma unroll
+  for (int k = 0; k < K; ++k) wk[k] = w[c * K + k];
+#pragma unroll
+  for (int i = 0; i < K - 1 + kRun; ++i) {
+    const int src = t0 + i - (K - 1);
+    win[i] = src < 0 ? state[((int64_t)b * (K - 1) + (K - 1 + src)) * Di + c]
+             : src < T_ ? to_f(x[((int64_t)b * T_ + src) * ldx + c]) : 0.f;
+  }
+  const float b0 = bias ? bias[c] : 0.f;
+#pragma unroll
+  for (int j = 0; j < kRun; ++j) {
+    if (t0 + j >= T_) break;
+    float acc = b0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) acc += wk[k] * win[j + k];
+    y[((int64_t)b * T_ + t0 + j) * ldy + c] = from_f<T>(silu_f(acc));
+  }
+}
+
 void causal_conv1d_silu(Dt t, const void* x, int ldx, const float* w, const float* bias, float* state, int B, int T_,
                         int Di, int K, void* y, int ldy, cudaStream_t s) {
   if (B == 0 || T_ == 0) return;
-  dim3 grid((Di + 127) / 128, T_, B);
   BMH_DISPATCH_DT(t, T, {
-    conv1d_silu_kernel<T><<<grid, 128, 0, s>>>(static_cast<const T*>(x), ldx, w, bias, state, T_, Di, K,
-                                               static_cast<T*>(y), ldy);
+    if (K == 4) {
+      dim3 grid((Di + 127) / 128, (T_ + kRun - 1) / kRun, B);
+      conv1d_silu_run_kernel<T, 4><<<grid, 128, 0, s>>>(static_cast<const T*>(x), ldx, w, bias, state, T_, Di,
+                                                         static_cast<T*>(y), ldy);
+    } else {
+      dim3 grid((Di + 127) / 128, T_, B);
+      conv1d_silu_kernel<T><<<grid, 128, 0, s>>>(static_cast<const T*>(x), ldx, w, bias, state, T_, Di, K,
+                                                 static_cast<T*>(y), ldy);
+    }
     BMH_LAUNCH("conv1d_silu_kernel");
     if (K > 1) {
       conv1d_state_kernel<T><<<dim3((Di + 127) / 128, B), 128, 0, s>>>(static_cast<const T*>(x), ldx, state, T_, Di, K);

@@ -77,10 +77,12 @@ std::vector<OpCase> op_cases() {
     }
     { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 37; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 2; c.N = 33; c.K = 4; v.push_back(c); }
+    { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 11; c.N = 40; c.K = 3; c.bias = true; v.push_back(c); }  // generic K
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 3; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::Scan); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
     { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 33; c.N = 64; c.K = 40; c.flag = true; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Scan); c.B = 4; c.T = 20; c.N = 8200; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }  // G = 2 lanes per channel
     { OpCase c = C(OpKind::StateUpdate); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::StateUpdate); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
@@ -92,7 +94,7 @@ std::vector<OpCase> op_cases() {
     { OpCase c = C(OpKind::Rotary); c.B = 2; c.T = 5; c.H = 3; c.hd = 16; c.rd = 4; c.S = 9; v.push_back(c); }
     { OpCase c = C(OpKind::Rotary); c.B = 1; c.T = 7; c.H = 2; c.hd = 64; c.rd = 64; c.S = 7; v.push_back(c); }
     { OpCase c = C(OpKind::Softmax); c.H = 3; c.T = 17; c.S = 21; v.push_back(c); }
-    { OpCase c = C(OpKind::AttnDecode); c.B = 2; c.H = 3; c.hd = 40; c.S = 21; v.push_back(c); }
+    { OpCase c = C(OpKind::AttnDecode); c.B = 2; c.H = 3; c.hd = 36; c.S = 21; v.push_back(c); }
     { OpCase c = C(OpKind::AttnDecode); c.B = 1; c.H = 2; c.hd = 128; c.S = 300; v.push_back(c); }
     { OpCase c = C(OpKind::LogSoftmax); c.T = 5; c.V = 1000; v.push_back(c); }
     { OpCase c = C(OpKind::Embedding); c.T = 9; c.V = 50; c.N = 33; v.push_back(c); }

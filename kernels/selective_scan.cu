@@ -1,3 +1,5 @@
+#include <type_traits>
+
 #include "core/error.h"
 #include "kernels/common.cuh"
 #include "kernels/selective_scan.cuh"
@@ -5,72 +7,143 @@
 namespace bmh::cuda {
 
 constexpr int kScanThreads = 128;
-constexpr int kScanChunk = 32;
+constexpr int kScanChunk = 16;
 
-// One thread per (b, channel); the block shares each chunk's B_t, C_t rows through shared memory.
-template <class T, int NMAX>
+// G lanes per (b, channel), each holding NPER = NMAX / G of its states (n = lane * NPER + j). Per
+// chunk of kScanChunk steps the block first stages, coalesced, what depends only on (t, channel): dt = softplus(delta + bias),
+// dt*u, D*u, the gate silu(z), and the rows B_t, C_t; then every step costs each lane NPER exp + FMAs and a
+// log2(G)-shuffle sum, and the chunk's outputs leave in one coalesced store.
+template <class T, int NMAX, int G>
 __global__ void __launch_bounds__(kScanThreads) selective_scan_kernel(ScanArgs a) {
-  __shared__ float Bs[kScanChunk][NMAX], Cs[kScanChunk][NMAX];
-  const int c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y, N = a.N;
-  const bool active = c < a.Di;
-  const T* U = static_cast<const T*>(a.u);
-  const T* Dl = static_cast<const T*>(a.delta);
-  const T* Z = static_cast<const T*>(a.z);
-  const T* Bm = static_cast<const T*>(a.Bm);
-  const T* Cm = static_cast<const T*>(a.Cm);
-  T* Y = static_cast<T*>(a.y);
-  float h[NMAX], A[NMAX];
-  float* st = a.state + ((int64_t)b * a.Di + (active ? c : 0)) * N;
+  constexpr int C = kScanThreads / G;  // channels per block
+  constexpr int NPER = NMAX / G;
+  __shared__ float s_dt[kScanChunk][C], s_dtu[kScanChunk][C], s_du[kScanChunk][C], s_g[kScanChunk][C],
+      s_y[kScanChunk][C];
+  __shared__ float s_B[kScanChunk][NMAX], s_C[kScanChunk][NMAX];
+  const int tid = threadIdx.x, grp = tid / G, lane = tid % G;
+  const int c0 = blockIdx.x * C, b = blockIdx.y, N = a.N, Di = a.Di;
+  const int c = c0 + grp;
+  const bool active = c < Di;
+  const T* __restrict__ U = static_cast<const T*>(a.u);
+  const T* __restrict__ Dl = static_cast<const T*>(a.delta);
+  const T* __restrict__ Z = static_cast<const T*>(a.z);
+  const T* __restrict__ Bm = static_cast<const T*>(a.Bm);
+  const T* __restrict__ Cm = static_cast<const T*>(a.Cm);
+  T* __restrict__ Y = static_cast<T*>(a.y);
+  float h[NPER], A[NPER];
+  float* st = a.state + ((int64_t)b * Di + (active ? c : 0)) * N;
 #pragma unroll
-  for (int n = 0; n < NMAX; ++n) {
-    h[n] = (active && n < N) ? st[n] : 0.f;
-    A[n] = (active && n < N) ? a.A[(int64_t)c * N + n] : 0.f;
+  for (int j = 0; j < NPER; ++j) {
+    const int n = lane * NPER + j;
+    h[j] = (active && n < N) ? st[n] : 0.f;
+    A[j] = (active && n < N) ? a.A[(int64_t)c * N + n] : 0.f;
   }
-  const float Dc = (active && a.D) ? a.D[c] : 0.f;
-  const float db = (active && a.delta_bias) ? a.delta_bias[c] : 0.f;
+  // Software pipeline: the next chunk's inputs are loaded into registers (all loads in flight at once) while this
+  // chunk computes; staging them into shared memory happens after the next barrier.
+  constexpr int IT = kScanChunk * C / kScanThreads;                       // (t, channel) elements per thread
+  constexpr int ITBC = (kScanChunk * NMAX + kScanThreads - 1) / kScanThreads;  // (t, n) elements per thread
+  T ru[IT], rd[IT], rz[IT], rb[ITBC], rc[ITBC];
+  auto load = [&](int t0) {
+    const int L = min(kScanChunk, a.T - t0);
+#pragma unroll
+    for (int k = 0; k < IT; ++k) {
+      const int i = tid + k * kScanThreads, tt = i / C, ch = c0 + i % C;
+      const bool ok = tt < L && ch < Di;
+      const int64_t row = (int64_t)b * a.T + t0 + tt;
+      ru[k] = ok ? U[row * a.ldu + ch] : from_f<T>(0.f);
+      rd[k] = ok ? Dl[row * a.ldd + ch] : from_f<T>(0.f);
+      rz[k] = ok && Z ? Z[row * a.ldz + ch] : from_f<T>(0.f);
+    }
+#pragma unroll
+    for (int k = 0; k < ITBC; ++k) {
+      const int i = tid + k * kScanThreads;
+      const bool ok = i < L * N;
+      const int64_t row = (int64_t)b * a.T + t0 + (ok ? i / N : 0);
+      const int n = ok ? i % N : 0;
+      rb[k] = ok ? Bm[row * a.ldbc + n] : from_f<T>(0.f);
+      rc[k] = ok ? Cm[row * a.ldbc + n] : from_f<T>(0.f);
+    }
+  };
+  load(0);
   for (int t0 = 0; t0 < a.T; t0 += kScanChunk) {
     const int L = min(kScanChunk, a.T - t0);
-    __syncthreads();
-    for (int i = threadIdx.x; i < L * N; i += blockDim.x) {
-      int tt = i / N, n = i % N;
-      int64_t row = (int64_t)b * a.T + t0 + tt;
-      Bs[tt][n] = to_f(Bm[row * a.ldbc + n]);
-      Cs[tt][n] = to_f(Cm[row * a.ldbc + n]);
+    __syncthreads();  // the previous chunk's shared arrays are consumed and its s_y stored
+#pragma unroll
+    for (int k = 0; k < IT; ++k) {
+      const int i = tid + k * kScanThreads, tt = i / C, cc = i % C, ch = c0 + cc;
+      float dt = 0.f, u = 0.f, g = 1.f, du = 0.f;
+      if (tt < L && ch < Di) {
+        u = to_f(ru[k]);
+        dt = softplus_f(to_f(rd[k]) + (a.delta_bias ? a.delta_bias[ch] : 0.f));
+        if (Z) g = silu_f(to_f(rz[k]));
+        du = (a.D ? a.D[ch] : 0.f) * u;
+      }
+      s_dt[tt][cc] = dt;
+      s_dtu[tt][cc] = dt * u;
+      s_du[tt][cc] = du;
+      s_g[tt][cc] = g;
+    }
+#pragma unroll
+    for (int k = 0; k < ITBC; ++k) {
+      const int i = tid + k * kScanThreads;
+      if (i < L * N) {
+        s_B[i / N][i % N] = to_f(rb[k]);
+        s_C[i / N][i % N] = to_f(rc[k]);
+      }
     }
     __syncthreads();
-    if (!active) continue;
-#pragma unroll 4
+    if (t0 + kScanChunk < a.T) load(t0 + kScanChunk);
     for (int tt = 0; tt < L; ++tt) {
-      const int64_t row = (int64_t)b * a.T + t0 + tt;
-      const float u = to_f(U[row * a.ldu + c]);
-      const float dt = softplus_f(to_f(Dl[row * a.ldd + c]) + db);
-      const float dtu = dt * u;
+      const float dt = s_dt[tt][grp], dtu = s_dtu[tt][grp];
       float acc = 0.f;
 #pragma unroll
-      for (int n = 0; n < NMAX; ++n) {
+      for (int j = 0; j < NPER; ++j) {
+        const int n = lane * NPER + j;
         if (n < N) {
-          h[n] = expf(dt * A[n]) * h[n] + dtu * Bs[tt][n];
-          acc += Cs[tt][n] * h[n];
+          h[j] = exp_sfu(dt * A[j]) * h[j] + dtu * s_B[tt][n];
+          acc += s_C[tt][n] * h[j];
         }
       }
-      float yv = acc + Dc * u;
-      if (Z) yv *= silu_f(to_f(Z[row * a.ldz + c]));
-      Y[row * a.ldy + c] = from_f<T>(yv);
+#pragma unroll
+      for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      if (lane == 0) s_y[tt][grp] = (acc + s_du[tt][grp]) * s_g[tt][grp];
+    }
+    __syncthreads();
+    for (int i = tid; i < L * C; i += kScanThreads) {
+      const int tt = i / C, cc = i % C, ch = c0 + cc;
+      if (ch < Di) Y[((int64_t)b * a.T + t0 + tt) * a.ldy + ch] = from_f<T>(s_y[tt][cc]);
     }
   }
   if (active) {
 #pragma unroll
-    for (int n = 0; n < NMAX; ++n)
-      if (n < N) st[n] = h[n];
+    for (int j = 0; j < NPER; ++j) {
+      const int n = lane * NPER + j;
+      if (n < N) st[n] = h[j];
+    }
   }
+}
+
+template <class T, int NMAX>
+static void launch_scan_n(const ScanArgs& a, int G, cudaStream_t s) {
+  auto go = [&](auto g) {
+    constexpr int Gc = decltype(g)::value;
+    dim3 grid((a.Di + kScanThreads / Gc - 1) / (kScanThreads / Gc), a.B);
+    selective_scan_kernel<T, NMAX, Gc><<<grid, kScanThreads, 0, s>>>(a);
+  };
+  if (G == 2) go(std::integral_constant<int, 2>{});
+  else if (G == 4) go(std::integral_constant<int, 4>{});
+  else go(std::integral_constant<int, 8>{});
 }
 
 template <class T>
 static void launch_scan(const ScanArgs& a, cudaStream_t s) {
-  dim3 grid((a.Di + kScanThreads - 1) / kScanThreads, a.B);
-  if (a.N <= 16) selective_scan_kernel<T, 16><<<grid, kScanThreads, 0, s>>>(a);
-  else if (a.N <= 32) selective_scan_kernel<T, 32><<<grid, kScanThreads, 0, s>>>(a);
-  else selective_scan_kernel<T, 64><<<grid, kScanThreads, 0, s>>>(a);
+  // More lanes per channel when batch x channels alone would leave the GPU's 132 SMs underfed.
+  const int64_t chans = int64_t(a.B) * a.Di;
+  // Fewer lanes amortize the per-step fixed work (staged dt, dt*u reads, the shuffle sum) over more states; one
+  // lane per channel needs ~255 registers with the register prefetch, so G >= 2.
+  const int G = chans >= 32768 ? 2 : chans >= 8192 ? 4 : 8;
+  if (a.N <= 16) launch_scan_n<T, 16>(a, G, s);
+  else launch_scan_n<T, 64>(a, G, s);
 }
 
 void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s) {
@@ -101,7 +174,7 @@ __global__ void state_update_kernel(ScanArgs a) {
   float* st = a.state + ((int64_t)b * a.Di + cc) * N;
   float acc = 0.f;
   for (int n = lane; n < N; n += kGroup) {
-    float h = expf(dt * a.A[(int64_t)cc * N + n]) * st[n] + dtu * to_f(Bm[row * a.ldbc + n]);
+    float h = exp_sfu(dt * a.A[(int64_t)cc * N + n]) * st[n] + dtu * to_f(Bm[row * a.ldbc + n]);
     if (active) st[n] = h;
     acc += to_f(Cm[row * a.ldbc + n]) * h;
   }
