@@ -7,7 +7,8 @@
 #                                 # source (uncommitted peer) into .carry/ (gitignored)
 #   scripts/gpu_check.sh          # on the GPU machine (CUDA 13 + python3 with torch/transformers, none of our
 #                                 # Debian libraries): run from the repository root with .carry/ beside it
-# Options (GPU side): --tests-only, --bench-only, --quick (fewer presets, shorter runs). Logs and JSON go to $OUT
+# Options (GPU side): --tests-only, --bench-only, --quick (fewer presets, shorter runs), --kernels-only (tests, then
+# floors + op table + MoE layer, no presets and no peers). Logs and JSON go to $OUT
 # (the device tool's output folder) or to ./gpu_check_out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,7 @@ for a in "$@"; do
     --tests-only) MODE=tests ;;
     --bench-only) MODE=bench ;;
     --quick) QUICK=1 ;;
+    --kernels-only) MODE=kernels ;;
   esac
 done
 if [ -f "$CARRY/bundle.tar.xz" ] && [ ! -d "$CARRY/bin" ]; then tar -C "$CARRY" -xJf "$CARRY/bundle.tar.xz"; fi
@@ -83,7 +85,11 @@ if [ "$MODE" != bench ]; then
     [ "$rc" = 0 ] || STATUS=1
   done
 fi
-if [ "$MODE" != tests ]; then
+if [ "$MODE" = kernels ]; then
+  say "== bmh bench-gpu --skip-models"
+  run_bin "$CARRY/bin/bmh" bench-gpu --skip-models --json "$O/bench_gpu.json" 2>&1 | tee -a "$LOG"
+  [ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
+elif [ "$MODE" != tests ]; then
   if [ "$QUICK" = 1 ]; then
     BARGS=(--presets blackmamba-2.8b --decode-tokens 32 --forward-batch 2)
   else
