@@ -162,21 +162,37 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Values like the families' own initialisations, so activations stay in a realistic range.
-double init_value(const std::string& name, int64_t i, const Shape& shape, SplitMix& rng, int n_blocks) {
-  if (ends_with(name, "norm.weight")) return 1.0 + 0.1 * rng.normal();
-  if (ends_with(name, "mamba.A_log")) return std::log(double(i % shape[1] + 1));  // S4D real: A = -(1..N)
-  if (ends_with(name, "mamba.D")) return 1.0;
-  if (ends_with(name, "mamba.dt_proj.bias")) {  // softplus(bias) log-uniform in [1e-3, 0.1]
-    double dt = std::exp(std::log(1e-3) + rng.uniform() * (std::log(0.1) - std::log(1e-3)));
-    return dt + std::log(-std::expm1(-dt));
-  }
-  if (ends_with(name, "mamba.conv1d.weight")) return (2 * rng.uniform() - 1) / std::sqrt(double(shape[1]));
-  if (ends_with(name, "mamba.dt_proj.weight")) return (2 * rng.uniform() - 1) / std::sqrt(double(shape[1]));
-  if (ends_with(name, ".bias")) return 0.02 * rng.normal();
+// Values like the families' own initialisations, so activations stay in a realistic range. The kind is decided
+// once per tensor (by name); each element then draws from the tensor's own stream.
+enum class Init { NormWeight, ALog, One, DtBias, UniformFanIn, Bias, ResidualOut, Normal };
+
+Init init_kind(const std::string& name) {
+  if (ends_with(name, "norm.weight")) return Init::NormWeight;
+  if (ends_with(name, "mamba.A_log")) return Init::ALog;
+  if (ends_with(name, "mamba.D")) return Init::One;
+  if (ends_with(name, "mamba.dt_proj.bias")) return Init::DtBias;
+  if (ends_with(name, "mamba.conv1d.weight") || ends_with(name, "mamba.dt_proj.weight")) return Init::UniformFanIn;
+  if (ends_with(name, ".bias")) return Init::Bias;
   if (ends_with(name, "out_proj.weight") || ends_with(name, "fc2.weight") || ends_with(name, "dense.weight"))
-    return 0.02 / std::sqrt(2.0 * n_blocks) * rng.normal();
-  return 0.02 * rng.normal();
+    return Init::ResidualOut;
+  return Init::Normal;
+}
+
+double init_value(Init kind, int64_t i, const Shape& shape, SplitMix& rng, int n_blocks) {
+  switch (kind) {
+    case Init::NormWeight: return 1.0 + 0.1 * rng.normal();
+    case Init::ALog: return std::log(double(i % shape[1] + 1));  // S4D real: A = -(1..N)
+    case Init::One: return 1.0;
+    case Init::DtBias: {  // softplus(bias) log-uniform in [1e-3, 0.1]
+      double dt = std::exp(std::log(1e-3) + rng.uniform() * (std::log(0.1) - std::log(1e-3)));
+      return dt + std::log(-std::expm1(-dt));
+    }
+    case Init::UniformFanIn: return (2 * rng.uniform() - 1) / std::sqrt(double(shape[1]));
+    case Init::Bias: return 0.02 * rng.normal();
+    case Init::ResidualOut: return 0.02 / std::sqrt(2.0 * n_blocks) * rng.normal();
+    case Init::Normal: return 0.02 * rng.normal();
+  }
+  return 0;
 }
 
 }  // namespace
@@ -207,8 +223,9 @@ TensorMap random_weights(const ModelConfig& cfg, uint64_t seed, DType dtype) {
       SplitMix rng{seed ^ fnv1a(w.name)};
       Tensor t = Tensor::zeros(dtype, w.shape);
       const int64_t n = t.numel();
+      const Init kind = init_kind(w.name);
       for (int64_t i = 0; i < n; ++i) {
-        const float v = float(init_value(w.name, i, w.shape, rng, cfg.n_blocks()));
+        const float v = float(init_value(kind, i, w.shape, rng, cfg.n_blocks()));
         if (dtype == DType::F32) t.data_mut<float>()[i] = v;
         else if (dtype == DType::BF16) t.data_mut<uint16_t>()[i] = f32_to_bf16(v);
         else t.data_mut<uint16_t>()[i] = f32_to_f16(v);
