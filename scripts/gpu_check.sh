@@ -104,6 +104,16 @@ d = json.load(open(sys.argv[1]))
 tests = [t for s in d["testsuites"] for t in s["testsuite"]]
 skipped = [t["classname"] + "." + t["name"] for t in tests if t.get("result") == "SKIPPED"]
 failed = [t["classname"] + "." + t["name"] for t in tests if t.get("failures")]
+# The op table's largest relative error per op and dtype (test property max_rel_err), against its tolerance.
+worst = {}
+for t in tests:
+    if "max_rel_err" in t:
+        case = t["name"].split("/")[-1] if "/" in t["name"] else t.get("value_param", t["name"])
+        parts = case.split("_")
+        cut = next((i for i, x in enumerate(parts) if x in ("f32", "bf16", "f16", "fp32", "fp16")), 1)
+        key = "_".join(parts[:cut + 1])
+        worst[key] = max(worst.get(key, 0.0), float(t["max_rel_err"]))
+for k in sorted(worst): print(f"  max rel err {k}: {worst[k]:.3g}")
 print(f"{len(tests)} run, {len(failed)} failed, {len(skipped)} skipped")
 for n in skipped: print("  skipped:", n)
 for n in failed: print("  failed:", n)

@@ -92,8 +92,10 @@ TEST_P(CudaFixture, Fp32GreedyDecodeMatchesOracle) {
 }
 
 // bf16 and fp16: routes forced to the oracle's, so a near-tie cannot send a token to another expert and the Mamba
-// state carry the difference; the free-running flips are reported, not asserted.
-TEST_P(CudaFixture, HalfPrecisionWithForcedRoutesWithin2e2) {
+// state carry the difference. Logits within 2e-2 (bf16: 5e-3..1.1e-2 measured on H100) and 3e-3 (fp16: <= 1.1e-3
+// measured). Free running, the router still computes in fp32 from half-precision activations: no fixture token may
+// change expert against the fp32 oracle.
+TEST_P(CudaFixture, HalfPrecisionMatchesOracle) {
   BMH_REQUIRE_GPU();
   const std::string name = GetParam();
   TensorMap exp = expected(name);
@@ -107,7 +109,7 @@ TEST_P(CudaFixture, HalfPrecisionWithForcedRoutesWithin2e2) {
     opt.force_routes = &routes;
     ForwardOutput f = model->forward(exp.at("input_ids"), opt);
     const double e = rel(f.logits, exp.at("logits"));
-    EXPECT_LT(e, 2e-2) << name << " " << dtype;
+    EXPECT_LT(e, dtype == "bf16" ? 2e-2 : 3e-3) << name << " " << dtype;
     ForwardOutput free_run = model->forward(exp.at("input_ids"));
     int flips = 0, total = 0;
     for (const RouteRecord& r : free_run.routes) {
@@ -115,9 +117,8 @@ TEST_P(CudaFixture, HalfPrecisionWithForcedRoutesWithin2e2) {
       for (size_t i = 0; i < w.size(); ++i) flips += r.expert[i] != w[i];
       total += int(w.size());
     }
-    std::printf("[ info ] %s %s: logits rel err %.2e with forced routes; free-running route flips %d / %d\n",
-                name.c_str(), dtype.c_str(), e, flips, total);
-    RecordProperty(dtype + "_route_flips", flips);
+    EXPECT_EQ(flips, 0) << name << " " << dtype << ": free-running route flips out of " << total;
+    RecordProperty(dtype + "_logits_rel_err", std::to_string(e));
   }
 }
 
