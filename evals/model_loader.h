@@ -29,5 +29,8 @@ std::string model_label(const ModelSpec& spec);
 // random_weights): backend "cpu" (the Eigen reference), dtype "fp32" | "fp64". Errors name what is missing.
 std::unique_ptr<TrainableModel> make_trainable(const ModelConfig& cfg, const TensorMap& canonical_weights,
                                                const std::string& backend, const std::string& dtype);
+// The config and canonical weights a spec names (checkpoint directory, or preset with seeded F32 weights and
+// --expert-act applied), as load_model reads them; for make_trainable.
+void load_config_and_weights(const ModelSpec& spec, ModelConfig* cfg, TensorMap* weights);
 
 }  // namespace bmh
