@@ -1,7 +1,7 @@
 // Central finite differences in fp64 for the backward tests.
 //
 // Step h = 1e-6: truncation error h^2 |f'''| / 6 ~ 1e-13 and rounding ~ 1e-16 |f| / h ~ 1e-10 for the O(1)
-// losses used here, so |fd - analytic| stays well below the allowed 1e-7 + 1e-6 |analytic|
+// losses used here, so |fd - analytic| stays well below the allowed 1e-7 + 1e-6 |analytic|.
 // Each test prints its worst |fd - analytic| / (0.1 + |analytic|); seen 2026-12-02: <= 7.2e-8 over the op tests
 // (selective scan), <= 2.2e-8 over the whole-model tests.
 #pragma once
