@@ -52,6 +52,11 @@ template <class T> class RefTrainable final : public TrainableModel {
       if (b.is_moe() && b.ffn.router != RouterKind::SigmoidTop1)
         fail("training: the backward of the ", to_string(b.ffn.router), " router is not implemented yet");
     for (const WeightSpec& w : expected_weights(cfg_)) {
+      // attention_backward is GPT-NeoX's fused multi-head layout; other layouts (grouped KV) fail here, not silently.
+      const std::string qkv = ".attn.qkv.weight";
+      if (w.name.size() > qkv.size() && w.name.compare(w.name.size() - qkv.size(), qkv.size(), qkv) == 0 &&
+          w.shape != Shape{3 * int64_t(cfg_.d_model), cfg_.d_model})
+        fail("training: ", w.name, " ", shape_str(w.shape), " is not GPT-NeoX's fused multi-head layout; its backward is not implemented yet");
       auto it = canonical.find(w.name);
       if (it == canonical.end()) fail("training: canonical weight '", w.name, "' is missing");
       if (it->second.numel() != shape_numel(w.shape))
