@@ -99,6 +99,8 @@ TEST(BackwardOps, SelectiveScanWithAndWithoutGate) {
     r::ScanGrads<double> g;
     g.dA = M::Zero(Di, N), g.dD = Vd::Zero(Di), g.ddelta_bias = Vd::Zero(Di);
     r::selective_scan_backward<double>(R, u, delta, A, B, C, D, gated ? &z : nullptr, bias, &g);
+    M st = M::Zero(Di, N);
+    EXPECT_TRUE(g.out.isApprox(r::selective_scan<double>(u, delta, A, B, C, D, gated ? &z : nullptr, bias, st), 1e-13));
     double worst = std::max({fd_check("u", u, g.du, f), fd_check("delta", delta, g.ddelta, f), fd_check("A", A, g.dA, f),
                              fd_check("B", B, g.dB, f), fd_check("C", C, g.dC, f), fd_check("D", D, g.dD, f),
                              fd_check("delta_bias", bias, g.ddelta_bias, f)});
