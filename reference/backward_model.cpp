@@ -160,7 +160,7 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       ++moe_slot;
       return y;
     };
-    tape[i].in = x;
+    if (out) tape[i].in = x;  // the tape is only for the backward
     if (bc.parallel) {
       Mat<T> o = x;
       if (bc.mixer != MixerKind::None) o += mixer(x);
@@ -168,7 +168,7 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       x = o;
     } else {
       if (bc.mixer != MixerKind::None) x += mixer(x);
-      tape[i].mid = x;
+      if (out) tape[i].mid = x;
       if (bc.mlp != MlpKind::None) x += ffn(x);
     }
   }
