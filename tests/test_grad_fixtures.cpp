@@ -62,6 +62,24 @@ TEST_P(GradFixture, BmhGradReproducesAutograd) {
   fs::remove(out);
 }
 
+// mamba-tiny-ssm holds mamba-tiny-hf's weights in mamba_ssm's layout, so the same oracle applies under mamba_ssm's
+// parameter names (backbone.embedding.weight for transformers' backbone.embeddings.weight).
+TEST(GradCli, MambaSsmLayoutMatchesTheSameOracle) {
+  const std::string hf = test::fixture_dir("mamba-tiny-hf"), ssm = test::fixture_dir("mamba-tiny-ssm");
+  const fs::path out = fs::temp_directory_path() / ("bmh_grad_ssm_" + std::to_string(::getpid()) + ".safetensors");
+  ASSERT_EQ(std::system((std::string(BMH_BINARY) + " grad --model " + ssm + " --inputs " + hf + "/grads.safetensors --dtype fp64 --out " +
+                         out.string() + " > /dev/null").c_str()), 0);
+  const TensorMap got = read_safetensors(out.string()).tensors, exp = read_safetensors(hf + "/grads.safetensors").tensors;
+  EXPECT_EQ(got.size(), exp.size());
+  for (const auto& [k, t] : got) {
+    std::string key = k;
+    if (key == "grad.backbone.embedding.weight") key = "grad.backbone.embeddings.weight";
+    ASSERT_TRUE(exp.count(key)) << k;
+    EXPECT_LE(test::rel_frobenius(t, exp.at(key)), k == "loss" || k == "input_ids" ? 1e-5 : 1e-4) << k;
+  }
+  fs::remove(out);
+}
+
 std::vector<GradCase> grad_cases() {
   std::vector<GradCase> c;
   for (std::string n : {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-hf", "pythia-tiny"})
