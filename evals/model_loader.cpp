@@ -19,8 +19,17 @@ std::string model_label(const ModelSpec& spec) {
   return what + " (" + spec.backend + " " + spec.dtype + ")";
 }
 
+static std::unique_ptr<LanguageModel> load_model_with(const ModelSpec& spec);
+
 std::unique_ptr<LanguageModel> load_model(const ModelSpec& spec) {
   if (spec.dir.empty() == spec.preset.empty()) fail("give exactly one of --model DIR or --preset NAME");
+  const RouterPrecision router = parse_router_precision(spec.router_precision);  // before any loading
+  std::unique_ptr<LanguageModel> m = load_model_with(spec);
+  m->set_router_precision(router);
+  return m;
+}
+
+std::unique_ptr<LanguageModel> load_model_with(const ModelSpec& spec) {
   ModelConfig cfg;
   TensorMap weights;
   if (!spec.preset.empty()) {

@@ -15,6 +15,11 @@ void ModelOptions::add_to(CLI::App* app, bool required) {
       ->check(CLI::IsMember({"cpu", "cuda"}))->default_val("cpu");
   app->add_option("--dtype", spec.dtype, "cpu: fp32|fp64; cuda: fp32|bf16|fp16")
       ->check(CLI::IsMember({"fp32", "fp64", "bf16", "fp16"}))->default_val("fp32");
+  app->add_option("--router-precision", spec.router_precision,
+                  "router arithmetic: fp32 (exact) or model (as the released code run in the model dtype: logits and "
+                  "gates rounded to bf16/fp16 on cuda; on cpu fp32/fp64 nothing to round); bf16|fp16 emulate that "
+                  "dtype's routing on any backend (core/router.h)")
+      ->check(CLI::IsMember({"fp32", "model", "bf16", "fp16"}))->default_val("fp32");
   app->add_option("--expert-act", expert_act,
                   "override the MLP/expert gate activation: gelu (Zyphra's code) or silu (the paper's SwiGLU)")
       ->check(CLI::IsMember({"gelu", "silu"}));
