@@ -1,12 +1,16 @@
 #include "experiments/model_options.h"
 
 #include "core/error.h"
+#include "core/hub_cache.h"
 
 namespace bmh {
 
 void ModelOptions::add_to(CLI::App* app, bool required) {
   auto* group = app->add_option_group("model", "which model to run");
-  auto* m = group->add_option("--model", spec.dir, "checkpoint directory as downloaded (config.json + weights)");
+  auto* m = group->add_option("--model", spec.dir,
+                              "checkpoint directory as downloaded (config.json + weights), or a Hugging Face id "
+                              "org/name[@revision] already in the local Hub cache ($HF_HUB_CACHE, $HF_HOME/hub, "
+                              "~/.cache/huggingface/hub); bmh never downloads");
   auto* p = group->add_option("--preset", spec.preset, "published shape with seeded random weights (bmh info --presets)");
   m->excludes(p);
   if (required) group->require_option(1);
@@ -27,6 +31,7 @@ void ModelOptions::add_to(CLI::App* app, bool required) {
 
 ModelSpec ModelOptions::resolve() const {
   ModelSpec s = spec;
+  s.dir = resolve_model_dir(s.dir);  // a Hub id -> its cached snapshot (core/hub_cache.h)
   if (!expert_act.empty()) {
     s.config.override_expert_act = true;
     activation_from_string(expert_act, &s.config.expert_act);

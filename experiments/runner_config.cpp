@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/hub_cache.h"
 #include "core/presets.h"
 #include "core/router.h"
 #include "evals/task_registry.h"
@@ -170,6 +171,12 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
       if (opt.models_dir.empty())
         fail(w, ": its dir ", d, " needs --models-dir (the folder holding the downloaded checkpoints)");
       d.replace(p, var.size(), opt.models_dir);
+    } else if (looks_like_hub_id(d) && !fs::exists(resolve_data_path(d))) {
+      try {
+        d = resolve_model_dir(d);  // org/name[@revision] from the Hugging Face cache
+      } catch (const Error& e) {
+        fail(w, ": ", e.what());
+      }
     } else {
       d = resolve_data_path(d);
     }
