@@ -18,6 +18,7 @@ struct ModelSpec {
   std::string backend = "cpu";  // cpu | cuda
   std::string dtype = "fp32";   // cpu: fp32 | fp64; cuda: fp32 | bf16 | fp16
   ConfigOptions config;         // --expert-act etc.
+  std::string router_precision = "fp32";  // fp32 | model | bf16 | fp16 (core/router.h)
   bool verbose = false;         // print every tensor
 };
 

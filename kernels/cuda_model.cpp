@@ -63,6 +63,10 @@ CudaModel::CudaModel(const ModelConfig& cfg, const TensorMap& canonical, Dt dt) 
     if (b.mlp == MlpKind::Moe && (b.ffn.router != RouterKind::SigmoidTop1 || b.ffn.top_k != 1))
       fail("cuda backend: block ", i, " uses a ", to_string(b.ffn.router), " top-", b.ffn.top_k,
            " router; only Zyphra's sigmoid top-1 is implemented");
+    if (b.mixer == MixerKind::Attention && (b.attn.grouped_qkv || b.attn.kv_heads() != b.attn.n_heads))
+      fail("cuda backend: block ", i, " uses grouped-query attention (Mixtral/Jamba), not implemented on CUDA yet");
+    if (b.mixer == MixerKind::Mamba && b.mamba.inner_norms)
+      fail("cuda backend: block ", i, " uses Jamba's dt/B/C RMSNorms, not implemented on CUDA yet");
     if (b.mixer == MixerKind::Attention && b.attn.head_dim > 256)
       fail("cuda backend: block ", i, " head_dim ", b.attn.head_dim, " > 256");
     if (b.mixer == MixerKind::Mamba && b.mamba.d_state > 64)
