@@ -37,7 +37,7 @@ struct OpCase {
   Dt dt = Dt::F32;
   int B = 1, T = 1;              // sequences x tokens; rows R = B*T
   int M = 0, N = 0, K = 0;       // Linear/Gemv: x [M or B, K], W [N, K]; Conv: Di = N, taps K; Scan: Di = N, d_state K
-  int E = 0;                     // experts (Gemv, MoeRoute)
+  int E = 0;                     // experts (Gemv, MoeRoute); Scan: lanes per channel of the chunked scan (0 = auto)
   int H = 0, hd = 0, rd = 0, S = 0;  // heads, head_dim, rotary dims, key positions (Softmax/AttnDecode/Rotary cache)
   int V = 0;                     // vocabulary (LogSoftmax, Embedding)
   bool flag = false;             // Linear: fp32 accumulate; AddNorm: with delta; MlpAct: gated; Scan: with z;
@@ -45,8 +45,9 @@ struct OpCase {
   bool bias = false;
   NormKind norm = NormKind::RMSNorm;
   Activation act = Activation::GeluErf;
+  int variant = 0;               // kernel version (kernels/variants.h: ScanVariant, AttnDecodeVariant); 0 = the first
   bool perf = false;             // model-sized
-  std::string name() const;      // "linear_bf16_M129_N250_K96_acc"
+  std::string name() const;      // "linear_bf16_M129_N250_K96_acc"; a variant other than 0 adds "_<its name>"
   int rows() const { return B * T; }
 };
 

@@ -18,6 +18,7 @@
 #include "kernels/norm.cuh"
 #include "kernels/op_cases.h"
 #include "kernels/selective_scan.cuh"
+#include "kernels/variants.h"
 
 namespace bmh::cuda {
 
@@ -52,6 +53,8 @@ std::string OpCase::name() const {
   if (bias) os << "_bias";
   if (op == OpKind::AddNorm) os << (norm == NormKind::RMSNorm ? "_rms" : "_ln");
   if (op == OpKind::MlpAct) os << "_" << bmh::to_string(act);
+  if (variant != 0 && op == OpKind::Scan) os << "_" << to_string(ScanVariant(variant));
+  if (variant != 0 && op == OpKind::AttnDecode) os << "_" << to_string(AttnDecodeVariant(variant));
   return os.str();
 }
 
@@ -79,10 +82,20 @@ std::vector<OpCase> op_cases() {
     { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 2; c.N = 33; c.K = 4; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 11; c.N = 40; c.K = 3; c.bias = true; v.push_back(c); }  // generic K
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 3; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 33; c.N = 64; c.K = 40; c.flag = true; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 4; c.T = 20; c.N = 8200; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }  // G = 2 lanes per channel
+    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
+      auto S = [&] { OpCase c = C(OpKind::Scan); c.variant = int(sv); return c; };
+      { OpCase c = S(); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+      { OpCase c = S(); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
+      { OpCase c = S(); c.B = 1; c.T = 33; c.N = 64; c.K = 40; c.flag = true; c.bias = true; v.push_back(c); }
+      { OpCase c = S(); c.B = 4; c.T = 20; c.N = 8200; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }  // staged: G = 2 lanes per channel
+    }
+    // Chunked scan at each lanes-per-channel count: several chunks of 12 * G steps (the carry), a partial last
+    // chunk, a partial channel block, odd d_state.
+    for (int G : {1, 2, 4, 8, 16}) {
+      OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.E = G;
+      c.B = 2; c.T = 12 * G * 2 + 7; c.N = 37; c.K = 16; c.flag = true; c.bias = true; v.push_back(c);
+      c.B = 1; c.T = 12 * G + 1; c.N = 130; c.K = 7; c.flag = false; c.bias = false; v.push_back(c);
+    }
     { OpCase c = C(OpKind::StateUpdate); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::StateUpdate); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
@@ -102,6 +115,13 @@ std::vector<OpCase> op_cases() {
   // Model-sized cases for the benchmark (bf16).
   auto P = [&](OpKind k) { OpCase c; c.op = k; c.dt = Dt::BF16; c.perf = true; return c; };
   { OpCase c = P(OpKind::Scan); c.B = 8; c.T = 2048; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+  // The scan's versions side by side: 8 x 2048 and one 16384-token sequence (Mamba-2.8B / BlackMamba-2.8B d_inner).
+  for (auto [B, T] : std::vector<std::pair<int, int>>{{8, 2048}, {1, 16384}})
+    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
+      if (B == 8 && sv == ScanVariant::Staged) continue;  // the case above
+      OpCase c = P(OpKind::Scan); c.variant = int(sv); c.B = B; c.T = T; c.N = 5120; c.K = 16; c.flag = true;
+      c.bias = true; v.push_back(c);
+    }
   { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = 2560; c.flag = true; v.push_back(c); }
@@ -258,7 +278,9 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       D.out_dt["state"] = Dt::F32;
       a.y = D.out("y", size_t(R) * Di, dt); a.ldy = Di;
       a.B = c.B; a.T = c.T; a.Di = Di; a.N = N;
-      if (c.op == OpKind::Scan) D.launch = [=](cudaStream_t s) { selective_scan(dt, a, s); };
+      a.lanes = c.op == OpKind::Scan ? c.E : 0;
+      const ScanVariant sv = ScanVariant(c.variant);
+      if (c.op == OpKind::Scan) D.launch = [=](cudaStream_t s) { selective_scan(dt, a, sv, s); };
       else D.launch = [=](cudaStream_t s) { selective_state_update(dt, a, s); };
       break;
     }
