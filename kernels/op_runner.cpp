@@ -107,8 +107,14 @@ std::vector<OpCase> op_cases() {
     { OpCase c = C(OpKind::Rotary); c.B = 2; c.T = 5; c.H = 3; c.hd = 16; c.rd = 4; c.S = 9; v.push_back(c); }
     { OpCase c = C(OpKind::Rotary); c.B = 1; c.T = 7; c.H = 2; c.hd = 64; c.rd = 64; c.S = 7; v.push_back(c); }
     { OpCase c = C(OpKind::Softmax); c.H = 3; c.T = 17; c.S = 21; v.push_back(c); }
-    { OpCase c = C(OpKind::AttnDecode); c.B = 2; c.H = 3; c.hd = 36; c.S = 21; v.push_back(c); }
-    { OpCase c = C(OpKind::AttnDecode); c.B = 1; c.H = 2; c.hd = 128; c.S = 300; v.push_back(c); }
+    for (AttnDecodeVariant av : {AttnDecodeVariant::PerHead, AttnDecodeVariant::SplitKeys}) {
+      auto A = [&] { OpCase c = C(OpKind::AttnDecode); c.variant = int(av); return c; };
+      { OpCase c = A(); c.B = 2; c.H = 3; c.hd = 36; c.S = 21; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 128; c.S = 300; v.push_back(c); }
+      // split: 16-byte chunks with 8 and 32 lanes per key (fp32 hd 256 takes the scalar path), keys over 8 blocks
+      { OpCase c = A(); c.B = 3; c.H = 4; c.hd = 64; c.S = 1000; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 256; c.S = 77; v.push_back(c); }
+    }
     { OpCase c = C(OpKind::LogSoftmax); c.T = 5; c.V = 1000; v.push_back(c); }
     { OpCase c = C(OpKind::Embedding); c.T = 9; c.V = 50; c.N = 33; v.push_back(c); }
   }
@@ -127,6 +133,12 @@ std::vector<OpCase> op_cases() {
   { OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = 2560; c.flag = true; v.push_back(c); }
   { OpCase c = P(OpKind::Gemv); c.B = 1; c.N = 7744; c.K = 1472; c.E = 8; c.flag = true; v.push_back(c); }
   { OpCase c = P(OpKind::AttnDecode); c.B = 1; c.H = 16; c.hd = 128; c.S = 2048; v.push_back(c); }
+  // Decode attention's versions side by side, pythia-1.4b heads, batch 1, 2k..32k cached positions.
+  for (int S : {2048, 8192, 32768})
+    for (AttnDecodeVariant av : {AttnDecodeVariant::PerHead, AttnDecodeVariant::SplitKeys}) {
+      if (S == 2048 && av == AttnDecodeVariant::PerHead) continue;  // the case above
+      OpCase c = P(OpKind::AttnDecode); c.variant = int(av); c.B = 1; c.H = 16; c.hd = 128; c.S = S; v.push_back(c);
+    }
   return v;
 }
 
@@ -356,7 +368,10 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       int* pos = static_cast<int*>(D.put_int("pos", ints["pos"], true));
       void* o = D.out("out", size_t(c.B) * c.H * c.hd, dt);
       const float scale = 1.f / std::sqrt(float(c.hd));
-      D.launch = [=, &c](cudaStream_t s) { attention_decode(dt, qkv, c.B, c.H, c.hd, kc, vc, c.S, pos, scale, o, s); };
+      const AttnDecodeVariant av = AttnDecodeVariant(c.variant);
+      D.launch = [=, &c](cudaStream_t s) {
+        attention_decode(dt, av, qkv, c.B, c.H, c.hd, kc, vc, c.S, pos, scale, o, s);
+      };
       break;
     }
     case OpKind::LogSoftmax: {
