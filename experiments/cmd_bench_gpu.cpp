@@ -89,9 +89,10 @@ void run_bench(const BenchArgs& a) {
   if (!a.kernels.empty()) cuda::set_kernel_variants(a.kernels);
   nlohmann::json out;
   const cuda::KernelVariants& kv = cuda::kernel_variants();
-  out["kernel_variants"] = {{"scan", cuda::to_string(kv.scan)}, {"attn_decode", cuda::to_string(kv.attn_decode)}};
-  std::printf("kernel variants for the MoE layer and presets: scan=%s attn_decode=%s\n", cuda::to_string(kv.scan),
-              cuda::to_string(kv.attn_decode));
+  out["kernel_variants"] = {{"scan", cuda::to_string(kv.scan)}, {"attn_decode", cuda::to_string(kv.attn_decode)},
+                            {"attn_prefill", cuda::to_string(kv.attn_prefill)}};
+  std::printf("kernel variants for the MoE layer and presets: scan=%s attn_decode=%s attn_prefill=%s\n",
+              cuda::to_string(kv.scan), cuda::to_string(kv.attn_decode), cuda::to_string(kv.attn_prefill));
   cudaDeviceProp prop;
   BMH_CUDA(cudaGetDeviceProperties(&prop, 0));
   out["device"] = prop.name;

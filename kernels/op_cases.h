@@ -29,6 +29,7 @@ enum class OpKind {
   AttnDecode,    // one query per (b, h) over the KV cache
   LogSoftmax,    // fused log-softmax + gather + argmax
   Embedding,     // gather rows into the fp32 residual
+  AttnPrefill,   // causal self-attention of B x T tokens from the fused qkv (variants: cuBLAS + softmax, flash)
 };
 const char* to_string(OpKind k);
 
@@ -45,7 +46,7 @@ struct OpCase {
   bool bias = false;
   NormKind norm = NormKind::RMSNorm;
   Activation act = Activation::GeluErf;
-  int variant = 0;               // kernel version (kernels/variants.h: ScanVariant, AttnDecodeVariant); 0 = the first
+  int variant = 0;               // kernel version (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant); 0 = first
   bool perf = false;             // model-sized
   std::string name() const;      // "linear_bf16_M129_N250_K96_acc"; a variant other than 0 adds "_<its name>"
   int rows() const { return B * T; }

@@ -38,6 +38,7 @@ const char* to_string(OpKind k) {
     case OpKind::AttnDecode: return "attention_decode";
     case OpKind::LogSoftmax: return "logsoftmax_gather";
     case OpKind::Embedding: return "embedding";
+    case OpKind::AttnPrefill: return "attention_prefill";
   }
   return "?";
 }
@@ -55,6 +56,7 @@ std::string OpCase::name() const {
   if (op == OpKind::MlpAct) os << "_" << bmh::to_string(act);
   if (variant != 0 && op == OpKind::Scan) os << "_" << to_string(ScanVariant(variant));
   if (variant != 0 && op == OpKind::AttnDecode) os << "_" << to_string(AttnDecodeVariant(variant));
+  if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
   return os.str();
 }
 
@@ -115,6 +117,15 @@ std::vector<OpCase> op_cases() {
       { OpCase c = A(); c.B = 3; c.H = 4; c.hd = 64; c.S = 1000; v.push_back(c); }
       { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 256; c.S = 77; v.push_back(c); }
     }
+    for (AttnPrefillVariant pv : {AttnPrefillVariant::Gemm, AttnPrefillVariant::Flash}) {
+      auto A = [&] { OpCase c = C(OpKind::AttnPrefill); c.variant = int(pv); return c; };
+      // flash: partial 64-row tiles (head_dim 64), 3 query tiles x 3 key tiles through the double buffer (128),
+      // the row-wise fallback (36; and every fp32 case)
+      { OpCase c = A(); c.B = 2; c.T = 37; c.H = 3; c.hd = 64; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.T = 150; c.H = 2; c.hd = 128; v.push_back(c); }
+      { OpCase c = A(); c.B = 2; c.T = 20; c.H = 2; c.hd = 36; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.T = 700; c.H = 1; c.hd = 128; v.push_back(c); }  // 11 tiles, heaviest first
+    }
     { OpCase c = C(OpKind::LogSoftmax); c.T = 5; c.V = 1000; v.push_back(c); }
     { OpCase c = C(OpKind::Embedding); c.T = 9; c.V = 50; c.N = 33; v.push_back(c); }
   }
@@ -138,6 +149,13 @@ std::vector<OpCase> op_cases() {
     for (AttnDecodeVariant av : {AttnDecodeVariant::PerHead, AttnDecodeVariant::SplitKeys}) {
       if (S == 2048 && av == AttnDecodeVariant::PerHead) continue;  // the case above
       OpCase c = P(OpKind::AttnDecode); c.variant = int(av); c.B = 1; c.H = 16; c.hd = 128; c.S = S; v.push_back(c);
+    }
+  // Prefill attention's versions side by side, pythia-1.4b heads (16 x 128): 1 x 2048, 8 x 2048, and 1 x 32768
+  // (flash only: the cuBLAS path's fp32 scores would take 64 GiB).
+  for (auto [B, T] : std::vector<std::pair<int, int>>{{1, 2048}, {8, 2048}, {1, 32768}})
+    for (AttnPrefillVariant pv : {AttnPrefillVariant::Gemm, AttnPrefillVariant::Flash}) {
+      if (T > 2048 && pv == AttnPrefillVariant::Gemm) continue;
+      OpCase c = P(OpKind::AttnPrefill); c.variant = int(pv); c.B = B; c.T = T; c.H = 16; c.hd = 128; v.push_back(c);
     }
   return v;
 }
@@ -374,6 +392,38 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       };
       break;
     }
+    case OpKind::AttnPrefill: {
+      const int H = c.H, hd = c.hd, dh = H * hd, T = c.T;
+      const size_t es = dt_size(dt);
+      char* qkv = static_cast<char*>(D.put("qkv", in["qkv"], dt));
+      void* o = D.out("out", size_t(R) * dh, dt);
+      const float scale = 1.f / std::sqrt(float(hd));
+      if (AttnPrefillVariant(c.variant) == AttnPrefillVariant::Flash) {
+        D.launch = [=](cudaStream_t s) { attention_prefill_flash(dt, qkv, c.B, T, H, hd, scale, o, dh, s); };
+        break;
+      }
+      // cuda_model.cpp's attention_prefill, with K and V read from qkv instead of the KV cache.
+      D.buf["ws:scores"] = DeviceBuffer(size_t(H) * T * T * 4, "attention scores");
+      D.buf["ws:P"] = DeviceBuffer(size_t(H) * T * T * es, "attention probabilities");
+      float* sc = D.buf["ws:scores"].as<float>();
+      void* P = D.buf["ws:P"].get();
+      D.blas = std::make_unique<Blas>();
+      Blas* bl = D.blas.get();
+      const int B = c.B;
+      D.launch = [=](cudaStream_t s) {
+        bl->set_stream(s);
+        for (int b = 0; b < B; ++b) {
+          const char* qb = qkv + size_t(b) * T * 3 * dh * es;
+          gemm_strided(*bl, dt, Dt::F32, true, false, T, T, hd, scale, qb + hd * es, 3 * dh, 3LL * hd, qb, 3 * dh,
+                       3LL * hd, 0.f, sc, T, (long long)T * T, H);
+          causal_softmax(dt, sc, H, T, T, 0, P, s);
+          char* ob = static_cast<char*>(o) + size_t(b) * T * dh * es;
+          gemm_strided(*bl, dt, dt, false, false, hd, T, T, 1.f, qb + 2 * hd * es, 3 * dh, 3LL * hd, P, T,
+                       (long long)T * T, 0.f, ob, dh, hd, H);
+        }
+      };
+      break;
+    }
     case OpKind::LogSoftmax: {
       float* lg = static_cast<float*>(D.put("logits", in["logits"], Dt::F32));
       int64_t* tg = static_cast<int64_t*>(D.put_int("target", ints["target"], false));
@@ -477,6 +527,9 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       in["vcache"] = g.normal(size_t(c.B) * c.H * c.S * c.hd, 1.0, dt);
       d.ints["pos"] = {int64_t(c.S - 1 - (c.S > 4 ? 3 : 0))};  // attend to all but the last 3 cached positions
       break;
+    case OpKind::AttnPrefill:
+      in["qkv"] = g.normal(size_t(R) * 3 * c.H * c.hd, 1.0, dt);
+      break;
     case OpKind::LogSoftmax:
       in["logits"] = g.normal(size_t(R) * c.V, 3.0, Dt::F32);
       d.ints["target"] = g.ints(R, 0, c.V - 1);
@@ -538,6 +591,8 @@ OpTiming time_op(const OpCase& c, int iters) {
     case OpKind::Gemv: r.bytes = double(c.B) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::AddNorm: r.bytes = in_bytes + R * c.N * (es + (c.flag ? 4 : 0)); break;
     case OpKind::AttnDecode: r.bytes = 2.0 * c.B * c.H * (c.S - 3) * c.hd * es; r.flops = 4.0 * c.B * c.H * c.S * c.hd; break;
+    // Causal: T (T + 1) / 2 (query, key) pairs, 2 hd FLOPs each for q k and for p v.
+    case OpKind::AttnPrefill: r.bytes = in_bytes + R * c.H * c.hd * es; r.flops = 4.0 * c.B * c.H * c.hd * (double(c.T) * (c.T + 1) / 2); break;
     default: r.bytes = in_bytes; break;
   }
   // Rotate among input sets when one set would sit in L2 (50 MB).

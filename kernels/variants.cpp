@@ -9,6 +9,7 @@ namespace bmh::cuda {
 
 const char* to_string(ScanVariant v) { return v == ScanVariant::Chunked ? "chunked" : "staged"; }
 const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
+const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
 
 namespace {
 KernelVariants& storage() {
@@ -29,9 +30,11 @@ void set_kernel_variants(const std::string& spec) {
       kv.scan = name == "chunked" ? ScanVariant::Chunked : ScanVariant::Staged;
     } else if (op == "attn_decode" && (name == "per_head" || name == "split")) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
+    } else if (op == "attn_prefill" && (name == "gemm" || name == "flash")) {
+      kv.attn_prefill = name == "flash" ? AttnPrefillVariant::Flash : AttnPrefillVariant::Gemm;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
-           "' (choices: scan=staged|chunked, attn_decode=per_head|split)");
+           "' (choices: scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash)");
     }
   }
 }

@@ -17,16 +17,23 @@ enum class AttnDecodeVariant : int {
   SplitKeys = 1,  // flash-decoding: a thread-block cluster per (b, h) splits the keys, merged in distributed smem
 };
 
+enum class AttnPrefillVariant : int {
+  Gemm = 0,   // cuBLAS scores [H, T, T] fp32, causal softmax to P, cuBLAS P V (cuda_model.cpp attention_prefill)
+  Flash = 1,  // attention_prefill_flash: no T x T scores in memory (tensor cores for bf16/fp16, head_dim 64/128)
+};
+
 struct KernelVariants {
   ScanVariant scan = ScanVariant::Staged;
   AttnDecodeVariant attn_decode = AttnDecodeVariant::PerHead;
+  AttnPrefillVariant attn_prefill = AttnPrefillVariant::Gemm;  // read by cuda_model's attention_prefill once wired
 };
 
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
-// Applies "op=name,op=name" (ops: scan, attn_decode); throws bmh::Error naming the bad entry and the choices.
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill); throws bmh::Error naming the bad entry and the choices.
 void set_kernel_variants(const std::string& spec);
 const char* to_string(ScanVariant v);         // "staged", "chunked"
 const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
+const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
 
 }  // namespace bmh::cuda
