@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/device.h"
+#include "kernels/variants.h"
 
 namespace bmh::cuda {
 struct GemvArgs {
@@ -20,5 +21,10 @@ struct GemvArgs {
   bool accumulate = false;
   void* y; int ldy;
 };
+// Runs the process-wide variant (kernel_variants().gemv).
 void gemv(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+void gemv(Dt t, Dt out, const GemvArgs& a, GemvVariant v, cudaStream_t s);
+// The versions: one warp per row (gemv.cu); lanes / warps per row fitted to the shape (gemv_split.cu).
+void gemv_warp(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+void gemv_split(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 }

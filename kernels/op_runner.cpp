@@ -57,6 +57,7 @@ std::string OpCase::name() const {
   if (variant != 0 && op == OpKind::Scan) os << "_" << to_string(ScanVariant(variant));
   if (variant != 0 && op == OpKind::AttnDecode) os << "_" << to_string(AttnDecodeVariant(variant));
   if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
+  if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
   return os.str();
 }
 
@@ -100,9 +101,17 @@ std::vector<OpCase> op_cases() {
     }
     { OpCase c = C(OpKind::StateUpdate); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::StateUpdate); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
-    { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Gemv); c.B = 3; c.N = 130; c.K = 1472; v.push_back(c); }
-    { OpCase c = C(OpKind::Gemv); c.B = 2; c.N = 33; c.K = 40; c.E = 4; c.flag = true; c.bias = true; v.push_back(c); }
+    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split}) {
+      auto G = [&] { OpCase c = C(OpKind::Gemv); c.variant = int(gv); return c; };
+      { OpCase c = G(); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 3; c.N = 130; c.K = 1472; v.push_back(c); }
+      { OpCase c = G(); c.B = 2; c.N = 33; c.K = 40; c.E = 4; c.flag = true; c.bias = true; v.push_back(c); }
+      // split: 8-byte loads (K = 92), 4 warps per row (19 rows of 5120), scalar loads (K = 1001), 4 lanes per row
+      { OpCase c = G(); c.B = 2; c.N = 300; c.K = 92; c.bias = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 1; c.N = 19; c.K = 5120; c.E = 3; c.flag = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 3; c.N = 45; c.K = 1001; v.push_back(c); }
+      { OpCase c = G(); c.B = 1; c.N = 70; c.K = 16; c.bias = true; v.push_back(c); }
+    }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 10240; c.K = 2560; c.perf = true; v.push_back(c); }
     { OpCase c = C(OpKind::MoeRoute); c.T = 37; c.N = 24; c.E = 8; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::MoeRoute); c.B = 2; c.T = 9; c.N = 24; c.E = 4; c.flag = true; v.push_back(c); }
@@ -143,6 +152,15 @@ std::vector<OpCase> op_cases() {
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = 2560; c.flag = true; v.push_back(c); }
   { OpCase c = P(OpKind::Gemv); c.B = 1; c.N = 7744; c.K = 1472; c.E = 8; c.flag = true; v.push_back(c); }
+  // Decode GEMV versions on the thin shapes: BlackMamba-2.8B x_proj, dt_proj, router, one expert's fc1 / fc2 (top-1
+  // of 8, scaled into the fp32 residual); Mamba-2.8B x_proj, dt_proj.
+  for (auto [N, K, E] : std::vector<std::tuple<int, int, int>>{
+           {124, 2944, 0}, {2944, 92, 0}, {8, 1472, 0}, {7744, 1472, 8}, {1472, 3872, 8}, {192, 5120, 0}, {5120, 160, 0}})
+    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split}) {
+      if (N == 7744 && gv == GemvVariant::Warp) continue;  // the case above
+      OpCase c = P(OpKind::Gemv); c.variant = int(gv); c.B = 1; c.N = N; c.K = K; c.E = E; c.flag = E > 0;
+      v.push_back(c);
+    }
   { OpCase c = P(OpKind::AttnDecode); c.B = 1; c.H = 16; c.hd = 128; c.S = 2048; v.push_back(c); }
   // Decode attention's versions side by side, pythia-1.4b heads, batch 1, 2k..32k cached positions.
   for (int S : {2048, 8192, 32768})
@@ -335,7 +353,8 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       }
       g.ldy = c.N;
       (void)E;
-      D.launch = [=](cudaStream_t s) { gemv(dt, od, g, s); };
+      const GemvVariant gv = GemvVariant(c.variant);
+      D.launch = [=](cudaStream_t s) { gemv(dt, od, g, gv, s); };
       break;
     }
     case OpKind::MoeRoute: {

@@ -10,6 +10,7 @@ namespace bmh::cuda {
 const char* to_string(ScanVariant v) { return v == ScanVariant::Chunked ? "chunked" : "staged"; }
 const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
+const char* to_string(GemvVariant v) { return v == GemvVariant::Split ? "split" : "warp"; }
 
 namespace {
 KernelVariants& storage() {
@@ -32,9 +33,11 @@ void set_kernel_variants(const std::string& spec) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
     } else if (op == "attn_prefill" && (name == "gemm" || name == "flash")) {
       kv.attn_prefill = name == "flash" ? AttnPrefillVariant::Flash : AttnPrefillVariant::Gemm;
+    } else if (op == "gemv" && (name == "warp" || name == "split")) {
+      kv.gemv = name == "split" ? GemvVariant::Split : GemvVariant::Warp;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
-           "' (choices: scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash)");
+           "' (choices: scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split)");
     }
   }
 }

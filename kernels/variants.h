@@ -22,18 +22,25 @@ enum class AttnPrefillVariant : int {
   Flash = 1,  // attention_prefill_flash: no T x T scores in memory (tensor cores for bf16/fp16, head_dim 64/128)
 };
 
+enum class GemvVariant : int {
+  Warp = 0,   // one warp per output row (gemv.cu)
+  Split = 1,  // LPR lanes per row (short rows) or WPR warps splitting K (few long rows) (gemv_split.cu)
+};
+
 struct KernelVariants {
   ScanVariant scan = ScanVariant::Staged;
   AttnDecodeVariant attn_decode = AttnDecodeVariant::PerHead;
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Gemm;  // read by cuda_model's attention_prefill once wired
+  GemvVariant gemv = GemvVariant::Warp;
 };
 
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
-// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill); throws bmh::Error naming the bad entry and the choices.
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv); throws bmh::Error naming the bad entry and the choices.
 void set_kernel_variants(const std::string& spec);
 const char* to_string(ScanVariant v);         // "staged", "chunked"
 const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
 const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
+const char* to_string(GemvVariant v);         // "warp", "split"
 
 }  // namespace bmh::cuda
