@@ -30,6 +30,7 @@ enum class OpKind {
   LogSoftmax,    // fused log-softmax + gather + argmax
   Embedding,     // gather rows into the fp32 residual
   AttnPrefill,   // causal self-attention of B x T tokens from the fused qkv (variants: cuBLAS + softmax, flash)
+  NormGemv,      // decode pre-norm then GEMV: variant 0 add_norm + gemv (two kernels), 1 gemv_norm (fused)
 };
 const char* to_string(OpKind k);
 

@@ -39,6 +39,7 @@ const char* to_string(OpKind k) {
     case OpKind::LogSoftmax: return "logsoftmax_gather";
     case OpKind::Embedding: return "embedding";
     case OpKind::AttnPrefill: return "attention_prefill";
+    case OpKind::NormGemv: return "norm_gemv";
   }
   return "?";
 }
@@ -52,12 +53,13 @@ std::string OpCase::name() const {
   put("V", V);
   if (flag) os << "_flag";
   if (bias) os << "_bias";
-  if (op == OpKind::AddNorm) os << (norm == NormKind::RMSNorm ? "_rms" : "_ln");
+  if (op == OpKind::AddNorm || op == OpKind::NormGemv) os << (norm == NormKind::RMSNorm ? "_rms" : "_ln");
   if (op == OpKind::MlpAct) os << "_" << bmh::to_string(act);
   if (variant != 0 && op == OpKind::Scan) os << "_" << to_string(ScanVariant(variant));
   if (variant != 0 && op == OpKind::AttnDecode) os << "_" << to_string(AttnDecodeVariant(variant));
   if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
   if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
+  if (variant != 0 && op == OpKind::NormGemv) os << "_fused";
   return os.str();
 }
 
@@ -113,6 +115,12 @@ std::vector<OpCase> op_cases() {
       { OpCase c = G(); c.B = 1; c.N = 70; c.K = 16; c.bias = true; v.push_back(c); }
     }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 10240; c.K = 2560; c.perf = true; v.push_back(c); }
+    for (int fused : {0, 1}) {  // B x K normalized rows, then W [N, K]; bias: LayerNorm bias and GEMV bias
+      OpCase c = C(OpKind::NormGemv); c.variant = fused;
+      c.B = 3; c.N = 37; c.K = 200; c.norm = NormKind::RMSNorm; v.push_back(c);
+      c.B = 2; c.N = 70; c.K = 97; c.norm = NormKind::LayerNorm; c.bias = true; v.push_back(c);
+      c.B = 1; c.N = 19; c.K = 1472; c.norm = NormKind::RMSNorm; c.bias = true; c.E = 4; c.flag = true; v.push_back(c);
+    }
     { OpCase c = C(OpKind::MoeRoute); c.T = 37; c.N = 24; c.E = 8; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::MoeRoute); c.B = 2; c.T = 9; c.N = 24; c.E = 4; c.flag = true; v.push_back(c); }
     { OpCase c = C(OpKind::Rotary); c.B = 2; c.T = 5; c.H = 3; c.hd = 16; c.rd = 4; c.S = 9; v.push_back(c); }
@@ -167,6 +175,11 @@ std::vector<OpCase> op_cases() {
     for (AttnDecodeVariant av : {AttnDecodeVariant::PerHead, AttnDecodeVariant::SplitKeys}) {
       if (S == 2048 && av == AttnDecodeVariant::PerHead) continue;  // the case above
       OpCase c = P(OpKind::AttnDecode); c.variant = int(av); c.B = 1; c.H = 16; c.hd = 128; c.S = S; v.push_back(c);
+    }
+  // Norm + GEMV, two kernels vs one: Mamba-2.8B and BlackMamba-2.8B in_proj, BlackMamba-2.8B router.
+  for (auto [N, K] : std::vector<std::pair<int, int>>{{10240, 2560}, {5888, 1472}, {8, 1472}})
+    for (int fused : {0, 1}) {
+      OpCase c = P(OpKind::NormGemv); c.variant = fused; c.B = 1; c.N = N; c.K = K; v.push_back(c);
     }
   // Prefill attention's versions side by side, pythia-1.4b heads (16 x 128): 1 x 2048, 8 x 2048, and 1 x 32768
   // (flash only: the cuBLAS path's fp32 scores would take 64 GiB).
@@ -357,6 +370,46 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       D.launch = [=](cudaStream_t s) { gemv(dt, od, g, gv, s); };
       break;
     }
+    case OpKind::NormGemv: {
+      const int E = std::max(c.E, 1);
+      GemvArgs g{};
+      g.B = c.B; g.N = c.N; g.K = c.K;
+      g.W = D.put("W", in["W"], dt);
+      g.w_expert_stride = int64_t(c.N) * c.K;
+      if (c.bias) { g.bias = static_cast<float*>(D.put("bias", in["bias"], Dt::F32)); g.bias_expert_stride = c.N; }
+      NormIn nm;
+      nm.kind = c.norm;
+      nm.residual = static_cast<float*>(D.put("residual", in["residual"], Dt::F32)); nm.ldr = c.K;
+      nm.w = static_cast<float*>(D.put("w", in["w"], Dt::F32));
+      nm.b = c.bias ? static_cast<float*>(D.put("b", in["b"], Dt::F32)) : nullptr;
+      Dt od = dt;
+      if (c.flag) {
+        g.expert = static_cast<int*>(D.put_int("expert", ints["expert"], true));
+        g.scale = static_cast<float*>(D.put("scale", in["scale"], Dt::F32));
+        g.accumulate = true;
+        od = Dt::F32;
+        g.y = D.put("y", in["y0"], Dt::F32);
+        D.out_dt["y"] = Dt::F32;
+      } else {
+        g.y = D.out("y", size_t(c.B) * c.N, dt);
+      }
+      g.ldy = c.N;
+      (void)E;
+      if (c.variant == 1) {
+        D.launch = [=](cudaStream_t s) { gemv_norm(dt, od, g, nm, s); };
+      } else {
+        D.buf["ws:xn"] = DeviceBuffer(size_t(c.B) * c.K * dt_size(dt), "normed rows");
+        GemvArgs g2 = g;
+        g2.x = D.buf["ws:xn"].get(); g2.ldx = c.K;
+        const int B = c.B, K = c.K;
+        D.launch = [=](cudaStream_t s) {
+          add_norm(nm.kind, dt, const_cast<float*>(nm.residual), nullptr, nm.w, nm.b, nm.eps, B, K,
+                   const_cast<void*>(g2.x), s);
+          gemv(dt, od, g2, GemvVariant::Warp, s);
+        };
+      }
+      break;
+    }
     case OpKind::MoeRoute: {
       const int E = c.E, dd = c.N;
       float* logits = static_cast<float*>(D.put("logits", in["logits"], Dt::F32));
@@ -526,6 +579,20 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       }
       break;
     }
+    case OpKind::NormGemv: {
+      const int E = std::max(c.E, 1);
+      in["residual"] = g.normal(size_t(c.B) * c.K, 1.0, Dt::F32, 0.3);
+      in["w"] = g.normal(c.K, 0.1, Dt::F32, 1.0);
+      if (c.bias) in["b"] = g.normal(c.K, 0.1, Dt::F32);
+      in["W"] = g.normal(size_t(E) * c.N * c.K, 1.0 / std::sqrt(double(c.K)), dt);
+      if (c.bias) in["bias"] = g.normal(size_t(E) * c.N, 0.2, Dt::F32);
+      if (c.flag) {
+        d.ints["expert"] = g.ints(c.B, 0, E - 1);
+        in["scale"] = g.uniform(c.B, 0.1, 1.0, Dt::F32);
+        in["y0"] = g.normal(size_t(c.B) * c.N, 1.0, Dt::F32);
+      }
+      break;
+    }
     case OpKind::MoeRoute:
       in["logits"] = g.normal(size_t(R) * c.E, 2.0, Dt::F32);
       if (c.bias) in["bias"] = g.normal(c.E, 0.5, Dt::F32);
@@ -608,6 +675,7 @@ OpTiming time_op(const OpCase& c, int iters) {
     case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * (3 + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
     case OpKind::Conv1d: r.bytes = R * c.N * es * 2 + double(c.N) * c.K * 4; r.flops = R * c.N * c.K * 2.0; break;
     case OpKind::Gemv: r.bytes = double(c.B) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
+    case OpKind::NormGemv: r.bytes = double(std::max(c.E, 1) > 1 ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * 4 + c.B * double(c.N) * (c.flag ? 4 : es); r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::AddNorm: r.bytes = in_bytes + R * c.N * (es + (c.flag ? 4 : 0)); break;
     case OpKind::AttnDecode: r.bytes = 2.0 * c.B * c.H * (c.S - 3) * c.hd * es; r.flops = 4.0 * c.B * c.H * c.S * c.hd; break;
     // Causal: T (T + 1) / 2 (query, key) pairs, 2 hd FLOPs each for q k and for p v.

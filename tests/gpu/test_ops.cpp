@@ -144,6 +144,23 @@ TEST_P(OpTest, MatchesReference) {
         EXPECT_LT(rel_err(out["y"], r), c.flag ? 1e-5 : tol) << c.name();
         break;
       }
+      case OpKind::NormGemv: {
+        Vd w = vec(in["w"], c.K), nb = c.bias ? vec(in["b"], c.K) : Vd();
+        M xn = ref::norm<double>(c.norm, mat(in["residual"], c.B, c.K), w, c.bias ? &nb : nullptr, 1e-5);
+        std::vector<double> r;
+        for (int b = 0; b < c.B; ++b) {
+          const int e = c.flag ? int(d.ints["expert"][b]) : 0;
+          M W = mat(in["W"], c.N, c.K, c.K, 0, e * c.N);
+          Vd bias = c.bias ? vec(in["bias"], c.N, e * c.N) : Vd();
+          M y = ref::linear<double>(M(xn.row(b)), W, c.bias ? &bias : nullptr);
+          if (c.flag) y = y * double(in["scale"][b]) + mat(in["y0"], 1, c.N, c.N, 0, b);
+          append(r, y);
+        }
+        // Both versions round the normed row to the dtype before the GEMV (add_norm writes it in the dtype): one
+        // dtype rounding of x and one of y (none of y when it accumulates into fp32).
+        EXPECT_LT(rel_err(out["y"], r), c.dt == Dt::F32 ? 1e-5 : tol) << c.name();
+        break;
+      }
       case OpKind::MoeRoute: {
         const int E = c.E, dd = c.N;
         std::vector<int64_t> want_e(R);
