@@ -96,6 +96,11 @@ std::vector<OpCase> op_cases() {
     }
     // Chunked scan at each lanes-per-channel count: several chunks of 12 * G steps (the carry), a partial last
     // chunk, a partial channel block, odd d_state.
+    // 16-byte staging paths (channels, strides and B/C columns multiples of 8), 2 and 16 lanes per channel
+    for (int G : {2, 16}) {
+      OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.E = G;
+      c.B = 2; c.T = 12 * 16 + 29; c.N = 64; c.K = 16; c.M = 8; c.flag = true; c.bias = true; v.push_back(c);
+    }
     for (int G : {1, 2, 4, 8, 16}) {
       OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.E = G;
       c.B = 2; c.T = 12 * G * 2 + 7; c.N = 37; c.K = 16; c.flag = true; c.bias = true; v.push_back(c);
@@ -133,6 +138,8 @@ std::vector<OpCase> op_cases() {
       // split: 16-byte chunks with 8 and 32 lanes per key (fp32 hd 256 takes the scalar path), keys over 8 blocks
       { OpCase c = A(); c.B = 3; c.H = 4; c.hd = 64; c.S = 1000; v.push_back(c); }
       { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 256; c.S = 77; v.push_back(c); }
+      // a long cache with only 21 positions filled: split's later cluster blocks get no keys
+      { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 128; c.S = 1024; c.K = 21; v.push_back(c); }
     }
     for (AttnPrefillVariant pv : {AttnPrefillVariant::Gemm, AttnPrefillVariant::Flash}) {
       auto A = [&] { OpCase c = C(OpKind::AttnPrefill); c.variant = int(pv); return c; };
@@ -154,7 +161,7 @@ std::vector<OpCase> op_cases() {
     for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
       if (B == 8 && sv == ScanVariant::Staged) continue;  // the case above
       OpCase c = P(OpKind::Scan); c.variant = int(sv); c.B = B; c.T = T; c.N = 5120; c.K = 16; c.flag = true;
-      c.bias = true; v.push_back(c);
+      c.bias = true; c.M = 160; v.push_back(c);  // B, C inside [dt_rank 160 | B | C] rows, as Mamba-2.8B's x_proj
     }
   { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
@@ -325,13 +332,14 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
     }
     case OpKind::Scan:
     case OpKind::StateUpdate: {
-      const int Di = c.N, N = c.K, ldbc = 3 + 2 * N;
+      const int Di = c.N, N = c.K, p0 = c.M > 0 ? c.M : 3, ldbc = p0 + 2 * N;
       ScanArgs a{};
       a.u = D.put("u", in["u"], dt); a.ldu = Di;
       a.delta = D.put("delta", in["delta"], dt); a.ldd = Di;
       a.z = c.flag ? D.put("z", in["z"], dt) : nullptr; a.ldz = Di;
-      char* bc = static_cast<char*>(D.put("bc", in["bc"], dt));  // [R, 3 + 2N]: B at column 3, C at 3 + N
-      a.Bm = bc + 3 * dt_size(dt); a.Cm = bc + (3 + N) * dt_size(dt); a.ldbc = ldbc;
+      // [R, p0 + 2N] like x_proj's output [dt_rank | B | C]: B at column p0 (M, else 3), C at p0 + N
+      char* bc = static_cast<char*>(D.put("bc", in["bc"], dt));
+      a.Bm = bc + p0 * dt_size(dt); a.Cm = bc + (p0 + N) * dt_size(dt); a.ldbc = ldbc;
       a.A = static_cast<float*>(D.put("A", in["A"], Dt::F32));
       a.D = static_cast<float*>(D.put("D", in["D"], Dt::F32));
       a.delta_bias = c.bias ? static_cast<float*>(D.put("delta_bias", in["delta_bias"], Dt::F32)) : nullptr;
@@ -558,7 +566,7 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       in["u"] = g.normal(size_t(R) * Di, 1.0, dt);
       in["delta"] = g.normal(size_t(R) * Di, 1.0, dt, -2.0);   // softplus(-2 +- 1): dt ~ 0.05..0.3
       if (c.flag) in["z"] = g.normal(size_t(R) * Di, 1.0, dt);
-      in["bc"] = g.normal(size_t(R) * (3 + 2 * N), 1.0, dt);
+      in["bc"] = g.normal(size_t(R) * ((c.M > 0 ? c.M : 3) + 2 * N), 1.0, dt);
       std::vector<float> A = g.uniform(size_t(Di) * N, 0.0, 1.0, Dt::F32);
       for (size_t i = 0; i < A.size(); ++i) A[i] = -std::exp(std::log(double(i % N + 1)) + 0.1 * A[i]);  // ~ -(1..N)
       in["A"] = A;
@@ -611,7 +619,8 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       in["qkv"] = g.normal(size_t(c.B) * 3 * c.H * c.hd, 1.0, dt);
       in["kcache"] = g.normal(size_t(c.B) * c.H * c.S * c.hd, 1.0, dt);
       in["vcache"] = g.normal(size_t(c.B) * c.H * c.S * c.hd, 1.0, dt);
-      d.ints["pos"] = {int64_t(c.S - 1 - (c.S > 4 ? 3 : 0))};  // attend to all but the last 3 cached positions
+      // attend to all but the last 3 cached positions, or to the first K when K is set
+      d.ints["pos"] = {int64_t(c.K > 0 ? c.K - 1 : c.S - 1 - (c.S > 4 ? 3 : 0))};
       break;
     case OpKind::AttnPrefill:
       in["qkv"] = g.normal(size_t(R) * 3 * c.H * c.hd, 1.0, dt);
@@ -672,7 +681,7 @@ OpTiming time_op(const OpCase& c, int iters) {
   const double R = c.rows();
   switch (c.op) {
     case OpKind::Linear: r.flops = 2.0 * c.M * c.N * c.K; r.bytes = in_bytes + double(c.M) * c.N * (c.flag ? 4 : es); break;
-    case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * (3 + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
+    case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * ((c.M > 0 ? c.M : 3) + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
     case OpKind::Conv1d: r.bytes = R * c.N * es * 2 + double(c.N) * c.K * 4; r.flops = R * c.N * c.K * 2.0; break;
     case OpKind::Gemv: r.bytes = double(c.B) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::NormGemv: r.bytes = double(std::max(c.E, 1) > 1 ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * 4 + c.B * double(c.N) * (c.flag ? 4 : es); r.flops = 2.0 * c.B * c.N * c.K; break;

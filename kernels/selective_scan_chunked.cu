@@ -13,7 +13,8 @@
 //           lane G-1's final state is the carry into the next chunk.
 // So every (t, channel, n) costs one exponential, as in the sequential scan, plus a log2(G)-step shuffle scan per
 // (lane, n) amortized over kL steps. Steps past T get dt = 0, u = 0: an identity step, so the last state is exact.
-// B and C rows of the chunk are staged once per block in fp32 (shared by its CH channels); u and delta raw.
+// B and C rows of the chunk are staged once per block in fp32 (shared by its CH channels); u and delta raw; 16-byte
+// global loads and stores when the strides and pointers allow.
 // Versus version 1 it also computes softplus(dt) and silu(z) through ex2/lg2/rcp approximations (relative error
 // ~1e-6, see softplus_fast) instead of expf/log1pf: those were ~5 of ~15 instructions per (t, channel, state).
 #include <algorithm>
@@ -128,24 +129,64 @@ __global__ void __launch_bounds__(kThreads, 5) scan_chunked_kernel(ScanArgs a) {
     sH[i] = ch < Di ? a.state[at] : 0.f;
     sA[i] = ch < Di ? a.A[(int64_t)ch * N + i % N] * kLog2e : 0.f;
   }
+  // 16-byte paths when every row and pointer allows (uniform over the grid).
+  constexpr int VE = 16 / int(sizeof(T));
+  auto al = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const bool vbc = N % VE == 0 && a.ldbc % VE == 0 && al(a.Bm) && al(a.Cm);
+  const bool vud = Di % VE == 0 && a.ldu % VE == 0 && a.ldd % VE == 0 && a.ldy % VE == 0 && al(a.u) &&
+                   al(a.delta) && al(a.y) && (!Z || (a.ldz % VE == 0 && al(a.z)));
   const float dbias = a.delta_bias ? a.delta_bias[ca] : 0.f;
   const float Dc = a.D ? a.D[ca] : 0.f;
 
   for (int t0 = 0; t0 < a.T; t0 += TC) {
     __syncthreads();  // the previous chunk's y (aliasing B/C) has been stored; sH writes are visible
-    for (int i = tid; i < TC * N; i += kThreads) {
-      const int tt = i / N, n = i % N;
-      const bool ok = t0 + tt < a.T;
-      const int64_t row = (int64_t)b * a.T + t0 + (ok ? tt : 0);
-      sBC[n * TC + tt] = ok ? to_f(Bm[row * a.ldbc + n]) : 0.f;
-      sBC[(N + n) * TC + tt] = ok ? to_f(Cm[row * a.ldbc + n]) : 0.f;
+    if (vbc) {  // 16-byte loads of B and C rows
+      for (int i = tid; i < TC * (N / VE); i += kThreads) {
+        const int tt = i / (N / VE), n0 = (i % (N / VE)) * VE;
+        const bool ok = t0 + tt < a.T;
+        const int64_t row = (int64_t)b * a.T + t0 + (ok ? tt : 0);
+        const uint4 rb = ok ? *reinterpret_cast<const uint4*>(Bm + row * a.ldbc + n0) : make_uint4(0, 0, 0, 0);
+        const uint4 rc = ok ? *reinterpret_cast<const uint4*>(Cm + row * a.ldbc + n0) : make_uint4(0, 0, 0, 0);
+        const T* pb = reinterpret_cast<const T*>(&rb);
+        const T* pc = reinterpret_cast<const T*>(&rc);
+#pragma unroll
+        for (int j = 0; j < VE; ++j) {
+          sBC[(n0 + j) * TC + tt] = to_f(pb[j]);
+          sBC[(N + n0 + j) * TC + tt] = to_f(pc[j]);
+        }
+      }
+    } else {
+      for (int i = tid; i < TC * N; i += kThreads) {
+        const int tt = i / N, n = i % N;
+        const bool ok = t0 + tt < a.T;
+        const int64_t row = (int64_t)b * a.T + t0 + (ok ? tt : 0);
+        sBC[n * TC + tt] = ok ? to_f(Bm[row * a.ldbc + n]) : 0.f;
+        sBC[(N + n) * TC + tt] = ok ? to_f(Cm[row * a.ldbc + n]) : 0.f;
+      }
     }
-    for (int i = tid; i < TC * CH; i += kThreads) {
-      const int tt = i / CH, cc = i % CH, ch = c0 + cc;
-      const bool ok = t0 + tt < a.T && ch < Di;
-      const int64_t row = (int64_t)b * a.T + t0 + tt;
-      sU[cc * TCP + tt] = ok ? U[row * a.ldu + ch] : from_f<T>(0.f);
-      sD[cc * TCP + tt] = ok ? Dl[row * a.ldd + ch] : from_f<T>(0.f);
+    if (vud) {  // 16-byte loads of VE channels of u and delta
+      for (int i = tid; i < TC * (CH / VE); i += kThreads) {
+        const int tt = i / (CH / VE), cg = (i % (CH / VE)) * VE, ch = c0 + cg;
+        const bool ok = t0 + tt < a.T && ch < Di;
+        const int64_t row = (int64_t)b * a.T + t0 + tt;
+        const uint4 ru = ok ? *reinterpret_cast<const uint4*>(U + row * a.ldu + ch) : make_uint4(0, 0, 0, 0);
+        const uint4 rd = ok ? *reinterpret_cast<const uint4*>(Dl + row * a.ldd + ch) : make_uint4(0, 0, 0, 0);
+        const T* pu = reinterpret_cast<const T*>(&ru);
+        const T* pd = reinterpret_cast<const T*>(&rd);
+#pragma unroll
+        for (int j = 0; j < VE; ++j) {
+          sU[(cg + j) * TCP + tt] = pu[j];
+          sD[(cg + j) * TCP + tt] = pd[j];
+        }
+      }
+    } else {
+      for (int i = tid; i < TC * CH; i += kThreads) {
+        const int tt = i / CH, cc = i % CH, ch = c0 + cc;
+        const bool ok = t0 + tt < a.T && ch < Di;
+        const int64_t row = (int64_t)b * a.T + t0 + tt;
+        sU[cc * TCP + tt] = ok ? U[row * a.ldu + ch] : from_f<T>(0.f);
+        sD[cc * TCP + tt] = ok ? Dl[row * a.ldd + ch] : from_f<T>(0.f);
+      }
     }
     __syncthreads();
 
@@ -220,13 +261,33 @@ __global__ void __launch_bounds__(kThreads, 5) scan_chunked_kernel(ScanArgs a) {
       for (int j = 0; j < kL; ++j) sY[j] = y[j] + Dc * uf[j];
     }
     __syncthreads();
-    for (int i = tid; i < TC * CH; i += kThreads) {
-      const int tt = i / CH, cc = i % CH, ch = c0 + cc;
-      if (t0 + tt < a.T && ch < Di) {
-        const int64_t row = (int64_t)b * a.T + t0 + tt;
-        float v = sBC[cc * YS + tt];
-        if (Z) v *= silu_fast(to_f(Z[row * a.ldz + ch]));
-        Y[row * a.ldy + ch] = from_f<T>(v);
+    if (vud) {  // VE channels per thread: 16-byte z loads and y stores
+      for (int i = tid; i < TC * (CH / VE); i += kThreads) {
+        const int tt = i / (CH / VE), cg = (i % (CH / VE)) * VE, ch = c0 + cg;
+        if (t0 + tt < a.T && ch < Di) {
+          const int64_t row = (int64_t)b * a.T + t0 + tt;
+          uint4 rz = make_uint4(0, 0, 0, 0), ry;
+          if (Z) rz = *reinterpret_cast<const uint4*>(Z + row * a.ldz + ch);
+          const T* pz = reinterpret_cast<const T*>(&rz);
+          T* py = reinterpret_cast<T*>(&ry);
+#pragma unroll
+          for (int j = 0; j < VE; ++j) {
+            float v = sBC[(cg + j) * YS + tt];
+            if (Z) v *= silu_fast(to_f(pz[j]));
+            py[j] = from_f<T>(v);
+          }
+          *reinterpret_cast<uint4*>(Y + row * a.ldy + ch) = ry;
+        }
+      }
+    } else {
+      for (int i = tid; i < TC * CH; i += kThreads) {
+        const int tt = i / CH, cc = i % CH, ch = c0 + cc;
+        if (t0 + tt < a.T && ch < Di) {
+          const int64_t row = (int64_t)b * a.T + t0 + tt;
+          float v = sBC[cc * YS + tt];
+          if (Z) v *= silu_fast(to_f(Z[row * a.ldz + ch]));
+          Y[row * a.ldy + ch] = from_f<T>(v);
+        }
       }
     }
   }

@@ -48,6 +48,8 @@ TEST_P(OpTest, MatchesReference) {
   BMH_REQUIRE_GPU();
   const OpCase& c = GetParam();
   if (c.perf && c.dt != Dt::BF16) GTEST_SKIP() << "model-sized case: checked in bf16 only";
+  if (c.perf && c.op == OpKind::Scan && c.variant == 0 && c.B == 1)
+    GTEST_SKIP() << "version 1 of the scan is checked at 8 x 2048; its CPU reference costs ~10 s per case";
   if (c.perf && c.op == OpKind::AttnPrefill) GTEST_SKIP() << "O(T^2) CPU reference too slow; the T = 700 case covers 11 tiles";
   const int R = c.rows();
   for (uint64_t seed = 1; seed <= (c.perf ? 1u : 2u); ++seed) {  // fresh input sets per case
@@ -111,14 +113,14 @@ TEST_P(OpTest, MatchesReference) {
       }
       case OpKind::Scan:
       case OpKind::StateUpdate: {
-        const int Di = c.N, N = c.K, ld = 3 + 2 * N;
+        const int Di = c.N, N = c.K, p0 = c.M > 0 ? c.M : 3, ld = p0 + 2 * N;
         M A = mat(in["A"], Di, N);
         Vd D = vec(in["D"], Di), db = c.bias ? vec(in["delta_bias"], Di) : Vd(Vd::Zero(Di));
         std::vector<double> ry, rs;
         for (int s = 0; s < c.B; ++s) {
           const int r0 = s * c.T;
           M u = mat(in["u"], c.T, Di, Di, 0, r0), dl = mat(in["delta"], c.T, Di, Di, 0, r0);
-          M Bm = mat(in["bc"], c.T, N, ld, 3, r0), Cm = mat(in["bc"], c.T, N, ld, 3 + N, r0);
+          M Bm = mat(in["bc"], c.T, N, ld, p0, r0), Cm = mat(in["bc"], c.T, N, ld, p0 + N, r0);
           M z = c.flag ? mat(in["z"], c.T, Di, Di, 0, r0) : M();
           M st = mat(in["state"], Di, N, N, 0, s * Di);
           append(ry, ref::selective_scan<double>(u, dl, A, Bm, Cm, D, c.flag ? &z : nullptr, db, st));
