@@ -204,6 +204,9 @@ __global__ void __launch_bounds__(kThreads, 5) scan_chunked_kernel(ScanArgs a) {
         y[j] = 0.f;
       }
     }
+    // Opaque to the compiler: without this it recomputes the 12-term sum S inside the state loop (12 adds per state)
+    // rather than keep one register.
+    asm volatile("" : "+f"(S));
     for (int n = 0; n < N; ++n) {
       const float a2 = sA[grp * N + n];
       const float carry = k == 0 ? sH[grp * N + n] : 0.f;  // only lane 0 starts from the carried state
