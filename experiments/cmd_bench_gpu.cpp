@@ -123,6 +123,17 @@ void run_bench(const BenchArgs& a) {
                 tf, 100 * tf * 1e12 / gemm_flops);
     out["ops"].push_back({{"name", c.name()}, {"op", cuda::to_string(c.op)}, {"ms", t.ms}, {"bytes", t.bytes},
                           {"flops", t.flops}, {"floor_ms", 1e3 * std::max(t.bytes / copy_Bps, t.flops / gemm_flops)}});
+    if (c.op == cuda::OpKind::Scan) {
+      // Issue 11's scan floor: max(copy floor, one ex2 per (t, channel, state) at 16 per clock per SM).
+      int khz = 0;
+      BMH_CUDA(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
+      const double exps = double(c.rows()) * c.N * c.K;
+      const double exp_ms = 1e3 * exps / (double(prop.multiProcessorCount) * 16.0 * khz * 1e3);
+      const double floor_ms = std::max(exp_ms, 1e3 * t.bytes / copy_Bps);
+      std::printf("%-52s exp floor %.4f ms (%d SMs x 16/clk x %.2f GHz); %.0f%% of max(copy, exp) floor\n", "",
+                  exp_ms, prop.multiProcessorCount, khz / 1e6, 100 * floor_ms / t.ms);
+      out["ops"].back()["exp_floor_ms"] = exp_ms;
+    }
   }
 
   // One MoE layer (BlackMamba-2.8B expert shape, top-1 of 8) vs a dense GEMM of equal FLOPs.
