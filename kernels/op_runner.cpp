@@ -162,8 +162,9 @@ std::vector<OpCase> op_cases() {
       if (B == 8 && sv == ScanVariant::Staged) continue;  // the case above
       OpCase c = P(OpKind::Scan); c.variant = int(sv); c.B = B; c.T = T; c.N = 5120; c.K = 16; c.flag = true;
       c.bias = true; c.M = 160; v.push_back(c);  // B, C inside [dt_rank 160 | B | C] rows, as Mamba-2.8B's x_proj
-      if (sv == ScanVariant::Chunked && B == 8)  // fixed lanes per channel beside the automatic choice (G = 2)
-        for (int G : {1, 4}) { c.E = G; v.push_back(c); }
+      // fixed lanes per channel beside the automatic choice (G = 2 at 8 x 2048, 16 at 1 x 16384)
+      if (sv == ScanVariant::Chunked)
+        for (int G : B == 8 ? std::vector<int>{1, 4} : std::vector<int>{8}) { c.E = G; v.push_back(c); }
     }
   { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
