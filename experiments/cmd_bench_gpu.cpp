@@ -22,6 +22,7 @@
 #include "kernels/device.h"
 #include "kernels/gemm.h"
 #include "kernels/op_cases.h"
+#include "kernels/variants.h"
 
 namespace bmh {
 namespace {
@@ -34,6 +35,7 @@ struct BenchArgs {
   std::vector<std::string> presets = {"blackmamba-2.8b", "mamba-2.8b", "pythia-1.4b"};
   int decode_tokens = 64, prompt = 64, fwd_batch = 8, fwd_len = 2048, moe_tokens = 16384;
   bool skip_models = false;
+  std::string kernels;  // kernel variants for the MoE layer and the presets (op=name,...; see kernels/variants.h)
 };
 
 double median(std::vector<double> v) {
@@ -84,7 +86,13 @@ double gemm_ms(cuda::Blas& blas, int M, int N, int K, int iters) {
 
 void run_bench(const BenchArgs& a) {
   if (!cuda::device_available()) fail("bench-gpu: no CUDA device");
+  if (!a.kernels.empty()) cuda::set_kernel_variants(a.kernels);
   nlohmann::json out;
+  const cuda::KernelVariants& kv = cuda::kernel_variants();
+  out["kernel_variants"] = {{"scan", cuda::to_string(kv.scan)}, {"attn_decode", cuda::to_string(kv.attn_decode)},
+                            {"attn_prefill", cuda::to_string(kv.attn_prefill)}};
+  std::printf("kernel variants for the MoE layer and presets: scan=%s attn_decode=%s attn_prefill=%s\n",
+              cuda::to_string(kv.scan), cuda::to_string(kv.attn_decode), cuda::to_string(kv.attn_prefill));
   cudaDeviceProp prop;
   BMH_CUDA(cudaGetDeviceProperties(&prop, 0));
   out["device"] = prop.name;
@@ -115,6 +123,17 @@ void run_bench(const BenchArgs& a) {
                 tf, 100 * tf * 1e12 / gemm_flops);
     out["ops"].push_back({{"name", c.name()}, {"op", cuda::to_string(c.op)}, {"ms", t.ms}, {"bytes", t.bytes},
                           {"flops", t.flops}, {"floor_ms", 1e3 * std::max(t.bytes / copy_Bps, t.flops / gemm_flops)}});
+    if (c.op == cuda::OpKind::Scan) {
+      // Issue 11's scan floor: max(copy floor, one ex2 per (t, channel, state) at 16 per clock per SM).
+      int khz = 0;
+      BMH_CUDA(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
+      const double exps = double(c.rows()) * c.N * c.K;
+      const double exp_ms = 1e3 * exps / (double(prop.multiProcessorCount) * 16.0 * khz * 1e3);
+      const double floor_ms = std::max(exp_ms, 1e3 * t.bytes / copy_Bps);
+      std::printf("%-52s exp floor %.4f ms (%d SMs x 16/clk x %.2f GHz); %.0f%% of max(copy, exp) floor\n", "",
+                  exp_ms, prop.multiProcessorCount, khz / 1e6, 100 * floor_ms / t.ms);
+      out["ops"].back()["exp_floor_ms"] = exp_ms;
+    }
   }
 
   // One MoE layer (BlackMamba-2.8B expert shape, top-1 of 8) vs a dense GEMM of equal FLOPs.
@@ -221,6 +240,9 @@ void add_bench_gpu_command(CLI::App& app) {
   sub->add_option("--forward-len", args->fwd_len, "forward length")->default_val(2048);
   sub->add_option("--moe-tokens", args->moe_tokens, "tokens through the MoE layer")->default_val(16384);
   sub->add_flag("--skip-models", args->skip_models, "floors, ops and the MoE layer only");
+  sub->add_option("--kernels", args->kernels,
+                  "kernel variants for the MoE layer and presets, e.g. scan=chunked,attn_decode=split (the op table "
+                  "times every variant regardless)");
   sub->callback([args] { run_bench(*args); });
 }
 

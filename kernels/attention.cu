@@ -149,8 +149,8 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   }
 }
 
-void attention_decode(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache, int S_max,
-                      const int* pos_dev, float scale, void* out, cudaStream_t s) {
+void attention_decode_per_head(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache,
+                               int S_max, const int* pos_dev, float scale, void* out, cudaStream_t s) {
   if (B == 0) return;
   if (hd > 32 * kMaxHdPerLane) fail("attention_decode: head_dim ", hd, " > ", 32 * kMaxHdPerLane);
   size_t smem = sizeof(float) * (size_t(hd) * (1 + kDecWarps) + S_max);
@@ -162,6 +162,19 @@ void attention_decode(Dt t, const void* qkv, int B, int H, int hd, const void* k
         pos_dev, scale, static_cast<T*>(out));
   });
   BMH_LAUNCH("attention_decode_kernel");
+}
+
+void attention_decode(Dt t, AttnDecodeVariant v, const void* qkv, int B, int H, int hd, const void* kcache,
+                      const void* vcache, int S_max, const int* pos_dev, float scale, void* out, cudaStream_t s) {
+  if (v == AttnDecodeVariant::SplitKeys)
+    attention_decode_split(t, qkv, B, H, hd, kcache, vcache, S_max, pos_dev, scale, out, s);
+  else
+    attention_decode_per_head(t, qkv, B, H, hd, kcache, vcache, S_max, pos_dev, scale, out, s);
+}
+
+void attention_decode(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache, int S_max,
+                      const int* pos_dev, float scale, void* out, cudaStream_t s) {
+  attention_decode(t, kernel_variants().attn_decode, qkv, B, H, hd, kcache, vcache, S_max, pos_dev, scale, out, s);
 }
 
 }  // namespace bmh::cuda

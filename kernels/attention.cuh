@@ -10,11 +10,27 @@
 //     with `scale`, out [B, d] dtype (heads concatenated).
 #pragma once
 #include "kernels/device.h"
+#include "kernels/variants.h"
 
 namespace bmh::cuda {
 void rotary_qkv_to_cache(Dt t, void* qkv, int B, int T, int H, int hd, int rotary_dim, float theta, int pos0,
                          const int* pos_dev, void* kcache, void* vcache, int S_max, cudaStream_t s);
 void causal_softmax(Dt t, const float* scores, int H, int T, int S, int pos0, void* P, cudaStream_t s);
+// Runs the process-wide variant (kernel_variants().attn_decode).
 void attention_decode(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache, int S_max,
                       const int* pos_dev, float scale, void* out, cudaStream_t s);
+void attention_decode(Dt t, AttnDecodeVariant v, const void* qkv, int B, int H, int hd, const void* kcache,
+                      const void* vcache, int S_max, const int* pos_dev, float scale, void* out, cudaStream_t s);
+// The versions: one block per (b, h) (attention.cu); a cluster of blocks per (b, h) splitting the keys
+// (attention_decode_split.cu).
+void attention_decode_per_head(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache,
+                               int S_max, const int* pos_dev, float scale, void* out, cudaStream_t s);
+void attention_decode_split(Dt t, const void* qkv, int B, int H, int hd, const void* kcache, const void* vcache,
+                            int S_max, const int* pos_dev, float scale, void* out, cudaStream_t s);
+// Causal self-attention of B sequences of T tokens (positions 0..T-1) straight from the fused qkv [B*T, 3*H*hd]
+// (rotary applied), softmax(q k^T * scale) v without T x T scores in memory (AttnPrefillVariant::Flash);
+// out [B*T, H*hd] dtype t, row stride ldo, heads concatenated. Replaces cuda_model's per-sequence
+// gemm_strided + causal_softmax + gemm_strided when the prefill starts at position 0.
+void attention_prefill_flash(Dt t, const void* qkv, int B, int T, int H, int hd, float scale, void* out, int ldo,
+                             cudaStream_t s);
 }

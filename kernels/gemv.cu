@@ -54,7 +54,7 @@ static void launch_gemv(const GemvArgs& a, cudaStream_t s) {
   else gemv_kernel<T, O, false><<<blocks, kGemvWarps * 32, 0, s>>>(a);
 }
 
-void gemv(Dt t, Dt out, const GemvArgs& a, cudaStream_t s) {
+void gemv_warp(Dt t, Dt out, const GemvArgs& a, cudaStream_t s) {
   if (out != t && out != Dt::F32) fail("gemv: output dtype ", dt_name(out), " with ", dt_name(t), " inputs");
   if (a.B == 0 || a.N == 0) return;
   if (out == Dt::F32) {
@@ -64,5 +64,12 @@ void gemv(Dt t, Dt out, const GemvArgs& a, cudaStream_t s) {
   }
   BMH_LAUNCH("gemv_kernel");
 }
+
+void gemv(Dt t, Dt out, const GemvArgs& a, GemvVariant v, cudaStream_t s) {
+  if (v == GemvVariant::Split) gemv_split(t, out, a, s);
+  else gemv_warp(t, out, a, s);
+}
+
+void gemv(Dt t, Dt out, const GemvArgs& a, cudaStream_t s) { gemv(t, out, a, kernel_variants().gemv, s); }
 
 }  // namespace bmh::cuda

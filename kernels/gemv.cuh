@@ -7,7 +7,9 @@
 #pragma once
 #include <cstdint>
 
+#include "core/model_config.h"
 #include "kernels/device.h"
+#include "kernels/variants.h"
 
 namespace bmh::cuda {
 struct GemvArgs {
@@ -20,5 +22,22 @@ struct GemvArgs {
   bool accumulate = false;
   void* y; int ldy;
 };
+// Runs the process-wide variant (kernel_variants().gemv).
 void gemv(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+void gemv(Dt t, Dt out, const GemvArgs& a, GemvVariant v, cudaStream_t s);
+// The versions: one warp per row (gemv.cu); lanes / warps per row fitted to the shape (gemv_split.cu).
+void gemv_warp(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+void gemv_split(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+
+// The pre-norm folded into the GEMV's input (gemv_norm.cu): x[b] = norm(residual[b]) w (+ b) rounded to dtype t, as
+// add_norm (norm.cuh) writes it with no delta, then y as gemv. a.x / a.ldx are ignored; K = d. B * d * dtype bytes
+// must fit in 200 KiB of shared memory.
+struct NormIn {
+  NormKind kind = NormKind::RMSNorm;
+  const float* residual = nullptr; int ldr = 0;  // [B, d] fp32
+  const float* w = nullptr;                      // [d]
+  const float* b = nullptr;                      // [d] or null
+  float eps = 1e-5f;
+};
+void gemv_norm(Dt t, Dt out, const GemvArgs& a, const NormIn& n, cudaStream_t s);
 }

@@ -29,6 +29,8 @@ enum class OpKind {
   AttnDecode,    // one query per (b, h) over the KV cache
   LogSoftmax,    // fused log-softmax + gather + argmax
   Embedding,     // gather rows into the fp32 residual
+  AttnPrefill,   // causal self-attention of B x T tokens from the fused qkv (variants: cuBLAS + softmax, flash)
+  NormGemv,      // decode pre-norm then GEMV: variant 0 add_norm + gemv (two kernels), 1 gemv_norm (fused)
 };
 const char* to_string(OpKind k);
 
@@ -36,8 +38,9 @@ struct OpCase {
   OpKind op;
   Dt dt = Dt::F32;
   int B = 1, T = 1;              // sequences x tokens; rows R = B*T
-  int M = 0, N = 0, K = 0;       // Linear/Gemv: x [M or B, K], W [N, K]; Conv: Di = N, taps K; Scan: Di = N, d_state K
-  int E = 0;                     // experts (Gemv, MoeRoute)
+  int M = 0, N = 0, K = 0;       // Linear/Gemv: x [M or B, K], W [N, K]; Conv: Di = N, taps K; Scan: Di = N, d_state K;
+                                 // AttnDecode: K > 0 attends to positions 0..K-1 only
+  int E = 0;                     // experts (Gemv, MoeRoute); Scan: lanes per channel of the chunked scan (0 = auto)
   int H = 0, hd = 0, rd = 0, S = 0;  // heads, head_dim, rotary dims, key positions (Softmax/AttnDecode/Rotary cache)
   int V = 0;                     // vocabulary (LogSoftmax, Embedding)
   bool flag = false;             // Linear: fp32 accumulate; AddNorm: with delta; MlpAct: gated; Scan: with z;
@@ -45,8 +48,9 @@ struct OpCase {
   bool bias = false;
   NormKind norm = NormKind::RMSNorm;
   Activation act = Activation::GeluErf;
+  int variant = 0;               // kernel version (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant); 0 = first
   bool perf = false;             // model-sized
-  std::string name() const;      // "linear_bf16_M129_N250_K96_acc"
+  std::string name() const;      // "linear_bf16_M129_N250_K96_acc"; a variant other than 0 adds "_<its name>"
   int rows() const { return B * T; }
 };
 

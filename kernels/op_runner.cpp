@@ -18,6 +18,7 @@
 #include "kernels/norm.cuh"
 #include "kernels/op_cases.h"
 #include "kernels/selective_scan.cuh"
+#include "kernels/variants.h"
 
 namespace bmh::cuda {
 
@@ -37,6 +38,8 @@ const char* to_string(OpKind k) {
     case OpKind::AttnDecode: return "attention_decode";
     case OpKind::LogSoftmax: return "logsoftmax_gather";
     case OpKind::Embedding: return "embedding";
+    case OpKind::AttnPrefill: return "attention_prefill";
+    case OpKind::NormGemv: return "norm_gemv";
   }
   return "?";
 }
@@ -50,8 +53,13 @@ std::string OpCase::name() const {
   put("V", V);
   if (flag) os << "_flag";
   if (bias) os << "_bias";
-  if (op == OpKind::AddNorm) os << (norm == NormKind::RMSNorm ? "_rms" : "_ln");
+  if (op == OpKind::AddNorm || op == OpKind::NormGemv) os << (norm == NormKind::RMSNorm ? "_rms" : "_ln");
   if (op == OpKind::MlpAct) os << "_" << bmh::to_string(act);
+  if (variant != 0 && op == OpKind::Scan) os << "_" << to_string(ScanVariant(variant));
+  if (variant != 0 && op == OpKind::AttnDecode) os << "_" << to_string(AttnDecodeVariant(variant));
+  if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
+  if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
+  if (variant != 0 && op == OpKind::NormGemv) os << "_fused";
   return os.str();
 }
 
@@ -79,34 +87,117 @@ std::vector<OpCase> op_cases() {
     { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 2; c.N = 33; c.K = 4; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 11; c.N = 40; c.K = 3; c.bias = true; v.push_back(c); }  // generic K
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 3; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 1; c.T = 33; c.N = 64; c.K = 40; c.flag = true; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Scan); c.B = 4; c.T = 20; c.N = 8200; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }  // G = 2 lanes per channel
+    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
+      auto S = [&] { OpCase c = C(OpKind::Scan); c.variant = int(sv); return c; };
+      { OpCase c = S(); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+      { OpCase c = S(); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
+      { OpCase c = S(); c.B = 1; c.T = 33; c.N = 64; c.K = 40; c.flag = true; c.bias = true; v.push_back(c); }
+      { OpCase c = S(); c.B = 4; c.T = 20; c.N = 8200; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }  // staged: G = 2 lanes per channel
+    }
+    // Chunked scan at each lanes-per-channel count: several chunks of 12 * G steps (the carry), a partial last
+    // chunk, a partial channel block, odd d_state.
+    // 16-byte staging paths (channels, strides and B/C columns multiples of 8), 2 and 16 lanes per channel
+    for (int G : {2, 16}) {
+      OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.E = G;
+      c.B = 2; c.T = 12 * 16 + 29; c.N = 64; c.K = 16; c.M = 8; c.flag = true; c.bias = true; v.push_back(c);
+    }
+    for (int G : {1, 2, 4, 8, 16}) {
+      OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.E = G;
+      c.B = 2; c.T = 12 * G * 2 + 7; c.N = 37; c.K = 16; c.flag = true; c.bias = true; v.push_back(c);
+      c.B = 1; c.T = 12 * G + 1; c.N = 130; c.K = 7; c.flag = false; c.bias = false; v.push_back(c);
+    }
     { OpCase c = C(OpKind::StateUpdate); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::StateUpdate); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
-    { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::Gemv); c.B = 3; c.N = 130; c.K = 1472; v.push_back(c); }
-    { OpCase c = C(OpKind::Gemv); c.B = 2; c.N = 33; c.K = 40; c.E = 4; c.flag = true; c.bias = true; v.push_back(c); }
+    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split}) {
+      auto G = [&] { OpCase c = C(OpKind::Gemv); c.variant = int(gv); return c; };
+      { OpCase c = G(); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 3; c.N = 130; c.K = 1472; v.push_back(c); }
+      { OpCase c = G(); c.B = 2; c.N = 33; c.K = 40; c.E = 4; c.flag = true; c.bias = true; v.push_back(c); }
+      // split: 8-byte loads (K = 92), 4 warps per row (19 rows of 5120), scalar loads (K = 1001), 4 lanes per row
+      { OpCase c = G(); c.B = 2; c.N = 300; c.K = 92; c.bias = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 1; c.N = 19; c.K = 5120; c.E = 3; c.flag = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 3; c.N = 45; c.K = 1001; v.push_back(c); }
+      { OpCase c = G(); c.B = 1; c.N = 70; c.K = 16; c.bias = true; v.push_back(c); }
+    }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 10240; c.K = 2560; c.perf = true; v.push_back(c); }
+    for (int fused : {0, 1}) {  // B x K normalized rows, then W [N, K]; bias: LayerNorm bias and GEMV bias
+      OpCase c = C(OpKind::NormGemv); c.variant = fused;
+      c.B = 3; c.N = 37; c.K = 200; c.norm = NormKind::RMSNorm; v.push_back(c);
+      c.B = 2; c.N = 70; c.K = 97; c.norm = NormKind::LayerNorm; c.bias = true; v.push_back(c);
+      c.B = 1; c.N = 19; c.K = 1472; c.norm = NormKind::RMSNorm; c.bias = true; c.E = 4; c.flag = true; v.push_back(c);
+    }
     { OpCase c = C(OpKind::MoeRoute); c.T = 37; c.N = 24; c.E = 8; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::MoeRoute); c.B = 2; c.T = 9; c.N = 24; c.E = 4; c.flag = true; v.push_back(c); }
     { OpCase c = C(OpKind::Rotary); c.B = 2; c.T = 5; c.H = 3; c.hd = 16; c.rd = 4; c.S = 9; v.push_back(c); }
     { OpCase c = C(OpKind::Rotary); c.B = 1; c.T = 7; c.H = 2; c.hd = 64; c.rd = 64; c.S = 7; v.push_back(c); }
     { OpCase c = C(OpKind::Softmax); c.H = 3; c.T = 17; c.S = 21; v.push_back(c); }
-    { OpCase c = C(OpKind::AttnDecode); c.B = 2; c.H = 3; c.hd = 36; c.S = 21; v.push_back(c); }
-    { OpCase c = C(OpKind::AttnDecode); c.B = 1; c.H = 2; c.hd = 128; c.S = 300; v.push_back(c); }
+    for (AttnDecodeVariant av : {AttnDecodeVariant::PerHead, AttnDecodeVariant::SplitKeys}) {
+      auto A = [&] { OpCase c = C(OpKind::AttnDecode); c.variant = int(av); return c; };
+      { OpCase c = A(); c.B = 2; c.H = 3; c.hd = 36; c.S = 21; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 128; c.S = 300; v.push_back(c); }
+      // split: 16-byte chunks with 8 and 32 lanes per key (fp32 hd 256 takes the scalar path), keys over 8 blocks
+      { OpCase c = A(); c.B = 3; c.H = 4; c.hd = 64; c.S = 1000; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 256; c.S = 77; v.push_back(c); }
+      // a long cache with only 21 positions filled: split's later cluster blocks get no keys
+      { OpCase c = A(); c.B = 1; c.H = 2; c.hd = 128; c.S = 1024; c.K = 21; v.push_back(c); }
+    }
+    for (AttnPrefillVariant pv : {AttnPrefillVariant::Gemm, AttnPrefillVariant::Flash}) {
+      auto A = [&] { OpCase c = C(OpKind::AttnPrefill); c.variant = int(pv); return c; };
+      // flash: partial 64-row tiles (head_dim 64), 3 query tiles x 3 key tiles through the double buffer (128),
+      // the row-wise fallback (36; and every fp32 case)
+      { OpCase c = A(); c.B = 2; c.T = 37; c.H = 3; c.hd = 64; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.T = 150; c.H = 2; c.hd = 128; v.push_back(c); }
+      { OpCase c = A(); c.B = 2; c.T = 20; c.H = 2; c.hd = 36; v.push_back(c); }
+      { OpCase c = A(); c.B = 1; c.T = 700; c.H = 1; c.hd = 128; v.push_back(c); }  // 11 tiles, heaviest first
+    }
     { OpCase c = C(OpKind::LogSoftmax); c.T = 5; c.V = 1000; v.push_back(c); }
     { OpCase c = C(OpKind::Embedding); c.T = 9; c.V = 50; c.N = 33; v.push_back(c); }
   }
   // Model-sized cases for the benchmark (bf16).
   auto P = [&](OpKind k) { OpCase c; c.op = k; c.dt = Dt::BF16; c.perf = true; return c; };
   { OpCase c = P(OpKind::Scan); c.B = 8; c.T = 2048; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+  // The scan's versions side by side: 8 x 2048 and one 16384-token sequence (Mamba-2.8B / BlackMamba-2.8B d_inner).
+  for (auto [B, T] : std::vector<std::pair<int, int>>{{8, 2048}, {1, 16384}})
+    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
+      if (B == 8 && sv == ScanVariant::Staged) continue;  // the case above
+      OpCase c = P(OpKind::Scan); c.variant = int(sv); c.B = B; c.T = T; c.N = 5120; c.K = 16; c.flag = true;
+      c.bias = true; c.M = 160; v.push_back(c);  // B, C inside [dt_rank 160 | B | C] rows, as Mamba-2.8B's x_proj
+      // fixed lanes per channel beside the automatic choice (G = 2 at 8 x 2048, 16 at 1 x 16384)
+      if (sv == ScanVariant::Chunked)
+        for (int G : B == 8 ? std::vector<int>{1, 4} : std::vector<int>{8}) { c.E = G; v.push_back(c); }
+    }
   { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = 2560; c.flag = true; v.push_back(c); }
   { OpCase c = P(OpKind::Gemv); c.B = 1; c.N = 7744; c.K = 1472; c.E = 8; c.flag = true; v.push_back(c); }
+  // Decode GEMV versions on the thin shapes: BlackMamba-2.8B x_proj, dt_proj, router, one expert's fc1 / fc2 (top-1
+  // of 8, scaled into the fp32 residual); Mamba-2.8B x_proj, dt_proj.
+  for (auto [N, K, E] : std::vector<std::tuple<int, int, int>>{
+           {124, 2944, 0}, {2944, 92, 0}, {8, 1472, 0}, {7744, 1472, 8}, {1472, 3872, 8}, {192, 5120, 0}, {5120, 160, 0}})
+    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split}) {
+      if (N == 7744 && gv == GemvVariant::Warp) continue;  // the case above
+      OpCase c = P(OpKind::Gemv); c.variant = int(gv); c.B = 1; c.N = N; c.K = K; c.E = E; c.flag = E > 0;
+      v.push_back(c);
+    }
   { OpCase c = P(OpKind::AttnDecode); c.B = 1; c.H = 16; c.hd = 128; c.S = 2048; v.push_back(c); }
+  // Decode attention's versions side by side, pythia-1.4b heads, batch 1, 2k..32k cached positions.
+  for (int S : {2048, 8192, 32768})
+    for (AttnDecodeVariant av : {AttnDecodeVariant::PerHead, AttnDecodeVariant::SplitKeys}) {
+      if (S == 2048 && av == AttnDecodeVariant::PerHead) continue;  // the case above
+      OpCase c = P(OpKind::AttnDecode); c.variant = int(av); c.B = 1; c.H = 16; c.hd = 128; c.S = S; v.push_back(c);
+    }
+  // Norm + GEMV, two kernels vs one: Mamba-2.8B and BlackMamba-2.8B in_proj, BlackMamba-2.8B router.
+  for (auto [N, K] : std::vector<std::pair<int, int>>{{10240, 2560}, {5888, 1472}, {8, 1472}})
+    for (int fused : {0, 1}) {
+      OpCase c = P(OpKind::NormGemv); c.variant = fused; c.B = 1; c.N = N; c.K = K; v.push_back(c);
+    }
+  // Prefill attention's versions side by side, pythia-1.4b heads (16 x 128): 1 x 2048, 8 x 2048, and 1 x 32768
+  // (flash only: the cuBLAS path's fp32 scores would take 64 GiB).
+  for (auto [B, T] : std::vector<std::pair<int, int>>{{1, 2048}, {8, 2048}, {1, 32768}})
+    for (AttnPrefillVariant pv : {AttnPrefillVariant::Gemm, AttnPrefillVariant::Flash}) {
+      if (T > 2048 && pv == AttnPrefillVariant::Gemm) continue;
+      OpCase c = P(OpKind::AttnPrefill); c.variant = int(pv); c.B = B; c.T = T; c.H = 16; c.hd = 128; v.push_back(c);
+    }
   return v;
 }
 
@@ -244,13 +335,14 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
     }
     case OpKind::Scan:
     case OpKind::StateUpdate: {
-      const int Di = c.N, N = c.K, ldbc = 3 + 2 * N;
+      const int Di = c.N, N = c.K, p0 = c.M > 0 ? c.M : 3, ldbc = p0 + 2 * N;
       ScanArgs a{};
       a.u = D.put("u", in["u"], dt); a.ldu = Di;
       a.delta = D.put("delta", in["delta"], dt); a.ldd = Di;
       a.z = c.flag ? D.put("z", in["z"], dt) : nullptr; a.ldz = Di;
-      char* bc = static_cast<char*>(D.put("bc", in["bc"], dt));  // [R, 3 + 2N]: B at column 3, C at 3 + N
-      a.Bm = bc + 3 * dt_size(dt); a.Cm = bc + (3 + N) * dt_size(dt); a.ldbc = ldbc;
+      // [R, p0 + 2N] like x_proj's output [dt_rank | B | C]: B at column p0 (M, else 3), C at p0 + N
+      char* bc = static_cast<char*>(D.put("bc", in["bc"], dt));
+      a.Bm = bc + p0 * dt_size(dt); a.Cm = bc + (p0 + N) * dt_size(dt); a.ldbc = ldbc;
       a.A = static_cast<float*>(D.put("A", in["A"], Dt::F32));
       a.D = static_cast<float*>(D.put("D", in["D"], Dt::F32));
       a.delta_bias = c.bias ? static_cast<float*>(D.put("delta_bias", in["delta_bias"], Dt::F32)) : nullptr;
@@ -258,7 +350,9 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       D.out_dt["state"] = Dt::F32;
       a.y = D.out("y", size_t(R) * Di, dt); a.ldy = Di;
       a.B = c.B; a.T = c.T; a.Di = Di; a.N = N;
-      if (c.op == OpKind::Scan) D.launch = [=](cudaStream_t s) { selective_scan(dt, a, s); };
+      a.lanes = c.op == OpKind::Scan ? c.E : 0;
+      const ScanVariant sv = ScanVariant(c.variant);
+      if (c.op == OpKind::Scan) D.launch = [=](cudaStream_t s) { selective_scan(dt, a, sv, s); };
       else D.launch = [=](cudaStream_t s) { selective_state_update(dt, a, s); };
       break;
     }
@@ -283,7 +377,48 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       }
       g.ldy = c.N;
       (void)E;
-      D.launch = [=](cudaStream_t s) { gemv(dt, od, g, s); };
+      const GemvVariant gv = GemvVariant(c.variant);
+      D.launch = [=](cudaStream_t s) { gemv(dt, od, g, gv, s); };
+      break;
+    }
+    case OpKind::NormGemv: {
+      const int E = std::max(c.E, 1);
+      GemvArgs g{};
+      g.B = c.B; g.N = c.N; g.K = c.K;
+      g.W = D.put("W", in["W"], dt);
+      g.w_expert_stride = int64_t(c.N) * c.K;
+      if (c.bias) { g.bias = static_cast<float*>(D.put("bias", in["bias"], Dt::F32)); g.bias_expert_stride = c.N; }
+      NormIn nm;
+      nm.kind = c.norm;
+      nm.residual = static_cast<float*>(D.put("residual", in["residual"], Dt::F32)); nm.ldr = c.K;
+      nm.w = static_cast<float*>(D.put("w", in["w"], Dt::F32));
+      nm.b = c.bias ? static_cast<float*>(D.put("b", in["b"], Dt::F32)) : nullptr;
+      Dt od = dt;
+      if (c.flag) {
+        g.expert = static_cast<int*>(D.put_int("expert", ints["expert"], true));
+        g.scale = static_cast<float*>(D.put("scale", in["scale"], Dt::F32));
+        g.accumulate = true;
+        od = Dt::F32;
+        g.y = D.put("y", in["y0"], Dt::F32);
+        D.out_dt["y"] = Dt::F32;
+      } else {
+        g.y = D.out("y", size_t(c.B) * c.N, dt);
+      }
+      g.ldy = c.N;
+      (void)E;
+      if (c.variant == 1) {
+        D.launch = [=](cudaStream_t s) { gemv_norm(dt, od, g, nm, s); };
+      } else {
+        D.buf["ws:xn"] = DeviceBuffer(size_t(c.B) * c.K * dt_size(dt), "normed rows");
+        GemvArgs g2 = g;
+        g2.x = D.buf["ws:xn"].get(); g2.ldx = c.K;
+        const int B = c.B, K = c.K;
+        D.launch = [=](cudaStream_t s) {
+          add_norm(nm.kind, dt, const_cast<float*>(nm.residual), nullptr, nm.w, nm.b, nm.eps, B, K,
+                   const_cast<void*>(g2.x), s);
+          gemv(dt, od, g2, GemvVariant::Warp, s);
+        };
+      }
       break;
     }
     case OpKind::MoeRoute: {
@@ -334,7 +469,42 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       int* pos = static_cast<int*>(D.put_int("pos", ints["pos"], true));
       void* o = D.out("out", size_t(c.B) * c.H * c.hd, dt);
       const float scale = 1.f / std::sqrt(float(c.hd));
-      D.launch = [=, &c](cudaStream_t s) { attention_decode(dt, qkv, c.B, c.H, c.hd, kc, vc, c.S, pos, scale, o, s); };
+      const AttnDecodeVariant av = AttnDecodeVariant(c.variant);
+      D.launch = [=, &c](cudaStream_t s) {
+        attention_decode(dt, av, qkv, c.B, c.H, c.hd, kc, vc, c.S, pos, scale, o, s);
+      };
+      break;
+    }
+    case OpKind::AttnPrefill: {
+      const int H = c.H, hd = c.hd, dh = H * hd, T = c.T;
+      const size_t es = dt_size(dt);
+      char* qkv = static_cast<char*>(D.put("qkv", in["qkv"], dt));
+      void* o = D.out("out", size_t(R) * dh, dt);
+      const float scale = 1.f / std::sqrt(float(hd));
+      if (AttnPrefillVariant(c.variant) == AttnPrefillVariant::Flash) {
+        D.launch = [=](cudaStream_t s) { attention_prefill_flash(dt, qkv, c.B, T, H, hd, scale, o, dh, s); };
+        break;
+      }
+      // cuda_model.cpp's attention_prefill, with K and V read from qkv instead of the KV cache.
+      D.buf["ws:scores"] = DeviceBuffer(size_t(H) * T * T * 4, "attention scores");
+      D.buf["ws:P"] = DeviceBuffer(size_t(H) * T * T * es, "attention probabilities");
+      float* sc = D.buf["ws:scores"].as<float>();
+      void* P = D.buf["ws:P"].get();
+      D.blas = std::make_unique<Blas>();
+      Blas* bl = D.blas.get();
+      const int B = c.B;
+      D.launch = [=](cudaStream_t s) {
+        bl->set_stream(s);
+        for (int b = 0; b < B; ++b) {
+          const char* qb = qkv + size_t(b) * T * 3 * dh * es;
+          gemm_strided(*bl, dt, Dt::F32, true, false, T, T, hd, scale, qb + hd * es, 3 * dh, 3LL * hd, qb, 3 * dh,
+                       3LL * hd, 0.f, sc, T, (long long)T * T, H);
+          causal_softmax(dt, sc, H, T, T, 0, P, s);
+          char* ob = static_cast<char*>(o) + size_t(b) * T * dh * es;
+          gemm_strided(*bl, dt, dt, false, false, hd, T, T, 1.f, qb + 2 * hd * es, 3 * dh, 3LL * hd, P, T,
+                       (long long)T * T, 0.f, ob, dh, hd, H);
+        }
+      };
       break;
     }
     case OpKind::LogSoftmax: {
@@ -399,7 +569,7 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       in["u"] = g.normal(size_t(R) * Di, 1.0, dt);
       in["delta"] = g.normal(size_t(R) * Di, 1.0, dt, -2.0);   // softplus(-2 +- 1): dt ~ 0.05..0.3
       if (c.flag) in["z"] = g.normal(size_t(R) * Di, 1.0, dt);
-      in["bc"] = g.normal(size_t(R) * (3 + 2 * N), 1.0, dt);
+      in["bc"] = g.normal(size_t(R) * ((c.M > 0 ? c.M : 3) + 2 * N), 1.0, dt);
       std::vector<float> A = g.uniform(size_t(Di) * N, 0.0, 1.0, Dt::F32);
       for (size_t i = 0; i < A.size(); ++i) A[i] = -std::exp(std::log(double(i % N + 1)) + 0.1 * A[i]);  // ~ -(1..N)
       in["A"] = A;
@@ -412,6 +582,20 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       const int E = std::max(c.E, 1);
       in["W"] = g.normal(size_t(E) * c.N * c.K, 1.0 / std::sqrt(double(c.K)), dt);
       in["x"] = g.normal(size_t(c.B) * c.K, 1.0, dt);
+      if (c.bias) in["bias"] = g.normal(size_t(E) * c.N, 0.2, Dt::F32);
+      if (c.flag) {
+        d.ints["expert"] = g.ints(c.B, 0, E - 1);
+        in["scale"] = g.uniform(c.B, 0.1, 1.0, Dt::F32);
+        in["y0"] = g.normal(size_t(c.B) * c.N, 1.0, Dt::F32);
+      }
+      break;
+    }
+    case OpKind::NormGemv: {
+      const int E = std::max(c.E, 1);
+      in["residual"] = g.normal(size_t(c.B) * c.K, 1.0, Dt::F32, 0.3);
+      in["w"] = g.normal(c.K, 0.1, Dt::F32, 1.0);
+      if (c.bias) in["b"] = g.normal(c.K, 0.1, Dt::F32);
+      in["W"] = g.normal(size_t(E) * c.N * c.K, 1.0 / std::sqrt(double(c.K)), dt);
       if (c.bias) in["bias"] = g.normal(size_t(E) * c.N, 0.2, Dt::F32);
       if (c.flag) {
         d.ints["expert"] = g.ints(c.B, 0, E - 1);
@@ -438,7 +622,11 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       in["qkv"] = g.normal(size_t(c.B) * 3 * c.H * c.hd, 1.0, dt);
       in["kcache"] = g.normal(size_t(c.B) * c.H * c.S * c.hd, 1.0, dt);
       in["vcache"] = g.normal(size_t(c.B) * c.H * c.S * c.hd, 1.0, dt);
-      d.ints["pos"] = {int64_t(c.S - 1 - (c.S > 4 ? 3 : 0))};  // attend to all but the last 3 cached positions
+      // attend to all but the last 3 cached positions, or to the first K when K is set
+      d.ints["pos"] = {int64_t(c.K > 0 ? c.K - 1 : c.S - 1 - (c.S > 4 ? 3 : 0))};
+      break;
+    case OpKind::AttnPrefill:
+      in["qkv"] = g.normal(size_t(R) * 3 * c.H * c.hd, 1.0, dt);
       break;
     case OpKind::LogSoftmax:
       in["logits"] = g.normal(size_t(R) * c.V, 3.0, Dt::F32);
@@ -496,11 +684,14 @@ OpTiming time_op(const OpCase& c, int iters) {
   const double R = c.rows();
   switch (c.op) {
     case OpKind::Linear: r.flops = 2.0 * c.M * c.N * c.K; r.bytes = in_bytes + double(c.M) * c.N * (c.flag ? 4 : es); break;
-    case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * (3 + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
+    case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * ((c.M > 0 ? c.M : 3) + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
     case OpKind::Conv1d: r.bytes = R * c.N * es * 2 + double(c.N) * c.K * 4; r.flops = R * c.N * c.K * 2.0; break;
     case OpKind::Gemv: r.bytes = double(c.B) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
+    case OpKind::NormGemv: r.bytes = double(std::max(c.E, 1) > 1 ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * 4 + c.B * double(c.N) * (c.flag ? 4 : es); r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::AddNorm: r.bytes = in_bytes + R * c.N * (es + (c.flag ? 4 : 0)); break;
     case OpKind::AttnDecode: r.bytes = 2.0 * c.B * c.H * (c.S - 3) * c.hd * es; r.flops = 4.0 * c.B * c.H * c.S * c.hd; break;
+    // Causal: T (T + 1) / 2 (query, key) pairs, 2 hd FLOPs each for q k and for p v.
+    case OpKind::AttnPrefill: r.bytes = in_bytes + R * c.H * c.hd * es; r.flops = 4.0 * c.B * c.H * c.hd * (double(c.T) * (c.T + 1) / 2); break;
     default: r.bytes = in_bytes; break;
   }
   // Rotate among input sets when one set would sit in L2 (50 MB).

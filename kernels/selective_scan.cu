@@ -146,12 +146,19 @@ static void launch_scan(const ScanArgs& a, cudaStream_t s) {
   else launch_scan_n<T, 64>(a, G, s);
 }
 
-void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s) {
+void selective_scan_staged(Dt t, const ScanArgs& a, cudaStream_t s) {
   if (a.N < 1 || a.N > 64) fail("selective_scan: d_state ", a.N, " outside [1, 64]");
   if (a.B == 0 || a.T == 0 || a.Di == 0) return;
   BMH_DISPATCH_DT(t, T, launch_scan<T>(a, s));
   BMH_LAUNCH("selective_scan_kernel");
 }
+
+void selective_scan(Dt t, const ScanArgs& a, ScanVariant v, cudaStream_t s) {
+  if (v == ScanVariant::Chunked) selective_scan_chunked(t, a, s);
+  else selective_scan_staged(t, a, s);
+}
+
+void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s) { selective_scan(t, a, kernel_variants().scan, s); }
 
 // 16 lanes per (b, channel); lane l holds states n = l, l + 16, ...; the C.h sum reduces over the 16 lanes.
 constexpr int kGroup = 16;

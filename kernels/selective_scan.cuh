@@ -7,6 +7,7 @@
 // y [B*T, Di] dtype (row stride ldy). N <= 64.
 #pragma once
 #include "kernels/device.h"
+#include "kernels/variants.h"
 
 namespace bmh::cuda {
 
@@ -19,9 +20,15 @@ struct ScanArgs {
   float* state;
   void* y; int ldy;
   int B, T, Di, N;
+  int lanes = 0;  // Chunked only: lanes per channel splitting time (1, 2, 4, 8 or 16); 0 picks from B * Di
 };
 
+// Runs the process-wide variant (kernel_variants().scan).
 void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s);
+void selective_scan(Dt t, const ScanArgs& a, ScanVariant v, cudaStream_t s);
+// The two versions (selective_scan.cu, selective_scan_chunked.cu).
+void selective_scan_staged(Dt t, const ScanArgs& a, cudaStream_t s);
+void selective_scan_chunked(Dt t, const ScanArgs& a, cudaStream_t s);
 // Decode: one token per sequence (T = 1), parallel over batch x channel x state (mamba_ssm selective_state_update).
 void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s);
 

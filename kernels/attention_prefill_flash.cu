@@ -1,0 +1,300 @@
+// Causal attention for prefill without T x T scores in memory (AttnPrefillVariant::Flash; the tiling of flash
+// attention 2: one block per 64 queries of one (b, h), key tiles of 64 streamed through shared memory with an
+// online softmax in registers). Semantics: transformers gpt_neox eager attention (modeling_gpt_neox.py), positions
+// 0..T-1 of each sequence, q k v read from the fused qkv with rotary already applied (attention.cuh's layout).
+//   bf16/fp16 with head_dim 64 or 128: tensor cores (mma.sync m16n8k16, fp32 accumulate); S = q k^T in fp32, P
+//     rounded to the dtype before P V (as the cuBLAS path's bf16 probabilities), exp via ex2.approx in the log2
+//     domain; K/V tiles double-buffered with cp.async, rows XOR-swizzled for conflict-free ldmatrix.
+//   anything else (fp32, other head dims): one block per query row, fp32 throughout (correct, not fast).
+#include <cstdint>
+#include <type_traits>
+
+#include "core/error.h"
+#include "kernels/attention.cuh"
+#include "kernels/common.cuh"
+
+namespace bmh::cuda {
+namespace {
+
+constexpr int kBr = 64, kBc = 64, kWarps = 4;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// c += a b: a 16x16 (row), b 16x8 (col), c 16x8 fp32.
+template <class T>
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+template <class T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+}
+__device__ __forceinline__ float ex2f(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Element offset of (row, 16-byte chunk) in a [rows][HD] tile: the chunk index XOR (row & 7), so the 8 rows an
+// ldmatrix reads (one chunk each) land in 8 different bank groups.
+template <int HD>
+__device__ __forceinline__ int swz(int row, int chunk) {
+  return row * HD + ((chunk ^ (row & 7)) << 3);
+}
+
+// rows [r0, r0 + 64) of one of q / k / v (row stride ld) into a swizzled tile; rows >= T are zero-filled.
+template <class T, int HD>
+__device__ __forceinline__ void load_tile(T* tile, const T* src, int ld, int r0, int T_) {
+  constexpr int CPR = HD / 8;
+  for (int i = threadIdx.x; i < kBr * CPR; i += kWarps * 32) {
+    const int row = i / CPR, ch = i % CPR, g = r0 + row;
+    const bool ok = g < T_;
+    cp_async16(smem_u32(tile + swz<HD>(row, ch)), src + (int64_t)(ok ? g : 0) * ld + ch * 8, ok ? 16 : 0);
+  }
+}
+
+template <class T, int HD>
+__global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(const T* __restrict__ qkv, int T_, int H,
+                                                                     float scale_log2, T* __restrict__ out, int ldo) {
+  constexpr int NT = kBc / 8;   // key n-tiles per tile (S columns)
+  constexpr int KS = HD / 16;   // k-steps over the head dim
+  constexpr int ND = HD / 8;    // head-dim n-tiles of O
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);
+  T* sK = sQ + kBr * HD;        // [2][kBc][HD]
+  T* sV = sK + 2 * kBc * HD;    // [2][kBc][HD]
+  const int qt = gridDim.x - 1 - blockIdx.x;  // the longest rows first
+  const int h = blockIdx.y, b = blockIdx.z, q0 = qt * kBr;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, tig = lane & 3;
+  const int ld = 3 * H * HD;
+  const T* Qg = qkv + (int64_t)b * T_ * ld + (int64_t)h * 3 * HD;
+  const T* Kg = Qg + HD;
+  const T* Vg = Qg + 2 * HD;
+  const int nkt = qt + 1;  // key tiles 0..qt (causal; tile qt is the diagonal)
+
+  load_tile<T, HD>(sQ, Qg, ld, q0, T_);
+  load_tile<T, HD>(sK, Kg, ld, 0, T_);
+  load_tile<T, HD>(sV, Vg, ld, 0, T_);
+  cp_commit();
+
+  uint32_t qf[KS][4];
+  float o[ND][4];
+#pragma unroll
+  for (int i = 0; i < ND; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  const int row_lo = q0 + warp * 16 + g, row_hi = row_lo + 8;  // this thread's two query rows
+
+  for (int j = 0; j < nkt; ++j) {
+    const int buf = j & 1;
+    if (j + 1 < nkt) {  // prefetch the next K/V tile into the other buffer (freed by the last iteration's barrier)
+      load_tile<T, HD>(sK + (buf ^ 1) * kBc * HD, Kg, ld, (j + 1) * kBc, T_);
+      load_tile<T, HD>(sV + (buf ^ 1) * kBc * HD, Vg, ld, (j + 1) * kBc, T_);
+      cp_commit();
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
+    }
+    __syncthreads();
+    if (j == 0) {
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk)
+        ldsm_x4(qf[kk], smem_u32(sQ + swz<HD>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+    }
+    const T* tK = sK + buf * kBc * HD;
+    const T* tV = sV + buf * kBc * HD;
+    // S = Q K^T for this warp's 16 rows x 64 keys.
+    float s[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk)
+#pragma unroll
+      for (int nt = 0; nt < NT; nt += 2) {
+        uint32_t r[4];  // (keys nt*8.., dims kk*16..+7), (same keys, +8..15), (keys +8.., dims ..+7), (+8, +8)
+        const int key = nt * 8 + (lane & 7) + ((lane >> 4) << 3), ch = kk * 2 + ((lane >> 3) & 1);
+        ldsm_x4(r, smem_u32(tK + swz<HD>(key, ch)));
+        mma<T>(s[nt], qf[kk], r[0], r[1]);
+        mma<T>(s[nt + 1], qf[kk], r[2], r[3]);
+      }
+    // Scale into the log2 domain, mask (future keys, keys past T), online softmax per row.
+    const bool edge = j == qt || (j + 1) * kBc > T_;
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float v = s[nt][e] * scale_log2;
+        if (edge) {
+          const int key = j * kBc + nt * 8 + tig * 2 + (e & 1), row = e < 2 ? row_lo : row_hi;
+          if (key > row || key >= T_) v = -INFINITY;
+        }
+        s[nt][e] = v;
+        mx[e >> 1] = fmaxf(mx[e >> 1], v);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    }
+    // Key 0 of tile 0 is visible to every row, so mx is finite from the first tile on.
+    float corr[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      corr[r] = ex2f(m[r] - mx[r]);
+      m[r] = mx[r];
+      l[r] *= corr[r];
+    }
+#pragma unroll
+    for (int nd = 0; nd < ND; ++nd) {
+      o[nd][0] *= corr[0];
+      o[nd][1] *= corr[0];
+      o[nd][2] *= corr[1];
+      o[nd][3] *= corr[1];
+    }
+    uint32_t pf[NT / 2][4];  // P as A fragments, 16 keys per k-step
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const float p0 = ex2f(s[nt][0] - m[0]), p1 = ex2f(s[nt][1] - m[0]);
+      const float p2 = ex2f(s[nt][2] - m[1]), p3 = ex2f(s[nt][3] - m[1]);
+      // The row sums use P as rounded for the P V product (the cuBLAS path normalizes before rounding; both are
+      // within the dtype's rounding of the exact softmax).
+      const uint32_t lo = pack2<T>(p0, p1), hi = pack2<T>(p2, p3);
+      const T* plo = reinterpret_cast<const T*>(&lo);
+      const T* phi = reinterpret_cast<const T*>(&hi);
+      l[0] += to_f(plo[0]) + to_f(plo[1]);
+      l[1] += to_f(phi[0]) + to_f(phi[1]);
+      pf[nt / 2][(nt & 1) * 2] = lo;
+      pf[nt / 2][(nt & 1) * 2 + 1] = hi;
+    }
+    // O += P V.
+#pragma unroll
+    for (int kp = 0; kp < NT / 2; ++kp)
+#pragma unroll
+      for (int nd = 0; nd < ND; nd += 2) {
+        uint32_t r[4];  // (keys kp*16..+7, dims nd*8..), (keys +8.., nd), (keys .., nd+1), (keys +8.., nd+1)
+        const int key = kp * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), ch = nd + (lane >> 4);
+        ldsm_x4_t(r, smem_u32(tV + swz<HD>(key, ch)));
+        mma<T>(o[nd], pf[kp], r[0], r[1]);
+        mma<T>(o[nd + 1], pf[kp], r[2], r[3]);
+      }
+    __syncthreads();  // this buffer is refilled by the prefetch two iterations on
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv[2] = {1.f / l[0], 1.f / l[1]};
+  T* Og = out + (int64_t)b * T_ * ldo + (int64_t)h * HD;
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd) {
+    const int col = nd * 8 + tig * 2;
+    if (row_lo < T_)
+      *reinterpret_cast<uint32_t*>(Og + (int64_t)row_lo * ldo + col) = pack2<T>(o[nd][0] * inv[0], o[nd][1] * inv[0]);
+    if (row_hi < T_)
+      *reinterpret_cast<uint32_t*>(Og + (int64_t)row_hi * ldo + col) = pack2<T>(o[nd][2] * inv[1], o[nd][3] * inv[1]);
+  }
+}
+
+// Fallback: one block per (query row, h, b); scores for keys 0..row in shared memory, fp32.
+template <class T>
+__global__ void attn_prefill_rowwise_kernel(const T* __restrict__ qkv, int T_, int H, int hd, float scale,
+                                            T* __restrict__ out, int ldo) {
+  extern __shared__ float sp[];  // [T]
+  __shared__ float red[32];
+  const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z, ld = 3 * H * hd;
+  const T* base = qkv + (int64_t)b * T_ * ld + (int64_t)h * 3 * hd;
+  const T* q = base + (int64_t)t * ld;
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s <= t; s += blockDim.x) {
+    const T* k = base + (int64_t)s * ld + hd;
+    float acc = 0.f;
+    for (int i = 0; i < hd; ++i) acc += to_f(q[i]) * to_f(k[i]);
+    sp[s] = acc * scale;
+    mx = fmaxf(mx, sp[s]);
+  }
+  mx = block_max(mx, red);
+  float sum = 0.f;
+  for (int s = threadIdx.x; s <= t; s += blockDim.x) sum += (sp[s] = expf(sp[s] - mx));
+  sum = block_sum(sum, red);  // its barriers order the sp[] writes before the reads below
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    float acc = 0.f;
+    for (int s = 0; s <= t; ++s) acc += sp[s] * to_f(base[(int64_t)s * ld + 2 * hd + i]);
+    out[((int64_t)b * T_ + t) * ldo + (int64_t)h * hd + i] = from_f<T>(acc / sum);
+  }
+}
+
+template <class T, int HD>
+void launch_flash(const void* qkv, int B, int T_, int H, float scale, void* out, int ldo, cudaStream_t s) {
+  const size_t smem = size_t(kBr + 4 * kBc) * HD * sizeof(T);
+  BMH_CUDA(cudaFuncSetAttribute(flash_prefill_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  dim3 grid((T_ + kBr - 1) / kBr, H, B);
+  flash_prefill_kernel<T, HD><<<grid, kWarps * 32, smem, s>>>(static_cast<const T*>(qkv), T_, H, scale * kLog2e,
+                                                              static_cast<T*>(out), ldo);
+}
+
+}  // namespace
+
+void attention_prefill_flash(Dt t, const void* qkv, int B, int T_, int H, int hd, float scale, void* out, int ldo,
+                             cudaStream_t s) {
+  if (B == 0 || T_ == 0) return;
+  const bool aligned = ldo % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(qkv) % 16 == 0;
+  if (t == Dt::BF16 && aligned && hd == 128) launch_flash<__nv_bfloat16, 128>(qkv, B, T_, H, scale, out, ldo, s);
+  else if (t == Dt::BF16 && aligned && hd == 64) launch_flash<__nv_bfloat16, 64>(qkv, B, T_, H, scale, out, ldo, s);
+  else if (t == Dt::F16 && aligned && hd == 128) launch_flash<__half, 128>(qkv, B, T_, H, scale, out, ldo, s);
+  else if (t == Dt::F16 && aligned && hd == 64) launch_flash<__half, 64>(qkv, B, T_, H, scale, out, ldo, s);
+  else {
+    const size_t smem = size_t(T_) * sizeof(float);
+    if (smem > 200 * 1024) fail("attention_prefill_flash: fallback path (", dt_name(t), ", head_dim ", hd,
+                                ") holds T = ", T_, " scores per row in shared memory; at most 51200");
+    BMH_DISPATCH_DT(t, T, {
+      if (smem > 48 * 1024)
+        BMH_CUDA(cudaFuncSetAttribute(attn_prefill_rowwise_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      int(smem)));
+      attn_prefill_rowwise_kernel<T><<<dim3(T_, H, B), 128, smem, s>>>(static_cast<const T*>(qkv), T_, H, hd, scale,
+                                                                       static_cast<T*>(out), ldo);
+    });
+  }
+  BMH_LAUNCH("attention_prefill_flash");
+}
+
+}  // namespace bmh::cuda

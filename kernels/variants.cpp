@@ -1,0 +1,54 @@
+#include "kernels/variants.h"
+
+#include <cstdlib>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace bmh::cuda {
+
+const char* to_string(ScanVariant v) { return v == ScanVariant::Chunked ? "chunked" : "staged"; }
+const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
+const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
+const char* to_string(GemvVariant v) { return v == GemvVariant::Split ? "split" : "warp"; }
+
+namespace {
+KernelVariants& storage() {
+  static KernelVariants v;
+  return v;
+}
+}  // namespace
+
+void set_kernel_variants(const std::string& spec) {
+  KernelVariants& kv = storage();
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    const std::string op = item.substr(0, eq), name = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (op == "scan" && (name == "staged" || name == "chunked")) {
+      kv.scan = name == "chunked" ? ScanVariant::Chunked : ScanVariant::Staged;
+    } else if (op == "attn_decode" && (name == "per_head" || name == "split")) {
+      kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
+    } else if (op == "attn_prefill" && (name == "gemm" || name == "flash")) {
+      kv.attn_prefill = name == "flash" ? AttnPrefillVariant::Flash : AttnPrefillVariant::Gemm;
+    } else if (op == "gemv" && (name == "warp" || name == "split")) {
+      kv.gemv = name == "split" ? GemvVariant::Split : GemvVariant::Warp;
+    } else {
+      fail("kernel variants: bad entry '", item, "' in '", spec,
+           "' (choices: scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split)");
+    }
+  }
+}
+
+KernelVariants& kernel_variants() {
+  static const bool from_env = [] {
+    if (const char* e = std::getenv("BMH_KERNELS"); e && *e) set_kernel_variants(e);
+    return true;
+  }();
+  (void)from_env;
+  return storage();
+}
+
+}  // namespace bmh::cuda

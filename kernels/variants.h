@@ -1,0 +1,46 @@
+// Kernel versions kept side by side in one build (llm.c's dev/cuda ladder): every op with more than one version
+// has a variant enum here. The op table (op_cases.h) lists a case per variant, so the GPU test checks each against
+// reference/ and `bmh bench-gpu` times them in the same run. The model's entry points (the .cuh functions
+// cuda_model / cuda_decoder call) use the process-wide choice below; BMH_KERNELS (or bench-gpu --kernels) overrides
+// it, e.g. BMH_KERNELS=scan=chunked,attn_decode=split.
+#pragma once
+#include <string>
+
+namespace bmh::cuda {
+
+enum class ScanVariant : int {
+  Staged = 0,   // parallel over batch x channel (G lanes split the states), sequential 16-step chunks over time
+  Chunked = 1,  // G lanes per channel split time; states looped, (decay, state) pairs scanned across the lanes
+};
+enum class AttnDecodeVariant : int {
+  PerHead = 0,    // one block per (b, h) over all keys
+  SplitKeys = 1,  // flash-decoding: a thread-block cluster per (b, h) splits the keys, merged in distributed smem
+};
+
+enum class AttnPrefillVariant : int {
+  Gemm = 0,   // cuBLAS scores [H, T, T] fp32, causal softmax to P, cuBLAS P V (cuda_model.cpp attention_prefill)
+  Flash = 1,  // attention_prefill_flash: no T x T scores in memory (tensor cores for bf16/fp16, head_dim 64/128)
+};
+
+enum class GemvVariant : int {
+  Warp = 0,   // one warp per output row (gemv.cu)
+  Split = 1,  // LPR lanes per row (short rows) or WPR warps splitting K (few long rows) (gemv_split.cu)
+};
+
+struct KernelVariants {
+  ScanVariant scan = ScanVariant::Staged;
+  AttnDecodeVariant attn_decode = AttnDecodeVariant::PerHead;
+  AttnPrefillVariant attn_prefill = AttnPrefillVariant::Gemm;  // read by cuda_model's attention_prefill once wired
+  GemvVariant gemv = GemvVariant::Warp;
+};
+
+// The process-wide choice (read from BMH_KERNELS once, on first use).
+KernelVariants& kernel_variants();
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv); throws bmh::Error naming the bad entry and the choices.
+void set_kernel_variants(const std::string& spec);
+const char* to_string(ScanVariant v);         // "staged", "chunked"
+const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
+const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
+const char* to_string(GemvVariant v);         // "warp", "split"
+
+}  // namespace bmh::cuda
