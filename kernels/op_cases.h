@@ -29,6 +29,9 @@ enum class OpKind {
   AttnDecode,    // one query per (b, h) over the KV cache
   LogSoftmax,    // fused log-softmax + gather + argmax
   Embedding,     // gather rows into the fp32 residual
+  RouterTopK,    // router_topk (kernels/router.cuh): N = 0 sigmoid top-1 / 1 softmax top-K; flag: renormalise;
+                 // dt F32 = exact routing, BF16/FP16 = --router-precision model in that type; exact ties planted
+  AttnGqa,       // gqa_rotary_split + gqa_attention_decode: H query heads over K key/value heads, rd rotary dims
 };
 const char* to_string(OpKind k);
 
