@@ -474,9 +474,13 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       break;
     case OpKind::RouterTopK: {
       // Logits as the model dtype would carry them, large enough that the half-precision sigmoid saturates for
-      // some; every 4th row repeats expert 0's logit at expert 1 (an exact tie).
+      // some; every 4th row gets k+1 equal maximal logits at experts 0..k, so the tie decides the k-th slot.
       in["logits"] = g.normal(size_t(R) * c.E, 6.0, dt);
-      for (int r = 0; r < R; r += 4) in["logits"][size_t(r) * c.E + 1] = in["logits"][size_t(r) * c.E];
+      for (int r = 0; r < R; r += 4) {
+        float* row = &in["logits"][size_t(r) * c.E];
+        const float top = round_to(dt, *std::max_element(row, row + c.E) + 1.f);
+        for (int e = 0; e <= c.K && e < c.E; ++e) row[e] = top;
+      }
       break;
     }
     case OpKind::AttnGqa: {
