@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "core/checkpoint.h"
@@ -66,7 +67,9 @@ TEST_P(CudaFixture, Fp32ForwardMatchesOracle) {
   int n_routes = 0;
   for (const auto& [k, t] : exp) n_routes += k.rfind("route.", 0) == 0 && k.find(".expert") != std::string::npos;
   // transformers' oracles (Mixtral, Jamba) store no routes: theirs are checked against the CPU reference instead.
-  if (n_routes > 0) EXPECT_EQ(int(f.routes.size()), n_routes);
+  if (n_routes > 0) {
+    EXPECT_EQ(int(f.routes.size()), n_routes);
+  }
   if (n_routes == 0 && !f.routes.empty()) {
     ModelSpec s;
     s.dir = gpu_test::fixture_dir(name);
@@ -295,6 +298,32 @@ TEST(CudaRouterPrecision, HalfRouteOracleAgreementEndToEnd) {
                     dtype.c_str(), mode.c_str(), r.block, agree, want.size());
         RecordProperty(dtype + "_" + mode + "_block" + std::to_string(r.block) + "_agree", agree);
         EXPECT_EQ(want.size(), r.expert.size());
+      }
+    }
+  }
+}
+
+// A NaN router logit used to leave the top-1 argmax at INT_MAX and the count kernel wrote out of bounds; now the row
+// goes to expert 0 and a device flag, read at the existing synchronisation, fails the run naming the block.
+TEST(CudaRouterNan, IsAnErrorNamingTheBlockInForwardAndDecode) {
+  BMH_REQUIRE_GPU();
+  for (std::string preset : {"tiny-blackmamba-50k", "tiny-mixtral-50k"}) {
+    ModelConfig cfg = preset_config(preset);
+    TensorMap w = random_weights(cfg, 5);
+    const int block = cfg.moe_blocks().back();
+    Tensor& r = w.at("blocks." + std::to_string(block) + ".moe.router.weight");
+    float* p = r.data_mut<float>();
+    for (int64_t i = 0; i < r.numel(); ++i) p[i] = std::nanf("");
+    auto m = make_cuda_model(cfg, w, "fp32");
+    Tensor ids = ids_for(2, 5, cfg.vocab_size, 1);
+    for (int pass = 0; pass < 2; ++pass) {
+      try {
+        if (pass == 0) m->forward(ids);
+        else generate_greedy(*m, ids, 2);
+        FAIL() << preset << ": NaN router logits were accepted";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("MoE block " + std::to_string(block)), std::string::npos)
+            << preset << ": " << e.what();
       }
     }
   }
