@@ -26,7 +26,8 @@ namespace bmh {
 // core/router.h). An expert outside [0, E) or a repeated expert within a row is an error.
 struct RoutingHook {
   std::function<void(int moe_slot, int rows, int n_experts, const float* logits, int64_t* expert)> choose;
-  std::function<void(int moe_slot, int rows, int n_experts, int k, const float* logits, int64_t* expert)> choose_topk;
+  std::function<void(int moe_slot, int rows, int n_experts, int k, const float* logits, int64_t* expert)> choose_topk =
+      nullptr;  // initialised so that RoutingHook{choose} stays warning-free
 };
 
 struct LossAndGrad {
