@@ -237,7 +237,7 @@ void add_bench_gpu_command(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   auto* sub = app.add_subcommand("bench-gpu", "CUDA backend benchmark: floors, op table, MoE layer, preset decode/forward");
   sub->add_option("--json", args->json, "write the results here");
-  sub->add_option("--presets", args->presets, "presets to time (seeded random bf16 weights)");
+  sub->add_option("--presets", args->presets, "presets to time (seeded random bf16 weights), comma-separated")->delimiter(',');
   sub->add_option("--decode-tokens", args->decode_tokens, "timed decode steps")->default_val(64);
   sub->add_option("--prompt", args->prompt, "prompt tokens before decoding")->default_val(64);
   sub->add_option("--forward-batch", args->fwd_batch, "forward batch")->default_val(8);

@@ -20,22 +20,13 @@ def newest_table():
 
 
 def render(path):
+    sys.path.insert(0, os.path.join(ROOT, "scripts", "gpu_peers"))
+    from table import markdown  # the same rendering gpu_check prints as table.md
     t = json.load(open(path))
     rel = os.path.relpath(os.path.dirname(path), ROOT)
-    fl = t["floors"]
-    L = [f"From `{rel}/table.json` (device {t['device']}, commit `{t['commit']}`, `{t['command']}`; floors "
-         f"measured in the same run: copy {fl['copy_GBps']:.0f} GB/s, bf16 GEMM {fl['gemm_bf16_TFLOPs']:.0f} "
-         "TFLOP/s; random bf16 weights of the published shapes). \"% of floor\" = floor / ours; "
-         "\"peer / ours\" > 1 means bmh is faster.", "",
-         "| benchmark | bmh | floor | % of floor | peer | peer time | peer / ours |", "|---|---|---|---|---|---|---|"]
-    for r in t["rows"]:
-        pct = f"{100 * r['floor_ms'] / r['ours_ms']:.0f}%"
-        if r.get("peer_ms") is not None:
-            peer = f"{r['peer']} | {r['peer_ms']:.4g} | {r['peer_ms'] / r['ours_ms']:.2f}x"
-        else:
-            peer = f"{r.get('peer') or '-'} | failed: {r.get('peer_error')} | -"
-        L.append(f"| {r['benchmark']} | {r['ours_ms']:.4g} | {r['floor_ms']:.4g} | {pct} | {peer} |")
-    return "\n".join(L)
+    return (f"From `{rel}/table.json` (random bf16 weights of the published shapes). \"% of floor\" = floor / "
+            "ours; \"peer / ours\" > 1 means bmh is faster.\n\n"
+            + markdown(t["rows"], t["floors"], t["device"], t["commit"], t["command"]).rstrip("\n"))
 
 
 def main():

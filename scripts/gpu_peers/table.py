@@ -3,6 +3,8 @@
 table.json (one row per benchmark: ours_ms, floor_ms, peer, peer_ms; the floors measured in that run; the commit).
 
 Usage: python3 table.py --bench BENCH.json --peers P1.json [P2.json ...] --commit HASH --command CMD --out DIR
+       (--bench-log LOG instead of --bench: the rows bench-gpu printed to gpu_check's log, for a run whose JSON was
+        never written; a benchmark of ours that did not run is a row without our time, saying why)
 "% of floor" = floor time / our time (100% = at the floor); "peer / ours" = peer time / our time (> 1: we are
 faster). A peer that failed keeps its row, with its error in place of a time; nothing is filled in from elsewhere.
 """
@@ -33,8 +35,41 @@ def scan_shape(name):
     return [dims.get("B", 1), dims.get("T", 1), dims.get("N", 1)]
 
 
+def bench_from_log(path):
+    """What `bmh bench-gpu` printed: device, floors, op rows (floor = ms x the larger of %copy and %gemm) and the MoE
+    line, in the JSON's shape; `error` holds a `bmh: error:` line if the run stopped on one."""
+    b = {"ops": [], "models": []}
+    for line in open(path):
+        m = re.match(r"device: (.+?), \d+ SMs", line)
+        if m: b["device"] = m.group(1)
+        m = re.match(r"floors: device copy (\d+) GB/s .* bf16 GEMM 8192\^3 (\d+) TFLOP/s", line)
+        if m: b["floors"] = {"copy_GBps": float(m.group(1)), "gemm_bf16_TFLOPs": float(m.group(2))}
+        m = re.match(r"(\w+_(?:bf16|fp16|fp32)\w*)\s+([\d.]+)\s+(\d+)\s+([\d.]+)%\s+([\d.]+)\s+([\d.]+)%", line)
+        if m:
+            ms = float(m.group(2))
+            op = "selective_scan" if m.group(1).startswith("selective_scan") else m.group(1).split("_bf16")[0]
+            b["ops"].append({"name": m.group(1), "op": op, "ms": ms,
+                             "floor_ms": ms * max(float(m.group(4)), float(m.group(6))) / 100})
+        m = re.match(r"MoE layer top-1 of (\d+), (\d+) tokens.*?: ([\d.]+) ms \(([\d.]+) TFLOP/s\); dense GEMM.*?: "
+                     r"([\d.]+) ms", line)
+        if m:
+            ms = float(m.group(3))
+            b["moe"] = {"experts": int(m.group(1)), "tokens": int(m.group(2)), "ms": ms, "dense_ms": float(m.group(5)),
+                        "floor_ms": ms * float(m.group(4)) / b["floors"]["gemm_bf16_TFLOPs"]}
+        if line.startswith("bmh: error:"):
+            b["error"] = line.strip().split(" (known:")[0]
+    return b
+
+
 def build_rows(bench, peers):
     rows = []
+    ran = {m["preset"] for m in bench.get("models", [])}
+    for pe in peers:
+        if pe.get("preset") and pe["preset"] not in ran and pe.get("what") in ("decode", "forward"):
+            shape = "b=1 (ms/token)" if pe["what"] == "decode" else f"{pe.get('batch')}x{pe.get('len')} (ms)"
+            rows.append({"benchmark": f"{pe['preset']} {pe['what']} {shape}", "ours_ms": None, "floor_ms": None,
+                         "ours_error": bench.get("error", "not run"), "peer": pe.get("peer"),
+                         "peer_ms": pe.get("peer_ms"), "peer_error": pe.get("error")})
     for m in bench.get("models", []):
         pr = m["preset"]
         B, T = m["forward_shape"]
@@ -70,6 +105,10 @@ def markdown(rows, fl, device, commit, command):
          f"bf16 GEMM {fl['gemm_bf16_TFLOPs']:.0f} TFLOP/s", "",
          "| benchmark | ours | floor | % of floor | peer | peer time | peer / ours |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r["ours_ms"] is None:
+            L.append(f"| {r['benchmark']} | not run: {r.get('ours_error')} | - | - | {r['peer']} | "
+                     f"{r['peer_ms']:.3g} | - |")
+            continue
         pct = f"{100 * r['floor_ms'] / r['ours_ms']:.0f}%"
         if r["peer_ms"] is not None:
             peer = f"{r['peer']} | {r['peer_ms']:.3g} | {r['peer_ms'] / r['ours_ms']:.2f}x"
@@ -81,13 +120,14 @@ def markdown(rows, fl, device, commit, command):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bench", required=True)
+    ap.add_argument("--bench")
+    ap.add_argument("--bench-log")
     ap.add_argument("--peers", nargs="*", default=[])
     ap.add_argument("--commit", required=True)
     ap.add_argument("--command", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    bench = json.load(open(a.bench))
+    bench = json.load(open(a.bench)) if a.bench else bench_from_log(a.bench_log)
     peers = load_peers(a.peers)
     rows = build_rows(bench, peers)
     fl = bench["floors"]
