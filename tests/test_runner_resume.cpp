@@ -203,7 +203,7 @@ TEST(RunnerResume, BadExperimentsFailBeforeAnythingRuns) {
     std::string message;
   };
   std::vector<Case> cases = {
-      {"unknown step", [](json& j) { j["steps"].push_back("train"); }, "unknown step 'train'"},
+      {"unknown step", [](json& j) { j["steps"].push_back("finetune"); }, "unknown step 'finetune'"},
       {"unknown model step", [](json& j) { j["models"][0]["steps"] = {"info", "benchmark"}; }, "unknown step 'benchmark'"},
       {"unknown preset", [](json& j) { j["models"][0]["preset"] = "blackmamba-9b"; }, "unknown preset 'blackmamba-9b'"},
       {"unknown key", [](json& j) { j["latency"]["repeat"] = 3; }, "unknown key 'repeat'"},

@@ -102,11 +102,18 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
   int64_t start = 0;
   std::unique_ptr<TrainableModel> model;
   TensorMap optimizer_state;
+  json st;
   if (!opt.out_dir.empty() && !opt.fresh && recover_checkpoint(opt.out_dir)) {
-    json st = read_trainer_state(opt.out_dir);
-    if (st.value("fingerprint", "") != fp)
-      fail(checkpoint_dir(opt.out_dir), " belongs to a run with other settings (fingerprint ",
-           st.value("fingerprint", "?"), ", this run ", fp, "); use another output directory or --fresh");
+    st = read_trainer_state(opt.out_dir);
+    if (st.value("fingerprint", "") != fp) {
+      if (!opt.restart_on_mismatch)
+        fail(checkpoint_dir(opt.out_dir), " belongs to a run with other settings (fingerprint ",
+             st.value("fingerprint", "?"), ", this run ", fp, "); use another output directory or --fresh");
+      say("starting over: " + checkpoint_dir(opt.out_dir) + " holds a run with other settings");
+      st = nullptr;
+    }
+  }
+  if (!st.is_null()) {
     start = st.at("step");
     for (const auto& r : st.at("log")) out.log.push_back(log_row_from_json(r));
     TensorMap w;
@@ -225,6 +232,11 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
   const int64_t reached = stop;
   if (reached == max_steps && !(out.resumed && start == max_steps)) save(max_steps, true);
   out.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  for (const auto& [name, p] : model->parameters()) {
+    Tensor copy = Tensor::zeros(p.dtype(), p.shape());
+    std::memcpy(copy.raw_mut(), p.raw(), p.nbytes());
+    out.parameters[name] = std::move(copy);
+  }
 
   // Summary.
   const ParamBreakdown pb = param_breakdown(cfg);

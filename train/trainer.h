@@ -47,11 +47,13 @@ struct TrainOutcome {
   bool resumed = false;
   int64_t resumed_from = 0;
   nlohmann::json summary;           // final losses, entropy, FLOPs, parameters, routing balance
+  TensorMap parameters;             // the trained weights (canonical names), as the checkpoint holds them
 };
 
 struct TrainRunOptions {
   std::string out_dir;              // checkpoint/ lives here
   bool fresh = false;               // ignore an existing checkpoint
+  bool restart_on_mismatch = false; // a checkpoint of other settings: start over (else an error)
   int64_t stop_after = 0;           // > 0: stop (without finishing) after this many steps (tests)
   std::function<void(const std::string&)> say;  // progress lines
 };
