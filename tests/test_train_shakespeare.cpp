@@ -1,6 +1,7 @@
 // bmh train on the reference backward, end to end on the bundled tinyshakespeare (bytes):
-//  * every architecture of the equal-FLOPs study (experiments/models/), two seeds each, ends a short run with a
-//    held-out loss below the held-out text's unigram entropy (the best a model blind to context can do);
+//  * every architecture of the equal-FLOPs study (experiments/models/) ends a short run with a held-out loss
+//    below the held-out text's unigram entropy (the best a model blind to context can do); the embedded default
+//    run (tests/test_runner_default.cpp) asserts the same for two seeds of each at its larger budget;
 //  * the checkpoint it writes (each family's own layout) loads through load_model, as bmh forward does, and gives
 //    logits identical to the trained parameters';
 //  * a `bmh train` killed with SIGKILL after its first checkpoint and run again finishes with exactly the
@@ -33,8 +34,8 @@ const std::string kText = kRoot + "/data/text/tinyshakespeare.input.txt";
 json short_run(const std::string& model_config, uint64_t seed) {
   return {{"config", kRoot + "/experiments/models/" + model_config}, {"seed", seed},
           {"data", {{"text", kText}, {"tokenizer", "bytes"}, {"val_fraction", 0.1}}},
-          {"seq_len", 32}, {"batch", 8}, {"steps", 40}, {"lr", 4e-3}, {"min_lr", 4e-4}, {"warmup", 5},
-          {"log_every", 10}, {"eval_every", 20}, {"eval_batches", 2}};
+          {"seq_len", 64}, {"batch", 4}, {"steps", 100}, {"lr", 4e-3}, {"min_lr", 4e-4}, {"warmup", 5},
+          {"log_every", 10}, {"eval_every", 50}, {"eval_batches", 2}};
 }
 
 TEST(TrainShakespeare, EveryArchitectureAndSeedBeatsTheUnigramEntropy) {
@@ -45,15 +46,17 @@ TEST(TrainShakespeare, EveryArchitectureAndSeedBeatsTheUnigramEntropy) {
   };
   std::unique_ptr<TokenData> data;
   for (const char* arch : {"blackmamba-d64.json", "mamba-d60.json", "transformer-d64.json", "transformer-moe-d64.json"})
-    for (uint64_t seed : {1, 2}) {
+    for (uint64_t seed : {1}) {  // the default run (tests/test_runner_default.cpp) checks two seeds of each
       const TrainConfig c = train_config_from_json(short_run(arch, seed), arch);
       if (!data) data = std::make_unique<TokenData>(TokenData::load(c.data));
       TrainRunOptions opt;
       opt.out_dir = (root / (std::string(arch) + std::to_string(seed))).string();
       const TrainOutcome t = run_training(c, *data, factory, opt);
       const double loss = t.summary["final_val_loss"], h1 = t.summary["val_unigram_entropy"];
-      // tinyshakespeare's held-out bytes: H1 = 3.337 nats; a short run of these ~116k-parameter models ends
-      // near 3.0 (observed 2.9-3.1); the claim is only that context is used: loss < H1.
+      // tinyshakespeare's held-out bytes: H1 = 3.337 nats. The transformers sit near H1 for their first few
+      // dozen steps before they use context (and the MoE ones are measured with the inference routing, not the
+      // Sinkhorn routing they trained with); after 100 steps of 256 tokens all four are below it (observed
+      // 2.45-3.17). The claim is only that context is used: loss < H1.
       EXPECT_LT(loss, h1) << arch << " seed " << seed;
       EXPECT_LT(loss, t.log.front().val_loss) << arch;  // and it learned from its initialisation
       std::printf("  %-26s seed %d: held-out %.4f, unigram entropy %.4f, %.1f s\n", arch, int(seed), loss, h1,
