@@ -58,8 +58,9 @@ void print_training(const json& models) {
   for (auto it = models.begin(); it != models.end(); ++it) any |= !status_of(it.value(), "train").empty();
   if (!any) return;
   std::printf("\nTraining (held-out next-token loss in nats; H1 = unigram entropy of the held-out text)\n");
-  const std::vector<int> w = {18, 15, 5, 9, 10, 6, 9, 7, 6, 9, 7};
-  row({"model", "arch", "seed", "act-emb M", "train GFLOP", "steps", "held-out", "H1", "<H1", "load CV", "sec"}, w);
+  const std::vector<int> w = {18, 15, 5, 9, 10, 6, 9, 11, 7, 6, 9, 7};
+  row({"model", "arch", "seed", "act-emb M", "train GFLOP", "steps", "held-out", "h-o (train)", "H1", "<H1", "load CV",
+       "sec"}, w);
   struct Arch {
     std::vector<double> loss, flops;
     double h1 = 0;
@@ -80,7 +81,10 @@ void print_training(const json& models) {
     row({it.key(), m.value("arch", ""), t ? std::to_string((*t).value("seed", 0)) : "-",
          cell(m, "train", num(t, "params_active_non_embedding", "%.4f", 1e-6)),
          cell(m, "train", num(t, "training_flops", "%.2f", 1e-9)), cell(m, "train", num(t, "steps", "%.0f")),
-         cell(m, "train", num(t, "final_val_loss", "%.4f")), cell(m, "train", num(t, "val_unigram_entropy", "%.4f")),
+         cell(m, "train", num(t, "final_val_loss", "%.4f")),
+         cell(m, "train", t && (*t).value("final_val_loss_train_routing", -1.0) >= 0
+                              ? num(t, "final_val_loss_train_routing", "%.4f") : "-"),
+         cell(m, "train", num(t, "val_unigram_entropy", "%.4f")),
          cell(m, "train", below), cell(m, "train", cv), cell(m, "train", num(t, "seconds", "%.1f"))},
         w);
     if (!t) continue;
@@ -95,9 +99,10 @@ void print_training(const json& models) {
     f->second.h1 = (*t).value("val_unigram_entropy", 0.0);
   }
   if (archs.empty()) return;
-  std::printf("  act-emb: active parameters outside the embedding and head (matched across architectures); load CV: "
-              "std/mean of the\n  tokens per expert over the whole run, mean over MoE layers (Sinkhorn routing in "
-              "training; held-out loss uses the inference routing)\n");
+  std::printf("  act-emb: active parameters outside the embedding and head (matched across architectures); held-out: "
+              "with the inference\n  routing (argmax of the sigmoid, switch_mlp.py); h-o (train): MoE models routed as "
+              "in training (Sinkhorn over the batch);\n  load CV: std/mean of the tokens per expert over the whole "
+              "run, mean over MoE layers\n");
   std::printf("\nPer architecture (mean over seeds, [min, max]):\n");
   const std::pair<std::string, Arch>* best = nullptr;
   double best_mean = 0;

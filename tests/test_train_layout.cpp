@@ -172,6 +172,40 @@ TEST(TrainLayout, TorchZipWriterReadsBack) {
   }
   write_torch_zip(dir + "/plain.bin", t);
   EXPECT_TRUE(read_torch_zip(dir + "/plain.bin").tensors.count("a.weight"));
+
+  // Python's own unpickler, restricted to the globals torch.load(weights_only=True) allows, reads the archive as
+  // torch/serialization.py does: zip entries <archive>/data.pkl, byteorder, version, data/<key>.
+  const std::string py = R"(
+import collections, io, pickle, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+names = z.namelist()
+assert all(n.startswith('archive/') for n in names), names
+assert z.read('archive/byteorder') == b'little' and z.read('archive/version') == b'3\n'
+assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+class U(pickle.Unpickler):
+    def find_class(self, mod, name):
+        if (mod, name) == ('collections', 'OrderedDict'): return collections.OrderedDict
+        if (mod, name) == ('torch._utils', '_rebuild_tensor_v2'): return lambda *a: a
+        if mod == 'torch' and name.endswith('Storage'): return name
+        raise pickle.UnpicklingError(mod + '.' + name)
+    def persistent_load(self, pid):
+        kind, cls, key, loc, numel = pid
+        assert kind == 'storage' and loc == 'cpu'
+        return (cls, len(z.read('archive/data/' + key)), numel)
+obj = U(io.BytesIO(z.read('archive/data.pkl'))).load()
+for name, (storage, offset, size, stride, requires_grad, hooks) in obj['model'].items():
+    print(name, storage[0], storage[1], storage[2], list(size), list(stride))
+)";
+  std::ofstream(dir + "/check.py") << py;
+  FILE* p = popen(("/usr/bin/python3 " + dir + "/check.py " + dir + "/m.bin 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  ASSERT_EQ(pclose(p), 0) << out;
+  EXPECT_NE(out.find("a.weight FloatStorage 60 15 [3, 5] [5, 1]"), std::string::npos) << out;
+  EXPECT_NE(out.find("tied.weight FloatStorage 60 15 [3, 5] [5, 1]"), std::string::npos) << out;
+  EXPECT_NE(out.find("d.conv BFloat16Storage 24 12 [4, 1, 3] [3, 3, 1]"), std::string::npos) << out;
+  EXPECT_NE(out.find("c LongStorage 32 4 [2, 2] [2, 1]"), std::string::npos) << out;
   for (const auto& e : fs::directory_iterator(dir))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
 }

@@ -45,9 +45,10 @@ std::string eta(double s) {
   return buf;
 }
 
-double mean_val_loss(TrainableModel& m, const std::vector<Tensor>& val) {
+// Held-out loss; hook null = the inference routing (Zyphra switch_mlp.py: argmax of the sigmoid).
+double mean_val_loss(TrainableModel& m, const std::vector<Tensor>& val, const RoutingHook* hook = nullptr) {
   double s = 0;
-  for (const Tensor& ids : val) s += m.loss(ids, nullptr);  // held-out: the inference routing
+  for (const Tensor& ids : val) s += m.loss(ids, hook);
   return s / double(val.size());
 }
 
@@ -56,7 +57,8 @@ double mean_val_loss(TrainableModel& m, const std::vector<Tensor>& val) {
 json to_json(const LogRow& r) {
   return {{"step", r.step}, {"tokens", r.tokens}, {"flops", r.flops}, {"lr", r.lr}, {"train_loss", r.train_loss},
           {"grad_norm", r.grad_norm}, {"tokens_per_s", r.tokens_per_s}, {"seconds", r.seconds},
-          {"val_loss", r.val_loss}, {"expert_counts", r.expert_counts},
+          {"val_loss", r.val_loss}, {"val_loss_train_routing", r.val_loss_train_routing},
+          {"expert_counts", r.expert_counts},
           {"sinkhorn_iterations", r.sinkhorn_iterations}, {"sinkhorn_unconverged", r.sinkhorn_unconverged}};
 }
 
@@ -71,6 +73,7 @@ LogRow log_row_from_json(const json& j) {
   r.tokens_per_s = j.at("tokens_per_s");
   r.seconds = j.at("seconds");
   r.val_loss = j.at("val_loss");
+  r.val_loss_train_routing = j.at("val_loss_train_routing");
   r.expert_counts = j.at("expert_counts").get<std::vector<std::vector<int64_t>>>();
   r.sinkhorn_iterations = j.at("sinkhorn_iterations");
   r.sinkhorn_unconverged = j.at("sinkhorn_unconverged");
@@ -160,8 +163,10 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
     r0.train_loss = -1;
     r0.lr = lr_at(c.opt, 0, max_steps);
     r0.val_loss = mean_val_loss(*model, val);
+    if (hook && !moe.empty()) r0.val_loss_train_routing = mean_val_loss(*model, val, hook.get());
     r0.expert_counts = zero_counts();
     out.log.push_back(r0);
+    *stats = RoutingStats{};
     say("step 0: held-out loss " + std::to_string(r0.val_loss) + " (unigram entropy of the held-out text " +
         std::to_string(data.val_unigram_entropy()) + " nats)");
   }
@@ -213,6 +218,7 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
       r.sinkhorn_iterations = stats->iterations;
       r.sinkhorn_unconverged = stats->unconverged_calls;
       if (eval) r.val_loss = mean_val_loss(*model, val);
+      if (eval && hook && !moe.empty()) r.val_loss_train_routing = mean_val_loss(*model, val, hook.get());
       out.log.push_back(r);
       const double per_step = std::chrono::duration<double>(Clock::now() - t_loop).count() / double(s - start);
       char line[256];
@@ -240,9 +246,10 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
 
   // Summary.
   const ParamBreakdown pb = param_breakdown(cfg);
-  double final_val = -1, final_train = -1;
+  double final_val = -1, final_train = -1, final_val_tr = -1;
   for (const auto& r : out.log) {
     if (r.val_loss >= 0) final_val = r.val_loss;
+    if (r.val_loss_train_routing >= 0) final_val_tr = r.val_loss_train_routing;
     if (r.train_loss >= 0) final_train = r.train_loss;
   }
   json cv_last = json::array(), cv_all = json::array();
@@ -258,6 +265,7 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
                  {"tokens", double(reached) * tokens_per_step}, {"training_flops", double(reached) * flops_per_step},
                  {"training_flops_per_token", out.flops_per_token}, {"seq_len", T}, {"batch", B}, {"accum", c.accum},
                  {"final_val_loss", final_val}, {"final_train_loss", final_train},
+                 {"final_val_loss_train_routing", final_val_tr},
                  {"val_unigram_entropy", H}, {"val_unigram_cross_entropy", data.val_unigram_cross_entropy()},
                  {"below_unigram_entropy", final_val >= 0 && final_val < H},
                  {"params_total", pb.total}, {"params_active", pb.active},
@@ -275,7 +283,7 @@ void write_training_h5(const TrainOutcome& t, h5::Group g) {
   for (const char* k : {"val_unigram_entropy", "val_unigram_cross_entropy", "training_flops_per_token"})
     g.attr(k, t.summary.value(k, 0.0));
   std::vector<int64_t> step;
-  std::vector<double> tokens, flops, lr, loss, gnorm, tps, secs, es, ef, el;
+  std::vector<double> tokens, flops, lr, loss, gnorm, tps, secs, es, ef, el, elt;
   for (const auto& r : t.log) {
     step.push_back(r.step);
     tokens.push_back(r.tokens);
@@ -289,6 +297,7 @@ void write_training_h5(const TrainOutcome& t, h5::Group g) {
       es.push_back(double(r.step));
       ef.push_back(r.flops);
       el.push_back(r.val_loss);
+      elt.push_back(r.val_loss_train_routing);
     }
   }
   g.write("step", step, {"optimizer steps done at each log row", "steps", {"row"}});
@@ -302,6 +311,8 @@ void write_training_h5(const TrainOutcome& t, h5::Group g) {
   g.write("eval_step", es, {"steps at which the held-out loss was measured", "steps", {"eval"}});
   g.write("eval_flops", ef, {"training FLOPs at those evaluations", "FLOPs", {"eval"}});
   g.write("eval_loss", el, {"held-out next-token loss (inference routing)", "nats", {"eval"}});
+  g.write("eval_loss_train_routing", elt,
+          {"held-out loss with the training routing (MoE; -1 otherwise)", "nats", {"eval"}});
   const std::vector<int> moe = t.cfg.moe_blocks();
   if (moe.empty()) return;
   const int64_t R = int64_t(t.log.size()), L = int64_t(moe.size()), E = t.cfg.blocks[moe[0]].ffn.n_experts;

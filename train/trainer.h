@@ -32,6 +32,7 @@ struct LogRow {
   double tokens = 0, flops = 0;     // training tokens and FLOPs so far
   double lr = 0, train_loss = 0, grad_norm = 0, tokens_per_s = 0, seconds = 0;
   double val_loss = -1;             // < 0: not evaluated at this row
+  double val_loss_train_routing = -1;  // MoE: the same held-out loss routed as in training (e.g. Sinkhorn)
   std::vector<std::vector<int64_t>> expert_counts;  // per MoE layer [E], tokens routed since the previous row
   int64_t sinkhorn_iterations = 0, sinkhorn_unconverged = 0;
 };
