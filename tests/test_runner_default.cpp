@@ -64,7 +64,7 @@ TEST(RunnerDefault, TrainsEveryArchitectureToEqualFlopsWithSummaryAndPlots) {
       EXPECT_NEAR(t["params_active_non_embedding"].get<double>(), act0, 0.01 * act0) << name;
       // The later steps measured the trained checkpoint, in the family's own layout.
       EXPECT_EQ(m["steps"]["info"]["summary"]["family"],
-                arch == "blackmamba" ? "zyphra-blackmamba" : arch == "mamba" ? "mamba-ssm" : "bmh") << name;
+                arch == "blackmamba" ? "zyphra-blackmamba" : arch == "mamba" ? "hf-mamba" : "bmh") << name;
     }
   const std::string h5 = (res / "results.h5").string();
   EXPECT_TRUE(h5::exists(h5, "/blackmamba-s1/train/eval_loss"));

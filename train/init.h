@@ -15,6 +15,8 @@
 //  * GPT-NeoX (transformers models/gpt_neox/modeling_gpt_neox.py GPTNeoXPreTrainedModel._init_weights) and the
 //    harness's "bmh" transformers built from it: every Linear weight and the embedding N(0, initializer_range),
 //    biases 0, LayerNorm/RMSNorm weight 1 and bias 0 (Mamba mixers in a bmh config follow the Mamba rules above).
+// transformers' Mamba (models/mamba/modeling_mamba.py MambaPreTrainedModel._init_weights) ports the same Mamba rules
+// (dt, A_log, D, out_proj rescaled by sqrt(num_hidden_layers)), so hf-mamba uses them too.
 // Each tensor draws from its own generator seeded by (seed, name), so the values do not depend on the order or
 // the thread that draws them.
 #pragma once
