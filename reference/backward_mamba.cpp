@@ -49,27 +49,28 @@ template <class T> void selective_scan_backward(const Mat<T>& dy, const Mat<T>& 
   const Eigen::Index Tn = u.rows(), Di = u.cols(), N = A.cols();
   // Forward (selective_scan_ref): dt = softplus(delta + delta_bias); h_t = exp(dt A) h_{t-1} + dt B_t u_t;
   // y_t = C_t . h_t + D u_t; out = y * silu(z). The states h_0..h_T are kept for the reverse pass.
+  // The decays a_t = exp(dt A) are kept too (one exp per element instead of two). Rows over N are Eigen array
+  // expressions so the exp vectorizes (Eigen's exp agrees with std::exp to a few ulp).
   Mat<T> dt(Tn, Di), ypre(Tn, Di);
-  std::vector<Mat<T>> h(Tn + 1, Mat<T>::Zero(Di, N));
+  std::vector<Mat<T>> h(Tn + 1, Mat<T>::Zero(Di, N)), decay(Tn, Mat<T>(Di, N));
   for (Eigen::Index t = 0; t < Tn; ++t)
     for (Eigen::Index c = 0; c < Di; ++c) {
-      dt(t, c) = softplus(delta(t, c) + delta_bias(c));
-      T acc = 0;
-      for (Eigen::Index n = 0; n < N; ++n) {
-        h[t + 1](c, n) = std::exp(dt(t, c) * A(c, n)) * h[t](c, n) + dt(t, c) * B(t, n) * u(t, c);
-        acc += h[t + 1](c, n) * C(t, n);
-      }
-      ypre(t, c) = acc + D(c) * u(t, c);
+      const T dtc = dt(t, c) = softplus(delta(t, c) + delta_bias(c));
+      decay[t].row(c) = (A.row(c).array() * dtc).exp();
+      h[t + 1].row(c) = decay[t].row(c).array() * h[t].row(c).array() + (dtc * u(t, c)) * B.row(t).array();
+      ypre(t, c) = h[t + 1].row(c).dot(C.row(t)) + D(c) * u(t, c);
     }
   // Gate: out = ypre * silu(z)  ->  dz = dy ypre silu'(z), dypre = dy silu(z).
   Mat<T> dyp = dy;
+  g->out = ypre;
   if (z) {
     g->dz.resize(Tn, Di);
     for (Eigen::Index t = 0; t < Tn; ++t)
       for (Eigen::Index c = 0; c < Di; ++c) {
-        const T zz = (*z)(t, c);
+        const T zz = (*z)(t, c), silu = zz * sigmoid(zz);
         g->dz(t, c) = dy(t, c) * ypre(t, c) * silu_grad(zz);
-        dyp(t, c) = dy(t, c) * zz * sigmoid(zz);
+        dyp(t, c) = dy(t, c) * silu;
+        g->out(t, c) = ypre(t, c) * silu;
       }
   }
   // D skip: dD += dypre u; du = dypre D (plus the scan's share below).
@@ -83,19 +84,17 @@ template <class T> void selective_scan_backward(const Mat<T>& dy, const Mat<T>& 
   for (Eigen::Index t = Tn - 1; t >= 0; --t)
     for (Eigen::Index c = 0; c < Di; ++c) {
       const T dtc = dt(t, c), ut = u(t, c), gy = dyp(t, c);
-      T ddt = 0, du = 0;
-      for (Eigen::Index n = 0; n < N; ++n) {
-        T& Gn = G(c, n);
-        Gn += gy * C(t, n);                           // y_t = C_t . h_t
-        g->dC(t, n) += gy * h[t + 1](c, n);
-        const T a = std::exp(dtc * A(c, n));
-        const T da = Gn * h[t](c, n);                 // d a_t
-        ddt += da * a * A(c, n) + Gn * B(t, n) * ut;  // a_t = exp(dt A), dt B u
-        g->dA(c, n) += da * a * dtc;
-        g->dB(t, n) += Gn * dtc * ut;
-        du += Gn * dtc * B(t, n);
-        Gn *= a;
-      }
+      auto Gc = G.row(c).array();
+      Gc += gy * C.row(t).array();                                        // y_t = C_t . h_t
+      g->dC.row(t) += gy * h[t + 1].row(c);
+      const auto a = decay[t].row(c).array();
+      const Eigen::Array<T, 1, Eigen::Dynamic> da_a = Gc * h[t].row(c).array() * a;  // d a_t * a_t
+      const T gB = (Gc * B.row(t).array()).sum();
+      const T ddt = (da_a * A.row(c).array()).sum() + gB * ut;            // a_t = exp(dt A); dt B u
+      g->dA.row(c).array() += da_a * dtc;
+      g->dB.row(t).array() += Gc * (dtc * ut);
+      const T du = gB * dtc;
+      Gc *= a;
       g->du(t, c) += du;
       const T dd = ddt * softplus_grad(delta(t, c) + delta_bias(c));
       g->ddelta(t, c) = dd;
@@ -106,7 +105,7 @@ template <class T> void selective_scan_backward(const Mat<T>& dy, const Mat<T>& 
 template <class T> Mat<T> mamba_mixer_backward(const MambaSpec& s, const MambaWeights<T>& w, const Mat<T>& x,
                                                const Mat<T>& dy, MambaWeights<T>* g) {
   const int Di = s.d_inner, N = s.d_state, R = s.dt_rank, K = s.d_conv;
-  // Forward recomputed exactly as reference/ops.cpp mamba_mixer (zero conv and SSM state).
+  // Forward recomputed as reference/ops.cpp mamba_mixer (zero conv and SSM state).
   Mat<T> xz = linear<T>(x, w.in_proj, w.has_in_proj_b ? &w.in_proj_b : nullptr);
   Mat<T> xin = xz.leftCols(Di), z = xz.rightCols(Di);
   Mat<T> xc = causal_conv1d_silu<T>(xin, w.conv_w, w.has_conv_b ? &w.conv_b : nullptr, Mat<T>::Zero(K - 1, Di));
@@ -114,16 +113,16 @@ template <class T> Mat<T> mamba_mixer_backward(const MambaSpec& s, const MambaWe
   Mat<T> dtr = xdbl.leftCols(R);
   Mat<T> delta = linear<T>(dtr, w.dt_proj, nullptr);
   Mat<T> Bm = xdbl.middleCols(R, N), Cm = xdbl.rightCols(N);
-  Mat<T> state = Mat<T>::Zero(Di, N);
-  Mat<T> y = selective_scan<T>(xc, delta, w.A, Bm, Cm, w.D, &z, w.dt_bias, state);
-  // out_proj.
-  Mat<T> dyscan = linear_backward<T>(dy, y, w.out_proj, &g->out_proj, w.has_out_proj_b ? &g->out_proj_b : nullptr);
+  // out_proj: dy_scan = dy W; its weight gradient needs the scan's output, which the scan backward recomputes.
+  Mat<T> dyscan = dy * w.out_proj;
+  if (w.has_out_proj_b) g->out_proj_b += dy.colwise().sum().transpose();
   // Scan (dA accumulated into a temporary, converted to A_log below).
   ScanGrads<T> sg;
   sg.dA = Mat<T>::Zero(Di, N);
   sg.dD = Vec<T>::Zero(Di);
   sg.ddelta_bias = Vec<T>::Zero(Di);
   selective_scan_backward<T>(dyscan, xc, delta, w.A, Bm, Cm, w.D, &z, w.dt_bias, &sg);
+  g->out_proj.noalias() += dy.transpose() * sg.out;
   g->D += sg.dD;
   g->dt_bias += sg.ddelta_bias;
   g->A += sg.dA.cwiseProduct(w.A);  // A = -exp(A_log): dA_log = dA * (-exp(A_log)) = dA * A

@@ -52,6 +52,11 @@ template <class T> class RefTrainable final : public TrainableModel {
       if (b.is_moe() && b.ffn.router != RouterKind::SigmoidTop1)
         fail("training: the backward of the ", to_string(b.ffn.router), " router is not implemented yet");
     for (const WeightSpec& w : expected_weights(cfg_)) {
+      // attention_backward is GPT-NeoX's fused multi-head layout; other layouts (grouped KV) fail here, not silently.
+      const std::string qkv = ".attn.qkv.weight";
+      if (w.name.size() > qkv.size() && w.name.compare(w.name.size() - qkv.size(), qkv.size(), qkv) == 0 &&
+          w.shape != Shape{3 * int64_t(cfg_.d_model), cfg_.d_model})
+        fail("training: ", w.name, " ", shape_str(w.shape), " is not GPT-NeoX's fused multi-head layout; its backward is not implemented yet");
       auto it = canonical.find(w.name);
       if (it == canonical.end()) fail("training: canonical weight '", w.name, "' is missing");
       if (it->second.numel() != shape_numel(w.shape))
@@ -155,7 +160,7 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       ++moe_slot;
       return y;
     };
-    tape[i].in = x;
+    if (out) tape[i].in = x;  // the tape is only for the backward
     if (bc.parallel) {
       Mat<T> o = x;
       if (bc.mixer != MixerKind::None) o += mixer(x);
@@ -163,7 +168,7 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       x = o;
     } else {
       if (bc.mixer != MixerKind::None) x += mixer(x);
-      tape[i].mid = x;
+      if (out) tape[i].mid = x;
       if (bc.mlp != MlpKind::None) x += ffn(x);
     }
   }

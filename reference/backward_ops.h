@@ -38,6 +38,7 @@ template <class T> struct ScanGrads {
   Mat<T> du, ddelta, dB, dC, dz;  // per token
   Mat<T> dA;                      // [Di, N], accumulated
   Vec<T> dD, ddelta_bias;         // [Di], accumulated
+  Mat<T> out;                     // the scan's forward output (recomputed on the way), for out_proj's gradient
 };
 template <class T> void selective_scan_backward(const Mat<T>& dy, const Mat<T>& u, const Mat<T>& delta,
                                                 const Mat<T>& A, const Mat<T>& B, const Mat<T>& C, const Vec<T>& D,
