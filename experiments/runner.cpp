@@ -274,13 +274,13 @@ int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
     root.write("models", order, {"models in the experiment's order", "", {"model"}});
     for (const auto& m : exp.models) {
       json mj = {{"label", m.label}, {"arch", m.arch}, {"preset", m.spec.preset}, {"dir", m.spec.dir},
-                 {"config", m.config_file},
+                 {"config", m.json.value("config", "")},
                  {"seed", m.spec.seed}, {"backend", m.spec.backend}, {"dtype", m.spec.dtype},
                  {"note", m.note}, {"download", m.download}, {"missing", m.missing}, {"train_tokens", m.train_tokens}};
       h5::Group mg = root.group(m.name);
       mg.attr("label", m.label);
       mg.attr("arch", m.arch);
-      mg.attr("source", !m.config_file.empty() ? "config " + m.config_file
+      mg.attr("source", !m.config_file.empty() ? "config " + m.json.value("config", "")
                         : m.spec.preset.empty()   ? m.spec.dir
                                                   : "preset " + m.spec.preset);
       mg.attr("seed", int64_t(m.spec.seed));

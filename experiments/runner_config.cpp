@@ -194,7 +194,7 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
   m.cfg = cfg;
   m.json = {{"name", m.name}, {"preset", m.spec.preset}, {"dir", m.spec.dir}, {"seed", m.spec.seed},
             {"backend", m.spec.backend}, {"dtype", m.spec.dtype}, {"expert_act", act}};
-  if (!m.config_file.empty()) m.json["config"] = m.config_file;
+  if (!m.config_file.empty()) m.json["config"] = o.get<std::string>("config", "");  // as written: source-relative
   if (vocab) m.json["vocab_size"] = vocab;
   return m;
 }

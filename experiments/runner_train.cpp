@@ -17,7 +17,7 @@ std::string trained_checkpoint_dir(const std::string& work_dir) { return work_di
 StepResult step_train(StepEnv& env, h5::Group g) {
   const ModelEntry& m = env.model;
   json j = env.exp.train;
-  if (!m.config_file.empty()) j["config"] = m.config_file;
+  if (!m.config_file.empty()) j["config"] = m.json["config"];  // resolved against the source dir below
   else if (!m.spec.preset.empty()) j["preset"] = m.spec.preset;
   else j["init_from"] = m.spec.dir;
   if (m.json.contains("vocab_size")) j["vocab_size"] = m.json["vocab_size"];
