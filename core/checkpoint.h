@@ -20,6 +20,10 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 // Reads a torch.save zip archive (pytorch_model.bin). Only the globals real checkpoints use are accepted.
 Checkpoint read_torch_zip(const std::string& path);
+// Writes tensors as torch.save does (stored zip, protocol-2 pickle of an OrderedDict), through a temp file +
+// rename; wrap_key non-empty nests the dict as {wrap_key: state_dict} (Zyphra's {"model": ...}). Tensors
+// sharing one buffer share one storage (tied weights).
+void write_torch_zip(const std::string& path, const TensorMap& tensors, const std::string& wrap_key = "");
 // Finds and reads the weights of a checkpoint directory: model.safetensors, model.safetensors.index.json,
 // pytorch_model.bin or pytorch_model.bin.index.json (in that order).
 Checkpoint load_checkpoint_dir(const std::string& dir);

@@ -11,6 +11,8 @@ ModelConfig parse_hf_mamba_config(const ConfigJson& c);  // core/config_mamba.cp
 ModelConfig parse_gpt_neox_config(const ConfigJson& c);  // core/config_gpt_neox.cpp
 ModelConfig parse_mixtral_config(const ConfigJson& c);   // core/config_mixtral.cpp
 ModelConfig parse_jamba_config(const ConfigJson& c);     // core/config_jamba.cpp
+ModelConfig parse_bmh_config(const ConfigJson& c);       // core/config_bmh.cpp ("model_type": "bmh")
+nlohmann::json bmh_config_json(const ModelConfig& cfg);  // its inverse
 
 // Block builders shared by the parsers and the presets.
 MambaSpec mamba_spec(int d_model, int d_state, int d_conv, int expand, int dt_rank, bool proj_bias, bool conv_bias);

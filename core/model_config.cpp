@@ -85,6 +85,8 @@ ModelConfig load_model_config(const std::string& dir, const ConfigOptions& opt) 
     cfg = parse_mixtral_config(c);
   } else if (model_type == "jamba") {
     cfg = parse_jamba_config(c);
+  } else if (model_type == "bmh") {
+    cfg = parse_bmh_config(c);
   } else if (model_type.empty() && c.has("d_model") && c.has("n_layer")) {
     cfg = parse_mamba_ssm_config(c);
   } else if (!model_type.empty()) {

@@ -56,7 +56,9 @@ void run_run(RunArgs& a) {
         if (exp.selected(m, s)) steps += (steps.empty() ? "" : ",") + s;
       if (steps.empty()) continue;
       std::printf("  %-20s %-16s %s%s [%s]\n", m.name.c_str(), m.arch.c_str(),
-                  m.spec.preset.empty() ? m.spec.dir.c_str() : ("preset " + m.spec.preset).c_str(),
+                  !m.config_file.empty()  ? ("config " + m.config_file).c_str()
+                  : m.spec.preset.empty() ? m.spec.dir.c_str()
+                                          : ("preset " + m.spec.preset).c_str(),
                   m.missing ? " (MISSING)" : "", steps.c_str());
     }
     return;
@@ -69,8 +71,9 @@ void run_run(RunArgs& a) {
 void add_run_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   auto* sub = app.add_subcommand(
-      "run", "run an experiment (models x steps: info, forward, generate, flops, latency, routing, eval) into "
-             "results/<name>/; without CONFIG, the embedded default (no download, a few minutes on a CPU)");
+      "run", "run an experiment (models x steps: train, info, forward, generate, flops, latency, routing, eval) "
+             "into results/<name>/; without CONFIG, the embedded default: an equal-FLOPs training study (no download, "
+             "a few minutes on a CPU)");
   sub->add_option("config", args->config, "experiment file (default: experiments/default.json)");
   sub->add_option("--models-dir", args->load.models_dir,
                   "folder of downloaded checkpoints, substituted for ${models_dir} in paper-*.json");

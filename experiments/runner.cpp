@@ -68,6 +68,7 @@ constexpr int kPartVersion = 1;
 std::string step_fingerprint(const ExperimentConfig& e, const ModelEntry& m, const std::string& step) {
   json j = {{"version", kPartVersion}, {"model", m.json}, {"step", step}, {"options", e.step_section(step)},
             {"train_tokens", m.train_tokens}};
+  if (e.trains(m) && step != "train") j["trained_by"] = e.step_section("train");  // its weights come from there
   return fingerprint(j.dump());
 }
 
@@ -114,7 +115,7 @@ json environment() {
 // Runs the plot scripts over results.h5; a missing Python or matplotlib is reported, not fatal.
 void make_plots(const RunOptions& opt, const std::string& out_dir) {
   const std::string h5 = out_dir + "/results.h5";
-  for (const char* script : {"plot_routing.py", "plot_latency.py", "plot_flops.py"}) {
+  for (const char* script : {"plot_training.py", "plot_routing.py", "plot_latency.py", "plot_flops.py"}) {
     const std::string path = source_dir() + "/scripts/" + script;
     if (!fs::exists(path)) {
       std::printf("plots: %s not found; skipped\n", path.c_str());
@@ -185,13 +186,18 @@ int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
     const ModelEntry& m = exp.models[mi];
     if (std::none_of(plan.begin(), plan.end(), [&](const Item& it) { return it.model == mi; })) continue;
     std::unique_ptr<LanguageModel> lm;
-    ModelConfig cfg;
-    if (!m.missing) cfg = m.spec.preset.empty() ? load_model_config(m.spec.dir, m.spec.config) : preset_config(m.spec.preset);
+    ModelConfig cfg = m.cfg;
     if (!m.spec.preset.empty() && m.spec.config.override_expert_act)
       for (auto& b : cfg.blocks)
         if (b.mlp != MlpKind::None) b.ffn.act = m.spec.config.expert_act;
     const std::string work = parts_dir + "/" + m.name;
     fs::create_directories(work);
+    // A model that trains is, for every later step, its trained checkpoint (runner_train.cpp writes it there).
+    ModelSpec spec = m.spec;
+    if (exp.trains(m)) {
+      spec.preset.clear();
+      spec.dir = trained_checkpoint_dir(work);
+    }
     for (const auto& it : plan) {
       if (it.model != mi) continue;
       ++k;
@@ -217,9 +223,9 @@ int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
       StepEnv env{exp, m, cfg,
                   [&]() -> LanguageModel& {
                     if (!lm) {
-                      std::printf("         loading %s\n", model_label(m.spec).c_str());
+                      std::printf("         loading %s\n", model_label(spec).c_str());
                       std::fflush(stdout);
-                      lm = load_model(m.spec);
+                      lm = load_model(spec);
                     }
                     return *lm;
                   },
@@ -270,12 +276,16 @@ int run_experiment(const ExperimentConfig& exp, const RunOptions& opt) {
     root.write("models", order, {"models in the experiment's order", "", {"model"}});
     for (const auto& m : exp.models) {
       json mj = {{"label", m.label}, {"arch", m.arch}, {"preset", m.spec.preset}, {"dir", m.spec.dir},
+                 {"config", m.json.value("config", "")},
                  {"seed", m.spec.seed}, {"backend", m.spec.backend}, {"dtype", m.spec.dtype},
                  {"note", m.note}, {"download", m.download}, {"missing", m.missing}, {"train_tokens", m.train_tokens}};
       h5::Group mg = root.group(m.name);
       mg.attr("label", m.label);
       mg.attr("arch", m.arch);
-      mg.attr("source", m.spec.preset.empty() ? m.spec.dir : "preset " + m.spec.preset);
+      mg.attr("source", !m.config_file.empty() ? "config " + m.json.value("config", "")
+                        : m.spec.preset.empty()   ? m.spec.dir
+                                                  : "preset " + m.spec.preset);
+      mg.attr("seed", int64_t(m.spec.seed));
       mg.attr("backend", m.spec.backend);
       mg.attr("dtype", m.spec.dtype);
       mg.attr("note", m.note);

@@ -53,6 +53,9 @@ struct StepResult {
 StepResult run_step(const std::string& step, StepEnv& env, h5::Group g);
 // Whether a step needs the weights loaded (flops needs only the config).
 bool step_needs_model(const std::string& step);
+// The train step (experiments/runner_train.cpp): trains the model into <work_dir>/train/ and records its curve.
+StepResult step_train(StepEnv& env, h5::Group g);
+std::string trained_checkpoint_dir(const std::string& work_dir);
 
 // Prints the summary tables of a merged results.json (experiments/runner_summary.cpp).
 void print_summary(const nlohmann::json& results);

@@ -13,6 +13,7 @@
 #include "core/presets.h"
 #include "core/router.h"
 #include "evals/task_registry.h"
+#include "train/train_config.h"
 
 namespace bmh::run {
 
@@ -20,7 +21,8 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 const std::vector<std::string>& step_names() {
-  static const std::vector<std::string> s = {"info", "forward", "generate", "flops", "latency", "routing", "eval"};
+  static const std::vector<std::string> s = {"train", "info", "forward", "generate", "flops", "latency", "routing",
+                                             "eval"};
   return s;
 }
 
@@ -114,8 +116,8 @@ void check_name(const std::string& where, const std::string& name) {
 
 ModelEntry parse_model(const json& j, const std::string& where, const LoadOptions& opt,
                        const std::string& backend, const std::string& dtype) {
-  Obj o(j, where, {"name", "label", "arch", "preset", "dir", "seed", "backend", "dtype", "expert_act", "download",
-                   "note", "train_tokens", "steps", "router_precision"});
+  Obj o(j, where, {"name", "label", "arch", "preset", "dir", "config", "vocab_size", "seed", "backend", "dtype",
+                   "expert_act", "download", "note", "train_tokens", "steps", "router_precision"});
   ModelEntry m;
   m.name = o.need<std::string>("name");
   check_name(where, m.name);
@@ -123,7 +125,11 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
   m.label = o.get<std::string>("label", m.name);
   m.spec.preset = o.get<std::string>("preset", "");
   m.spec.dir = o.get<std::string>("dir", "");
-  if (m.spec.preset.empty() == m.spec.dir.empty()) fail(w, ": give exactly one of 'preset' and 'dir'");
+  m.config_file = o.get<std::string>("config", "");
+  if (int(!m.spec.preset.empty()) + int(!m.spec.dir.empty()) + int(!m.config_file.empty()) != 1)
+    fail(w, ": give exactly one of 'preset', 'dir' and 'config'");
+  const int vocab = o.get<int>("vocab_size", 0);
+  if (vocab && m.spec.preset.empty()) fail(w, ": 'vocab_size' applies to presets only");
   m.spec.seed = o.get<uint64_t>("seed", 0);
   m.spec.backend = opt.backend.empty() ? o.get<std::string>("backend", backend) : opt.backend;
   m.spec.dtype = opt.dtype.empty() ? o.get<std::string>("dtype", dtype) : opt.dtype;
@@ -158,9 +164,19 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
   if (o.has("steps")) check_steps(w + ": steps", m.steps);
 
   ModelConfig cfg;
-  if (!m.spec.preset.empty()) {
+  if (!m.config_file.empty()) {
+    m.config_file = resolve_data_path(m.config_file);
+    train::TrainConfig tc;
+    tc.config = m.config_file;
+    try {
+      cfg = train::resolve_model_config(tc);
+    } catch (const Error& e) {
+      fail(w, ": ", e.what());
+    }
+  } else if (!m.spec.preset.empty()) {
     try {
       cfg = preset_config(m.spec.preset);
+      if (vocab) cfg.vocab_size = vocab;
     } catch (const Error& e) {
       fail(w, ": ", e.what());
     }
@@ -191,9 +207,12 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
     }
   }
   m.arch = o.get<std::string>("arch", m.missing ? "other" : arch_of(cfg));
+  m.cfg = cfg;
   m.json = {{"name", m.name}, {"preset", m.spec.preset}, {"dir", m.spec.dir}, {"seed", m.spec.seed},
             {"backend", m.spec.backend}, {"dtype", m.spec.dtype}, {"expert_act", act},
             {"router_precision", m.spec.router_precision}};
+  if (!m.config_file.empty()) m.json["config"] = o.get<std::string>("config", "");  // as written: source-relative
+  if (vocab) m.json["vocab_size"] = vocab;
   return m;
 }
 
@@ -237,7 +256,12 @@ json ExperimentConfig::step_section(const std::string& step) const {
   }
   if (step == "eval")
     return {{"tasks", eval_tasks}, {"limit", eval_limit}, {"bootstrap_iters", eval_bootstrap_iters}};
+  if (step == "train") return train;
   return json::object();
+}
+
+bool ExperimentConfig::trains(const ModelEntry& m) const {
+  return std::count(m.steps.begin(), m.steps.end(), "train") > 0;
 }
 
 bool ExperimentConfig::selected(const ModelEntry& m, const std::string& step) const {
@@ -261,7 +285,7 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
     fail(path, ": invalid JSON: ", e.what());
   }
   Obj top(c.raw, file, {"name", "description", "backend", "dtype", "models", "steps", "forward", "generate", "flops",
-                        "latency", "routing", "eval"});
+                        "latency", "routing", "eval", "train"});
   c.name = top.need<std::string>("name");
   check_name(file + ": name", c.name);
   c.description = top.get<std::string>("description", "");
@@ -355,6 +379,18 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
     check_positive(o.where, "bootstrap_iters", c.eval_bootstrap_iters, 0);
   }
 
+  {
+    // Checked in full with a stand-in model (the real one comes from each model entry).
+    c.train = top.sub("train");
+    for (const char* k : {"preset", "config", "init_from", "seed", "vocab_size"})
+      if (c.train.contains(k)) fail(file, ": train: '", k, "' belongs in each model entry, not the train section");
+    if (uses("train")) {
+      json probe = c.train;
+      probe["preset"] = "tiny-mamba-50k";
+      train::train_config_from_json(probe, file + ": train", source_dir());
+    }
+  }
+
   const json& models = top.sub("models");
   if (!models.is_array() || models.empty()) fail(file, ": 'models' must be a non-empty array");
   std::set<std::string> names;
@@ -362,6 +398,8 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
     ModelEntry m = parse_model(models[i], file + ": models[" + std::to_string(i) + "]", opt, backend, dtype);
     if (!names.insert(m.name).second) fail(file, ": two models are named '", m.name, "'");
     if (m.steps.empty()) m.steps = c.steps;
+    if (!m.config_file.empty() && !c.trains(m))
+      fail(file, ": model '", m.name, "' names a config without weights; it needs the 'train' step");
     c.models.push_back(std::move(m));
   }
 

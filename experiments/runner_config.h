@@ -6,7 +6,10 @@
 //               {"name": "bm-2.8b", "dir": "${models_dir}/BlackMamba-2.8B", "download": "Zyphra/BlackMamba-2.8B",
 //                "train_tokens": 3e11, "steps": ["info", "eval"]}],
 //    "steps": ["info", "forward", "generate", "flops", "latency", "routing", "eval"],
-//    "forward": {...}, "generate": {...}, "flops": {...}, "latency": {...}, "routing": {...}, "eval": {...}}
+//    "forward": {...}, "generate": {...}, "flops": {...}, "latency": {...}, "routing": {...}, "eval": {...},
+//    "train": {...bmh train settings (train/train_config.h) without the model and seed...}}
+// A model may instead name a family config.json ("config": "experiments/models/x.json") when it trains; "vocab_size"
+// replaces a preset's vocabulary for training.
 //
 // Relative data paths resolve against the repository root (BMH_SOURCE_DIR at build time, or the environment
 // variable of that name), so a run works from any directory. Data files are checked when a step uses them.
@@ -35,6 +38,8 @@ struct ModelEntry {
   std::string label;                // for plots (default: name)
   std::string arch;                 // default: arch_of(config)
   ModelSpec spec;                   // preset or dir, seed, backend, dtype, expert_act
+  std::string config_file;          // or a family config.json to train from scratch (needs the train step)
+  ModelConfig cfg;                  // the shape (vocab_size applied); empty for a missing checkpoint
   std::string download;             // where to get a missing checkpoint ("Zyphra/BlackMamba-2.8B")
   std::string note;                 // printed in the summary (e.g. "never released: random weights")
   double train_tokens = 0;          // tokens it was trained on (for training FLOPs); 0 = unknown
@@ -82,6 +87,10 @@ struct ExperimentConfig {
   int64_t eval_limit = 0;
   int eval_batch_size = 16;
   int eval_bootstrap_iters = 1000;
+  // train: settings of bmh train (train/train_config.h) shared by every model; each model adds its own
+  // preset/config and seed. Steps after train use the trained checkpoint.
+  nlohmann::json train = nlohmann::json::object();
+  bool trains(const ModelEntry& m) const;
 
   nlohmann::json step_section(const std::string& step) const;  // what a step's results depend on
 };

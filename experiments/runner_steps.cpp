@@ -384,9 +384,10 @@ StepResult step_eval(StepEnv& env, h5::Group g) {
 
 }  // namespace
 
-bool step_needs_model(const std::string& step) { return step != "flops"; }
+bool step_needs_model(const std::string& step) { return step != "flops" && step != "train"; }
 
 StepResult run_step(const std::string& step, StepEnv& env, h5::Group g) {
+  if (step == "train") return step_train(env, g);
   if (step == "info") return step_info(env, g);
   if (step == "forward") return step_forward(env, g);
   if (step == "generate") return step_generate(env, g);

@@ -51,6 +51,81 @@ void row(const std::vector<std::string>& cells, const std::vector<int>& widths) 
   std::printf("%s\n", line.c_str());
 }
 
+// The equal-FLOPs training table: every trained model, then each architecture's mean over its seeds, and which
+// architecture reached the lowest held-out loss for the training FLOPs spent.
+void print_training(const json& models) {
+  bool any = false;
+  for (auto it = models.begin(); it != models.end(); ++it) any |= !status_of(it.value(), "train").empty();
+  if (!any) return;
+  std::printf("\nTraining (held-out next-token loss in nats; H1 = unigram entropy of the held-out text)\n");
+  const std::vector<int> w = {18, 15, 5, 9, 10, 6, 9, 11, 7, 6, 9, 7};
+  row({"model", "arch", "seed", "act-emb M", "train GFLOP", "steps", "held-out", "h-o (train)", "H1", "<H1", "load CV",
+       "sec"}, w);
+  struct Arch {
+    std::vector<double> loss, flops;
+    double h1 = 0;
+  };
+  std::vector<std::pair<std::string, Arch>> archs;
+  for (auto it = models.begin(); it != models.end(); ++it) {
+    const json& m = it.value();
+    const json* t = summary_of(m, "train");
+    std::string cv = "-";
+    if (t && (*t)["load_cv_all"].is_array() && !(*t)["load_cv_all"].empty()) {
+      double s = 0;
+      for (const auto& x : (*t)["load_cv_all"]) s += x.get<double>();
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.3f", s / double((*t)["load_cv_all"].size()));
+      cv = buf;
+    }
+    const std::string below = t ? ((*t).value("below_unigram_entropy", false) ? "yes" : "NO") : "-";
+    row({it.key(), m.value("arch", ""), t ? std::to_string((*t).value("seed", 0)) : "-",
+         cell(m, "train", num(t, "params_active_non_embedding", "%.4f", 1e-6)),
+         cell(m, "train", num(t, "training_flops", "%.2f", 1e-9)), cell(m, "train", num(t, "steps", "%.0f")),
+         cell(m, "train", num(t, "final_val_loss", "%.4f")),
+         cell(m, "train", t && (*t).value("final_val_loss_train_routing", -1.0) >= 0
+                              ? num(t, "final_val_loss_train_routing", "%.4f") : "-"),
+         cell(m, "train", num(t, "val_unigram_entropy", "%.4f")),
+         cell(m, "train", below), cell(m, "train", cv), cell(m, "train", num(t, "seconds", "%.1f"))},
+        w);
+    if (!t) continue;
+    const std::string a = m.value("arch", "other");
+    auto f = std::find_if(archs.begin(), archs.end(), [&](const auto& p) { return p.first == a; });
+    if (f == archs.end()) {
+      archs.push_back({a, {}});
+      f = archs.end() - 1;
+    }
+    f->second.loss.push_back((*t).value("final_val_loss", 0.0));
+    f->second.flops.push_back((*t).value("training_flops", 0.0));
+    f->second.h1 = (*t).value("val_unigram_entropy", 0.0);
+  }
+  if (archs.empty()) return;
+  std::printf("  act-emb: active parameters outside the embedding and head (matched across architectures); held-out: "
+              "with the inference\n  routing (argmax of the sigmoid, switch_mlp.py); h-o (train): MoE models routed as "
+              "in training (Sinkhorn over the batch);\n  load CV: std/mean of the tokens per expert over the whole "
+              "run, mean over MoE layers\n");
+  std::printf("\nPer architecture (mean over seeds, [min, max]):\n");
+  const std::pair<std::string, Arch>* best = nullptr;
+  double best_mean = 0;
+  for (const auto& [a, s] : archs) {
+    double mean = 0, lo = s.loss[0], hi = s.loss[0], fl = 0;
+    for (size_t i = 0; i < s.loss.size(); ++i) {
+      mean += s.loss[i];
+      fl += s.flops[i];
+      lo = std::min(lo, s.loss[i]);
+      hi = std::max(hi, s.loss[i]);
+    }
+    mean /= double(s.loss.size());
+    fl /= double(s.loss.size());
+    std::printf("  %-16s held-out %.4f [%.4f, %.4f] over %zu seed%s at %.3g training FLOPs (%.4f below H1)\n",
+                a.c_str(), mean, lo, hi, s.loss.size(), s.loss.size() > 1 ? "s" : "", fl, s.h1 - mean);
+    if (!best || mean < best_mean) {
+      best = &*std::find_if(archs.begin(), archs.end(), [&](const auto& p) { return p.first == a; });
+      best_mean = mean;
+    }
+  }
+  std::printf("Lowest held-out loss per training FLOP (equal FLOPs): %s (%.4f nats)\n", best->first.c_str(), best_mean);
+}
+
 }  // namespace
 
 void print_summary(const json& results) {
@@ -134,6 +209,7 @@ void print_summary(const json& results) {
       row(r, ww);
     }
   }
+  print_training(models);
   for (auto it = models.begin(); it != models.end(); ++it) {
     const std::string note = it.value().value("note", "");
     if (!note.empty()) std::printf("  %s: %s\n", it.key().c_str(), note.c_str());

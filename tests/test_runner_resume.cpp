@@ -203,15 +203,21 @@ TEST(RunnerResume, BadExperimentsFailBeforeAnythingRuns) {
     std::string message;
   };
   std::vector<Case> cases = {
-      {"unknown step", [](json& j) { j["steps"].push_back("train"); }, "unknown step 'train'"},
+      {"unknown step", [](json& j) { j["steps"].push_back("finetune"); }, "unknown step 'finetune'"},
       {"unknown model step", [](json& j) { j["models"][0]["steps"] = {"info", "benchmark"}; }, "unknown step 'benchmark'"},
       {"unknown preset", [](json& j) { j["models"][0]["preset"] = "blackmamba-9b"; }, "unknown preset 'blackmamba-9b'"},
       {"unknown key", [](json& j) { j["latency"]["repeat"] = 3; }, "unknown key 'repeat'"},
       {"unknown task", [](json& j) { j["eval"]["tasks"] = {"mmlu"}; }, "mmlu"},
       {"missing text", [](json& j) { j["routing"]["sources"][0]["file"] = "data/text/none.txt"; }, "none.txt"},
       {"duplicate model", [](json& j) { j["models"].push_back(j["models"][0]); }, "two models are named 'tiny'"},
-      {"preset and dir", [](json& j) { j["models"][0]["dir"] = "x"; }, "exactly one of 'preset' and 'dir'"},
+      {"preset and dir", [](json& j) { j["models"][0]["dir"] = "x"; }, "exactly one of 'preset', 'dir' and 'config'"},
       {"cpu dtype", [](json& j) { j["models"][0]["dtype"] = "bf16"; }, "not one of the cpu backend's"},
+      {"config without train", [](json& j) { j["models"][0].erase("preset"); j["models"][0]["config"] = "experiments/models/blackmamba-d64.json"; },
+       "needs the 'train' step"},
+      {"train key", [](json& j) { j["steps"].push_back("train");
+         j["train"] = {{"data", {{"text", "data/text/tinyshakespeare.input.txt"}}}, {"steps", 5}, {"lrate", 1}}; },
+       "unknown key 'lrate'"},
+      {"train seed", [](json& j) { j["train"] = {{"seed", 3}}; }, "'seed' belongs in each model entry"},
       {"models_dir", [](json& j) { j["models"][0].erase("preset"); j["models"][0]["dir"] = "${models_dir}/BM"; },
        "needs --models-dir"},
   };
