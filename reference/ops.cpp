@@ -13,10 +13,20 @@ MacCounter& mac_counter() {
   return c;
 }
 
+bool& row_invariant_products() {
+  thread_local bool on = false;
+  return on;
+}
+
 template <class T> Mat<T> linear(const Mat<T>& x, const Mat<T>& W, const Vec<T>* b) {
   if (x.cols() != W.cols()) fail("linear: input width ", x.cols(), " != weight in-features ", W.cols());
   mac_counter().linear += int64_t(x.rows()) * W.rows() * W.cols();
-  Mat<T> y = x * W.transpose();
+  Mat<T> y(x.rows(), W.rows());
+  if (row_invariant_products()) {
+    for (Eigen::Index t = 0; t < x.rows(); ++t) y.row(t).transpose().noalias() = W * Vec<T>(x.row(t).transpose());
+  } else {
+    y.noalias() = x * W.transpose();
+  }
   if (b) y.rowwise() += b->transpose();
   return y;
 }
