@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -161,7 +162,7 @@ static std::vector<ScoreRequest> some_requests() {
   for (int i = 0; i < 23; ++i) {
     ScoreRequest r;
     for (int k = 0; k < 3 + (i * 7) % 11; ++k) r.tokens.push_back(10 + (i * 13 + k * 5) % 50);
-    r.n_continuation = 1 + i % 3;
+    r.n_continuation = std::min(1 + i % 3, int(r.tokens.size()) - 1);  // at least one context token
     v.push_back(r);
   }
   v.push_back(v[4]);  // duplicates are scored once

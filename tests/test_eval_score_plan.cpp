@@ -16,7 +16,7 @@ namespace {
 
 std::vector<int32_t> random_tokens(std::mt19937& rng, int n) {
   std::uniform_int_distribution<int32_t> d(1, 50000);
-  std::vector<int32_t> v(size_t(n));
+  std::vector<int32_t> v(static_cast<size_t>(n));
   for (auto& x : v) x = d(rng);
   return v;
 }
@@ -162,17 +162,18 @@ TEST(ScorePlan, GroupsOverTheBudgetSplitAndRerunThePrefix) {
   std::mt19937 rng(8);
   std::vector<int32_t> ctx = random_tokens(rng, 20);
   std::vector<ScoreRequest> reqs;
-  for (int c = 0; c < 10; ++c) reqs.push_back(make(ctx, random_tokens(rng, 5)));  // each part costs 20 + 5k
+  // n = 25, so a part of k requests costs 20 + k * (24 - 20) tokens.
+  for (int c = 0; c < 10; ++c) reqs.push_back(make(ctx, random_tokens(rng, 5)));
   std::vector<PlannedCall> calls = plan_score_calls(ptrs(reqs), {36, true});
   check_plan(calls, reqs, 36);
-  // Parts of 3 (20 + 3*5 = 35 tokens), the last one a single request scored whole (24 tokens).
+  // Parts of 4 (20 + 4 * 4 = 36 tokens) and the 2 left.
   std::vector<size_t> sizes;
   for (const auto& c : calls) {
     ASSERT_EQ(c.groups.size(), 1u);
     sizes.push_back(c.groups[0].members.size());
     EXPECT_LE(c.tokens, 36);
   }
-  EXPECT_EQ(sizes, (std::vector<size_t>{3, 3, 3, 1}));
+  EXPECT_EQ(sizes, (std::vector<size_t>{4, 4, 2}));
   // A request longer than the budget gets a call of its own.
   std::vector<ScoreRequest> big = {make(random_tokens(rng, 50), random_tokens(rng, 3)), make(ctx, {7})};
   calls = plan_score_calls(ptrs(big), {10, true});
