@@ -62,6 +62,8 @@ void run_eval(const EvalArgs& a) {
   Tokenizer tok = Tokenizer::load(tok_path);
   ModelSpec spec = a.model.resolve();
   std::unique_ptr<LanguageModel> model = load_model(spec);
+  if (a.deterministic && !model->batch_invariant())
+    fail("--deterministic: backend ", model->describe(), " does not guarantee batch-invariant scores");
   if (model->config().vocab_size < tok.vocab_size())
     fail("model ", model_label(spec), " has ", model->config().vocab_size, " vocabulary rows, fewer than the ",
          tok.vocab_size(), " ids of ", tok_path);

@@ -46,6 +46,8 @@ void run_perplexity_command(const PerplexityArgs& a) {
   Tokenizer tok = Tokenizer::load(tok_path);
   ModelSpec spec = a.model.resolve();
   std::unique_ptr<LanguageModel> model = load_model(spec);
+  if (a.deterministic && !model->batch_invariant())
+    fail("--deterministic: backend ", model->describe(), " does not guarantee batch-invariant scores");
 
   eval::ScoreOptions opt;
   opt.token_budget = a.token_budget;
