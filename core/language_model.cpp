@@ -42,20 +42,45 @@ std::vector<ScoreResult> LanguageModel::score(const std::vector<ScoreRequest>& r
     double sum = 0;
     bool greedy = true;
     for (int64_t p = n - 1 - r.n_continuation; p < n - 1; ++p) {
-      const float* row = lp + (b * Tmax + p) * V;
-      const int64_t target = r.tokens[p + 1];
-      double mx = row[0];
-      int64_t arg = 0;
-      for (int64_t v = 1; v < V; ++v)
-        if (row[v] > mx) { mx = row[v]; arg = v; }
-      double se = 0;
-      for (int64_t v = 0; v < V; ++v) se += std::exp(double(row[v]) - mx);
-      sum += double(row[target]) - mx - std::log(se);
-      greedy = greedy && arg == target;
+      auto [lp_t, is_max] = log_softmax_at(lp + (b * Tmax + p) * V, V, r.tokens[p + 1]);
+      sum += lp_t;
+      greedy = greedy && is_max;
     }
     out[b] = {sum, greedy};
   }
   return out;
+}
+
+void check_score_group(const ScoreGroup& g, int vocab_size) {
+  for (size_t k = 0; k < g.requests.size(); ++k) {
+    const ScoreRequest& r = g.requests[k];
+    const int n = int(r.tokens.size());
+    if (n < 2 || r.n_continuation < 1 || r.n_continuation >= n)
+      fail("score request needs at least one context token and one continuation token (got ", n, " tokens, ",
+           r.n_continuation, " to score)");
+    for (int t = 0; t < n; ++t)
+      if (r.tokens[t] < 0 || r.tokens[t] >= vocab_size)
+        fail("score request: id ", r.tokens[t], " at position ", t, " is outside the vocabulary [0, ", vocab_size, ")");
+    if (g.prefix < 0 || g.prefix > n - r.n_continuation)
+      fail("score group: shared prefix of ", g.prefix, " tokens does not fit request ", k, " (", n, " tokens, ",
+           r.n_continuation, " scored)");
+    for (int t = 0; t < g.prefix; ++t)
+      if (r.tokens[t] != g.requests[0].tokens[t])
+        fail("score group: request ", k, " differs from request 0 at position ", t, " inside the shared prefix of ",
+             g.prefix, " tokens");
+  }
+}
+
+std::vector<ScoreResult> LanguageModel::score_groups(const std::vector<ScoreGroup>& groups,
+                                                     const ScoreBatchOptions& opt) {
+  if (opt.deterministic && !batch_invariant())
+    fail("--deterministic: backend ", describe(), " does not guarantee batch-invariant scores");
+  std::vector<ScoreRequest> all;
+  for (const ScoreGroup& g : groups) {
+    check_score_group(g, config().vocab_size);
+    all.insert(all.end(), g.requests.begin(), g.requests.end());
+  }
+  return score(all);
 }
 
 Tensor generate_greedy(LanguageModel& model, const Tensor& ids, int n_new, Tensor* generated_logits) {

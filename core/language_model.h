@@ -1,7 +1,9 @@
 // The one interface through which evals/ and experiments/ run a model, whatever the backend.
 #pragma once
+#include <cmath>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/model_config.h"
@@ -47,6 +49,21 @@ struct ScoreResult {
   bool is_greedy = true;              // every continuation token is the argmax
 };
 
+// Requests whose first `prefix` tokens are the same (evals/ groups them by longest common token prefix). A backend
+// may run those tokens once, keep the state they leave (conv window + SSM state per Mamba block, KV cache per
+// attention block) and their last position's logits (which score the first continuation token), and run each
+// request's remainder from a copy of that state. 0 <= prefix <= tokens.size() - n_continuation for every request:
+// the prefix never covers a scored position but its own last. prefix 0: each request is scored whole.
+struct ScoreGroup {
+  int prefix = 0;
+  std::vector<ScoreRequest> requests;
+};
+struct ScoreBatchOptions {
+  // Per-request results bit-identical whatever the grouping and batching (fixed reduction order per token); a
+  // backend whose batch_invariant() is false refuses it.
+  bool deterministic = false;
+};
+
 // Recurrent decoding: conv + SSM state per Mamba block, KV cache per attention block.
 class Decoder {
  public:
@@ -68,6 +85,13 @@ class LanguageModel {
   // Default: right-padded batches through forward() (causal models: padding after a sequence cannot change
   // it). Backends override with fused log-softmax kernels.
   virtual std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests);
+  // One model call over groups of requests (evals/ keeps its computed tokens, shared prefixes counted once, within
+  // --token-budget); results flattened group by group, request by request. A backend packs the sequences back to
+  // back with no padding and runs each shared prefix once. Default: every group's requests through score(), the
+  // prefix ignored.
+  virtual std::vector<ScoreResult> score_groups(const std::vector<ScoreGroup>& groups, const ScoreBatchOptions& opt);
+  // Whether score_groups() honours ScoreBatchOptions::deterministic.
+  virtual bool batch_invariant() const { return false; }
 
   // --router-precision for every later forward, decoder and score call.
   void set_router_precision(const RouterPrecision& p) { router_precision_ = p; }
@@ -76,6 +100,22 @@ class LanguageModel {
  protected:
   RouterPrecision router_precision_;
 };
+
+// Checks a group (request shapes, ids within the vocabulary, the prefix bounds and that every request starts with
+// the same prefix tokens); names the group's request and the offending value.
+void check_score_group(const ScoreGroup& g, int vocab_size);
+// log-softmax of one logits row at `target` (lm-eval's F.log_softmax then gather) and whether target is the row's
+// first maximum (torch argmax). The exponentials run in the logits' own precision, as F.log_softmax does with
+// lm-eval's default softmax_dtype; they are summed in double.
+template <class F> std::pair<double, bool> log_softmax_at(const F* row, int64_t V, int64_t target) {
+  F mx = row[0];
+  int64_t arg = 0;
+  for (int64_t v = 1; v < V; ++v)
+    if (row[v] > mx) { mx = row[v]; arg = v; }
+  double se = 0;
+  for (int64_t v = 0; v < V; ++v) se += double(std::exp(row[v] - mx));
+  return {double(row[target]) - double(mx) - std::log(se), arg == target};
+}
 
 // Greedy decoding through the recurrent path: returns generated_ids int64 [B, T+n] and, if asked,
 // generated_logits F32 [B, n, V] (the logits each new token was chosen from).

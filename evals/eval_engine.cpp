@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "evals/journal.h"
+#include "evals/score_plan.h"
 #include "evals/task_sha256.h"
 
 namespace bmh::eval {
@@ -62,9 +63,30 @@ class ProgressBar {
 
 }  // namespace
 
+// Re-scores a sample of the computed requests alone (one call each, no shared prefix): the largest difference
+// from the packed results is what packing changes.
+static void budget_check(LanguageModel& model, const std::vector<const ScoreRequest*>& reqs,
+                         const std::vector<ScoreResult>& got, const ScoreOptions& opt, ScoreStats& st) {
+  if (opt.budget_check == 0 || reqs.empty()) return;
+  const size_t stride = std::max<size_t>(1, reqs.size() / opt.budget_check);
+  ScoreBatchOptions bo;
+  bo.deterministic = opt.deterministic;
+  for (size_t i = 0; i < reqs.size() && st.budget_check_requests < opt.budget_check; i += stride) {
+    ScoreResult alone = model.score_groups({ScoreGroup{0, {*reqs[i]}}}, bo).at(0);
+    st.budget_check_max_abs_diff = std::max(st.budget_check_max_abs_diff, std::abs(alone.logprob - got[i].logprob));
+    st.budget_check_greedy_flips += alone.is_greedy != got[i].is_greedy;
+    ++st.budget_check_requests;
+  }
+  if (opt.deterministic && (st.budget_check_max_abs_diff != 0 || st.budget_check_greedy_flips != 0))
+    std::fprintf(stderr, "%s: warning: --deterministic results changed with the packing (max |diff| %.3g)\n",
+                 opt.label.c_str(), st.budget_check_max_abs_diff);
+}
+
 std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<ScoreRequest>& requests,
                                         const ScoreOptions& opt) {
-  if (opt.batch_size < 1) fail("--batch-size must be at least 1 (got ", opt.batch_size, ")");
+  if (opt.token_budget < 1) fail("--token-budget must be at least 1 (got ", opt.token_budget, ")");
+  if (opt.deterministic && !model.batch_invariant())
+    fail("--deterministic: backend ", model.describe(), " does not guarantee batch-invariant scores");
   // One entry per unique (tokens, n_continuation).
   std::vector<std::string> keys(requests.size());
   std::unordered_map<std::string, size_t> unique_of;
@@ -77,7 +99,7 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
     slot[i] = it->second;
   }
   std::vector<ScoreResult> unique_result(unique_first.size());
-  std::vector<size_t> pending;
+  std::vector<size_t> pending;             // unique ids still to score
   for (size_t u = 0; u < unique_first.size(); ++u) {
     const std::string& key = keys[unique_first[u]];
     if (opt.journal && opt.journal->done().count(key)) {
@@ -86,38 +108,57 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
       pending.push_back(u);
     }
   }
-  // Longest first, ties by the tokens (lm-eval's _collate: (-len(toks), tuple(toks))).
-  std::sort(pending.begin(), pending.end(), [&](size_t a, size_t b) {
-    const auto& ta = requests[unique_first[a]].tokens;
-    const auto& tb = requests[unique_first[b]].tokens;
-    if (ta.size() != tb.size()) return ta.size() > tb.size();
-    if (ta != tb) return ta < tb;
-    return requests[unique_first[a]].n_continuation < requests[unique_first[b]].n_continuation;
-  });
-  int64_t total_tokens = 0;
-  for (size_t u : pending) total_tokens += int64_t(requests[unique_first[u]].tokens.size());
+  std::vector<const ScoreRequest*> todo;
+  for (size_t u : pending) todo.push_back(&requests[unique_first[u]]);
+  PlanOptions po;
+  po.token_budget = opt.token_budget;
+  po.share_prefixes = opt.share_prefixes;
+  std::vector<PlannedCall> calls = plan_score_calls(todo, po);
+  ScoreStats st;
+  st.unique_requests = unique_first.size();
+  st.computed_requests = todo.size();
+  st.calls = calls.size();
+  PlanTokens pt = plan_tokens(calls, todo);
+  st.tokens_whole = pt.whole;
+  st.tokens_computed = pt.computed;
   if (opt.journal && opt.journal->resumed() > 0)
     std::fprintf(stderr, "%s: resuming: %zu of %zu unique requests already in %s\n", opt.label.c_str(),
                  unique_first.size() - pending.size(), unique_first.size(), opt.journal->path().c_str());
-  ProgressBar bar(opt.label, pending.size(), total_tokens, opt.progress);
+  auto t0 = std::chrono::steady_clock::now();
+  ProgressBar bar(opt.label, todo.size(), pt.computed, opt.progress);
+  ScoreBatchOptions bo;
+  bo.deterministic = opt.deterministic;
+  std::vector<ScoreResult> todo_result(todo.size());
+  size_t done = 0;
   int64_t done_tokens = 0;
-  for (size_t start = 0; start < pending.size(); start += size_t(opt.batch_size)) {
-    size_t end = std::min(pending.size(), start + size_t(opt.batch_size));
-    std::vector<ScoreRequest> batch;
-    for (size_t k = start; k < end; ++k) batch.push_back(requests[unique_first[pending[k]]]);
-    std::vector<ScoreResult> got = model.score(batch);
-    if (got.size() != batch.size())
-      fail("model ", model.describe(), " returned ", got.size(), " scores for a batch of ", batch.size());
-    std::vector<std::pair<std::string, ScoreResult>> journal_batch;
-    for (size_t k = start; k < end; ++k) {
-      unique_result[pending[k]] = got[k - start];
-      journal_batch.emplace_back(keys[unique_first[pending[k]]], got[k - start]);
-      done_tokens += int64_t(batch[k - start].tokens.size());
+  for (const PlannedCall& call : calls) {
+    std::vector<ScoreGroup> groups;
+    for (const PlannedGroup& g : call.groups) {
+      ScoreGroup sg;
+      sg.prefix = g.prefix;
+      for (size_t m : g.members) sg.requests.push_back(*todo[m]);
+      groups.push_back(std::move(sg));
     }
+    std::vector<ScoreResult> got = model.score_groups(groups, bo);
+    if (got.size() != call.requests)
+      fail("model ", model.describe(), " returned ", got.size(), " scores for a call of ", call.requests, " requests");
+    std::vector<std::pair<std::string, ScoreResult>> journal_batch;
+    size_t k = 0;
+    for (const PlannedGroup& g : call.groups)
+      for (size_t m : g.members) {
+        todo_result[m] = got[k++];
+        unique_result[pending[m]] = todo_result[m];
+        journal_batch.emplace_back(keys[unique_first[pending[m]]], todo_result[m]);
+      }
     if (opt.journal) opt.journal->append(journal_batch);
-    bar.update(end, done_tokens);
+    done += call.requests;
+    done_tokens += call.tokens;
+    bar.update(done, done_tokens);
   }
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  budget_check(model, todo, todo_result, opt, st);
   if (opt.unique_requests) *opt.unique_requests = unique_first.size();
+  if (opt.stats) *opt.stats = st;
   std::vector<ScoreResult> out(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) out[i] = unique_result[slot[i]];
   return out;
@@ -189,6 +230,23 @@ std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, c
       }
     }
     results.push_back(std::move(tr));
+  }
+
+  // Prefix sharing per task, planned for each task alone (what --token-budget packs across tasks is the same or
+  // better).
+  size_t first = 0;
+  for (TaskResult& tr : results) {
+    std::unordered_map<std::string, const ScoreRequest*> uniq;
+    for (size_t i = first; i < first + tr.requests.size(); ++i) uniq.emplace(request_key(all[i]), &all[i]);
+    first += tr.requests.size();
+    std::vector<const ScoreRequest*> reqs;
+    for (const auto& [k, r] : uniq) reqs.push_back(r);
+    PlanOptions po;
+    po.token_budget = opt.score.token_budget;
+    po.share_prefixes = opt.score.share_prefixes;
+    PlanTokens pt = plan_tokens(plan_score_calls(reqs, po), reqs);
+    tr.tokens_whole = pt.whole;
+    tr.tokens_shared = pt.computed;
   }
 
   std::vector<ScoreResult> scores = score_requests(model, all, opt.score);

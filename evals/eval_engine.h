@@ -1,7 +1,8 @@
-// The evaluation engine: tasks -> lm-eval requests -> token sequences -> one model call per unique sequence,
-// longest first, in batches (a progress bar with ETA on stderr) -> per-document metrics -> aggregates.
-// Per-request results go through a Journal, so a killed run resumes; batching never changes a result (the
-// LanguageModel scores right-padded batches, and each request is scored alone in effect).
+// The evaluation engine: tasks -> lm-eval requests -> token sequences -> unique sequences grouped by shared prefix
+// and packed into model calls of at most --token-budget computed tokens, longest first (evals/score_plan.h; a
+// progress bar with ETA on stderr) -> per-document metrics -> aggregates. Per-request results go through a Journal,
+// so a killed run resumes. With --deterministic a result does not depend on the packing at all (bit for bit); by
+// default it may differ in the last bits, and a sample of requests re-scored alone measures by how much.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -18,12 +19,27 @@ namespace bmh::eval {
 
 class Journal;
 
+// What scoring did (filled when ScoreOptions::stats is set).
+struct ScoreStats {
+  size_t unique_requests = 0, computed_requests = 0, calls = 0;
+  int64_t tokens_whole = 0;        // sum of n - 1 over the computed requests: each scored whole and alone
+  int64_t tokens_computed = 0;     // with shared prefixes run once
+  size_t budget_check_requests = 0;          // requests re-scored alone (a call of their own, no shared prefix)
+  double budget_check_max_abs_diff = 0;      // largest |log-likelihood difference| against the packed run
+  size_t budget_check_greedy_flips = 0;
+  double seconds = 0;              // scoring wall time, budget check excluded
+};
+
 struct ScoreOptions {
-  int batch_size = 16;
+  int64_t token_budget = 8192;     // computed tokens per model call: no padding, shared prefixes counted once
+  bool share_prefixes = true;
+  bool deterministic = false;      // per-request results bit-identical whatever the packing (backends that can)
+  size_t budget_check = 32;        // requests re-scored alone afterwards to measure packing's effect (0: none)
   bool progress = true;
   std::string label = "scoring";   // progress bar prefix
   Journal* journal = nullptr;      // results already there are not recomputed; new ones are appended
   size_t* unique_requests = nullptr;  // out: how many unique sequences the requests were
+  ScoreStats* stats = nullptr;     // out
 };
 
 // Scores every request; identical (tokens, n_continuation) pairs are run once. Results in input order.
@@ -55,6 +71,8 @@ struct TaskResult {
   std::vector<RequestRecord> requests;  // doc order, then idx
   std::vector<DocRecord> docs;
   std::vector<MetricValue> metrics;     // in metric_list order
+  int64_t tokens_whole = 0;             // tokens this task's unique requests need scored whole and alone
+  int64_t tokens_shared = 0;            // ... with shared prefixes run once (planned for this task alone)
 };
 
 struct EvalOptions {

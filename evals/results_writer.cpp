@@ -65,6 +65,33 @@ nlohmann::ordered_json metric_number(double v) {
 
 std::string source_git_hash() { return build_git_hash(); }
 
+// How the requests were scored: packing, prefix sharing (tokens computed over tokens needed scored whole, per task
+// and in all) and the packing check (a sample re-scored alone).
+static nlohmann::ordered_json scoring_json(const std::vector<TaskResult>& results, const RunInfo& info) {
+  using json = nlohmann::ordered_json;
+  const ScoreStats& s = info.score;
+  auto ratio = [](int64_t a, int64_t b) { return b > 0 ? double(a) / double(b) : 1.0; };
+  json tasks = json::object();
+  for (const TaskResult& tr : results)
+    tasks[tr.task.name] = {{"tokens_whole", tr.tokens_whole}, {"tokens_computed", tr.tokens_shared},
+                           {"computed_over_whole", ratio(tr.tokens_shared, tr.tokens_whole)}};
+  return {{"token_budget", info.token_budget},
+          {"deterministic", info.deterministic},
+          {"share_prefixes", info.share_prefixes},
+          {"calls", s.calls},
+          {"computed_requests", s.computed_requests},
+          {"tokens_whole", s.tokens_whole},
+          {"tokens_computed", s.tokens_computed},
+          {"computed_over_whole", ratio(s.tokens_computed, s.tokens_whole)},
+          {"seconds", s.seconds},
+          {"requests_per_second", s.seconds > 0 ? double(s.computed_requests) / s.seconds : 0.0},
+          {"tasks", tasks},
+          {"budget_check", {{"against", "each request re-scored alone: a call of its own, no shared prefix"},
+                            {"requests", s.budget_check_requests},
+                            {"max_abs_loglikelihood_diff", s.budget_check_max_abs_diff},
+                            {"is_greedy_flips", s.budget_check_greedy_flips}}}};
+}
+
 nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, const RunInfo& info) {
   using json = nlohmann::ordered_json;
   json j;
@@ -124,7 +151,7 @@ nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, cons
   j["n-samples"] = nsamples;
   j["config"] = {{"model", info.model},
                  {"model_args", info.model_args},
-                 {"batch_size", info.batch_size},
+                 {"batch_size", "token-budget " + std::to_string(info.token_budget)},
                  {"batch_sizes", json::array()},
                  {"device", info.backend},
                  {"dtype", info.dtype},
@@ -141,6 +168,7 @@ nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, cons
               {"unique_requests", info.unique_requests},
               {"requests_per_second", info.seconds > 0 ? double(info.unique_requests) / info.seconds : 0.0},
               {"max_length", info.max_length},
+              {"scoring", scoring_json(results, info)},
               {"data_files", files},
               {"task_formats", formats},
               {"notes", notes},

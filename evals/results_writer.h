@@ -20,7 +20,9 @@ struct RunInfo {
   std::string model;            // model label (lm-eval "model")
   std::string model_args;       // how it was selected ("preset=tiny-blackmamba-50k,seed=0" / "dir=...")
   std::string backend, dtype;
-  int batch_size = 0;
+  int64_t token_budget = 0;     // computed tokens per model call (replaces lm-eval's batch_size)
+  bool deterministic = false, share_prefixes = true;
+  ScoreStats score;             // what scoring did
   int64_t limit = 0;
   int bootstrap_iters = 100000;
   std::string tokenizer;        // path

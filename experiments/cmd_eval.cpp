@@ -23,9 +23,11 @@ struct EvalArgs {
   ModelOptions model;
   std::string tasks, out, hellaswag_file, data_dir, tokenizer;
   int64_t limit = 0;
-  int batch_size = 16;
+  int64_t token_budget = 8192;
+  std::string batch_size;          // refused: replaced by --token-budget
+  size_t budget_check = 32;
   int bootstrap_iters = 100000;
-  bool no_progress = false;
+  bool no_progress = false, deterministic = false, no_prefix_sharing = false;
 };
 
 std::string model_name(const ModelSpec& s) {
@@ -43,9 +45,15 @@ void run_eval(const EvalArgs& a) {
   opt.task_options.data_dir = a.data_dir;
   opt.task_options.hellaswag_file = a.hellaswag_file;
   opt.bootstrap_iters = a.bootstrap_iters;
-  opt.score.batch_size = a.batch_size;
+  opt.score.token_budget = a.token_budget;
+  opt.score.deterministic = a.deterministic;
+  opt.score.share_prefixes = !a.no_prefix_sharing;
+  opt.score.budget_check = a.budget_check;
   opt.score.progress = !a.no_progress;
-  if (a.batch_size < 1) fail("--batch-size must be at least 1 (got ", a.batch_size, ")");
+  if (!a.batch_size.empty())
+    fail("--batch-size was replaced by --token-budget: tokens computed per model call, requests packed back to back "
+         "with no padding and shared prefixes run once (default 8192)");
+  if (a.token_budget < 1) fail("--token-budget must be at least 1 (got ", a.token_budget, ")");
   if (a.bootstrap_iters < 1) fail("--bootstrap-iters must be at least 1");
 
   // Everything that can be wrong with the input fails here, before a model is built or a file is written.
@@ -54,6 +62,8 @@ void run_eval(const EvalArgs& a) {
   Tokenizer tok = Tokenizer::load(tok_path);
   ModelSpec spec = a.model.resolve();
   std::unique_ptr<LanguageModel> model = load_model(spec);
+  if (a.deterministic && !model->batch_invariant())
+    fail("--deterministic: backend ", model->describe(), " does not guarantee batch-invariant scores");
   if (model->config().vocab_size < tok.vocab_size())
     fail("model ", model_label(spec), " has ", model->config().vocab_size, " vocabulary rows, fewer than the ",
          tok.vocab_size(), " ids of ", tok_path);
@@ -67,7 +77,9 @@ void run_eval(const EvalArgs& a) {
   if (spec.config.override_expert_act) info.model_args += ",expert_act=" + std::string(to_string(spec.config.expert_act));
   info.backend = spec.backend;
   info.dtype = spec.dtype;
-  info.batch_size = a.batch_size;
+  info.token_budget = a.token_budget;
+  info.deterministic = a.deterministic;
+  info.share_prefixes = !a.no_prefix_sharing;
   info.limit = a.limit;
   info.bootstrap_iters = a.bootstrap_iters;
   info.tokenizer = tok_path;
@@ -78,10 +90,12 @@ void run_eval(const EvalArgs& a) {
   // Journal records are keyed by their token sequence, so they depend only on the model, its backend and dtype:
   // a resumed run may add tasks or raise --limit and still reuse them.
   nlohmann::json what = {{"model_args", info.model_args}, {"backend", spec.backend}, {"dtype", spec.dtype}};
+  if (a.deterministic) what["deterministic"] = true;  // bit-identical results: never mixed with default-mode ones
   std::filesystem::create_directories(out);
   eval::Journal journal(out + "/journal.bmhj", eval::run_fingerprint(what));
   opt.score.journal = &journal;
   opt.score.unique_requests = &info.unique_requests;
+  opt.score.stats = &info.score;
   opt.score.label = "eval";
 
   std::fprintf(stderr, "bmh eval: %s on %s%s -> %s\n", info.model.c_str(), a.tasks.c_str(),
@@ -95,9 +109,16 @@ void run_eval(const EvalArgs& a) {
   info.seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
   eval::write_results(out, results, info);
   journal.remove();
-  std::printf("%s (%s), limit: %s, batch_size: %d\n%s", info.model.c_str(), info.model_args.c_str(),
-              a.limit > 0 ? std::to_string(a.limit).c_str() : "None", a.batch_size,
-              eval::results_table(results).c_str());
+  std::printf("%s (%s), limit: %s, token_budget: %lld%s\n%s", info.model.c_str(), info.model_args.c_str(),
+              a.limit > 0 ? std::to_string(a.limit).c_str() : "None", (long long)a.token_budget,
+              a.deterministic ? ", deterministic" : "", eval::results_table(results).c_str());
+  const eval::ScoreStats& st = info.score;
+  std::printf("scored %zu requests in %zu calls: %lld tokens computed of %lld scored whole (%.3f), %.1f requests/s; "
+              "re-scored alone: %zu requests, max |loglikelihood diff| %.3g\n",
+              st.computed_requests, st.calls, (long long)st.tokens_computed, (long long)st.tokens_whole,
+              st.tokens_whole > 0 ? double(st.tokens_computed) / double(st.tokens_whole) : 1.0,
+              st.seconds > 0 ? double(st.computed_requests) / st.seconds : 0.0, st.budget_check_requests,
+              st.budget_check_max_abs_diff);
   std::printf("wrote %s/results.json and %s/requests.h5 (%zu unique requests, %.1f s)\n", out.c_str(), out.c_str(),
               info.unique_requests, info.seconds);
 }
@@ -110,8 +131,17 @@ void add_eval_command(CLI::App& app) {
   args->model.add_to(sub);
   sub->add_option("--tasks", args->tasks, "comma-separated task names")->required();
   sub->add_option("--limit", args->limit, "only the first N documents of each task (lm-eval --limit N)");
-  sub->add_option("--batch-size", args->batch_size, "requests per model call (results do not depend on it)")
-      ->default_val(16);
+  sub->add_option("--token-budget", args->token_budget,
+                  "tokens computed per model call: requests packed back to back with no padding, each shared prefix "
+                  "run once; a longer request gets a call of its own")
+      ->default_val(8192);
+  sub->add_option("--batch-size", args->batch_size, "replaced by --token-budget (refused)");
+  sub->add_flag("--deterministic", args->deterministic,
+                "per-request log-likelihoods bit-identical whatever the packing and token budget (slower)");
+  sub->add_flag("--no-prefix-sharing", args->no_prefix_sharing, "score every request whole (for comparisons)");
+  sub->add_option("--budget-check", args->budget_check,
+                  "requests re-scored alone at the end; results.json reports the largest log-likelihood difference")
+      ->default_val(32);
   sub->add_option("--out", args->out, "run directory (default results/eval-<model>[-limitN]); rerun to resume");
   sub->add_option("--hellaswag-file", args->hellaswag_file,
                   "HellaSwag validation file: rowanz hellaswag_val.jsonl (lm-eval-identical) or the bundled derived "

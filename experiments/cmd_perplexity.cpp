@@ -22,8 +22,9 @@ struct PerplexityArgs {
   ModelOptions model;
   std::string text, format = "auto", out, tokenizer;
   int64_t limit = 0;
-  int batch_size = 1;
-  bool no_progress = false;
+  int64_t token_budget = 8192;
+  std::string batch_size;          // refused: replaced by --token-budget
+  bool no_progress = false, deterministic = false;
 };
 
 void run_perplexity_command(const PerplexityArgs& a) {
@@ -37,14 +38,22 @@ void run_perplexity_command(const PerplexityArgs& a) {
   std::vector<eval::PerplexityDoc> docs = eval::perplexity_docs(text, format);
   if (a.limit < 0) fail("--limit must be positive");
   if (a.limit > 0 && int64_t(docs.size()) > a.limit) docs.resize(size_t(a.limit));
-  if (a.batch_size < 1) fail("--batch-size must be at least 1 (got ", a.batch_size, ")");
+  if (!a.batch_size.empty())
+    fail("--batch-size was replaced by --token-budget: tokens computed per model call, windows packed back to back "
+         "with no padding (default 8192)");
+  if (a.token_budget < 1) fail("--token-budget must be at least 1 (got ", a.token_budget, ")");
   const std::string tok_path = a.tokenizer.empty() ? default_tokenizer_path() : a.tokenizer;
   Tokenizer tok = Tokenizer::load(tok_path);
   ModelSpec spec = a.model.resolve();
   std::unique_ptr<LanguageModel> model = load_model(spec);
+  if (a.deterministic && !model->batch_invariant())
+    fail("--deterministic: backend ", model->describe(), " does not guarantee batch-invariant scores");
 
   eval::ScoreOptions opt;
-  opt.batch_size = a.batch_size;
+  opt.token_budget = a.token_budget;
+  opt.deterministic = a.deterministic;
+  eval::ScoreStats stats;
+  opt.stats = &stats;
   opt.progress = !a.no_progress;
   opt.label = "perplexity";
   std::unique_ptr<eval::Journal> journal;
@@ -52,6 +61,7 @@ void run_perplexity_command(const PerplexityArgs& a) {
     std::filesystem::create_directories(a.out);
     // Records are keyed by their token sequence: only the model, backend and dtype must match.
     nlohmann::json what = {{"model", model_label(spec)}, {"seed", spec.seed}};
+    if (a.deterministic) what["deterministic"] = true;
     journal = std::make_unique<eval::Journal>(a.out + "/journal.bmhj", eval::run_fingerprint(what));
     opt.journal = journal.get();
   }
@@ -78,13 +88,18 @@ void run_perplexity_command(const PerplexityArgs& a) {
     j["n-shot"]["wikitext"] = 0;
     j["higher_is_better"]["wikitext"] = {{"word_perplexity", false}, {"byte_perplexity", false}, {"bits_per_byte", false}};
     j["n-samples"]["wikitext"] = {{"original", eval::perplexity_docs(text, format).size()}, {"effective", docs.size()}};
-    j["config"] = {{"model", model_label(spec)}, {"batch_size", a.batch_size}, {"device", spec.backend},
+    j["config"] = {{"model", model_label(spec)}, {"batch_size", "token-budget " + std::to_string(a.token_budget)}, {"device", spec.backend},
                    {"dtype", spec.dtype}, {"limit", a.limit > 0 ? nlohmann::ordered_json(a.limit) : nullptr}};
     j["git_hash"] = eval::source_git_hash();
     j["date"] = std::chrono::duration<double>(t0.time_since_epoch()).count();
     j["bmh"] = {{"text", a.text}, {"text_sha256", eval::sha256_hex(text)}, {"format", format},
                 {"tokens", r.tokens}, {"windows", r.windows}, {"words", r.words}, {"bytes", r.bytes},
-                {"max_length", model->config().max_seq_len}, {"doc_loglikelihood", r.doc_loglikelihood}};
+                {"max_length", model->config().max_seq_len}, {"doc_loglikelihood", r.doc_loglikelihood},
+                {"scoring", {{"token_budget", a.token_budget}, {"deterministic", a.deterministic},
+                             {"calls", stats.calls}, {"tokens_computed", stats.tokens_computed},
+                             {"seconds", stats.seconds},
+                             {"budget_check", {{"requests", stats.budget_check_requests},
+                                               {"max_abs_loglikelihood_diff", stats.budget_check_max_abs_diff}}}}}};
     eval::write_file_atomic(a.out + "/results.json", j.dump(2) + "\n");
     journal->remove();
     std::printf("wrote %s/results.json\n", a.out.c_str());
@@ -102,7 +117,11 @@ void add_perplexity_command(CLI::App& app) {
                   "document; auto: wikitext for wiki.{test,valid,train}.raw")
       ->check(CLI::IsMember({"auto", "wikitext", "plain"}))->default_val("auto");
   sub->add_option("--limit", args->limit, "only the first N documents");
-  sub->add_option("--batch-size", args->batch_size, "windows per model call (each holds [T, V] fp32 logits)")->default_val(1);
+  sub->add_option("--token-budget", args->token_budget,
+                  "tokens computed per model call (windows packed back to back, no padding)")->default_val(8192);
+  sub->add_option("--batch-size", args->batch_size, "replaced by --token-budget (refused)");
+  sub->add_flag("--deterministic", args->deterministic,
+                "per-window log-likelihoods bit-identical whatever the packing and token budget (slower)");
   sub->add_option("--out", args->out, "write <out>/results.json (and resume from <out>/journal.bmhj)");
   sub->add_option("--tokenizer", args->tokenizer, "tokenizer.json (default: the bundled GPT-NeoX-20B one)");
   sub->add_flag("--no-progress", args->no_progress, "no progress bar");

@@ -330,7 +330,7 @@ StepResult step_eval(StepEnv& env, h5::Group g) {
   eo.tasks = e.eval_tasks;
   eo.limit = e.eval_limit;
   eo.bootstrap_iters = e.eval_bootstrap_iters;
-  eo.score.batch_size = e.eval_batch_size;
+  eo.score.token_budget = int64_t(e.eval_batch_size) * lm.config().max_seq_len;  // "batch_size": N max-length requests
   eo.score.label = env.model.name;
   json fp = {{"model", env.model.json}, {"eval", e.step_section("eval")}};
   eval::Journal journal(env.work_dir + "/eval.journal", eval::run_fingerprint(fp));

@@ -141,13 +141,27 @@ template <class T> SequenceState<T> RefModel<T>::new_state() const {
 template <class T>
 Mat<T> RefModel<T>::run(const std::vector<int64_t>& tokens, SequenceState<T>& st, SequenceTrace* trace,
                         const std::vector<std::vector<int64_t>>* forced, const RouterPrecision* precision) const {
+  return run_rows(tokens, &st, nullptr, trace, forced, nullptr, precision);
+}
+
+template <class T>
+Mat<T> RefModel<T>::run_packed(const std::vector<int64_t>& tokens, const PackedSegments<T>& segments,
+                               const std::vector<int64_t>& head_rows) const {
+  return run_rows(tokens, nullptr, &segments, nullptr, nullptr, &head_rows);
+}
+
+// One sequence from `st`, or a packed row (`packed`, st null); the LM head at `head_rows` only when given.
+template <class T>
+Mat<T> RefModel<T>::run_rows(const std::vector<int64_t>& tokens, SequenceState<T>* st, const PackedSegments<T>* packed,
+                             SequenceTrace* trace, const std::vector<std::vector<int64_t>>* forced,
+                             const std::vector<int64_t>* head_rows, const RouterPrecision* precision) const {
   const int n = int(tokens.size()), d = cfg_.d_model;
   const DType router_half = router_rounding(precision ? *precision : router_precision_,
                                             std::is_same_v<T, float> ? DType::F32 : DType::F64);
   Mat<T> x(n, d);
   for (int t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= cfg_.vocab_size)
-      fail("input id ", tokens[t], " at position ", st.position + t, " is outside the vocabulary [0, ",
+      fail("input id ", tokens[t], " at position ", (st ? st->position : 0) + t, " is outside the vocabulary [0, ",
            cfg_.vocab_size, ")");
     x.row(t) = embed_.row(tokens[t]);
   }
@@ -166,10 +180,19 @@ Mat<T> RefModel<T>::run(const std::vector<int64_t>& tokens, SequenceState<T>& st
   for (int i = 0; i < cfg_.n_blocks(); ++i) {
     const BlockConfig& bc = cfg_.blocks[i];
     const BlockWeights<T>& w = blocks_[i];
+    auto mix = [&](const Mat<T>& hn, SequenceState<T>& s) -> Mat<T> {
+      if (bc.mixer == MixerKind::Mamba) return mamba_mixer<T>(bc.mamba, w.mamba, hn, s.mamba[i]);
+      return attention<T>(bc.attn, w.attn, hn, s.kv[i]);
+    };
     auto mixer = [&](const Mat<T>& h) -> Mat<T> {
       Mat<T> hn = norm<T>(cfg_.norm, h, w.norm_w, cfg_.norm_bias ? &w.norm_b : nullptr, cfg_.norm_eps);
-      if (bc.mixer == MixerKind::Mamba) return mamba_mixer<T>(bc.mamba, w.mamba, hn, st.mamba[i]);
-      return attention<T>(bc.attn, w.attn, hn, st.kv[i]);
+      if (!packed) return mix(hn, *st);
+      Mat<T> out(hn.rows(), hn.cols());  // segment by segment: nothing mixes across sequences
+      for (size_t s = 0; s < packed->start.size(); ++s) {
+        const int64_t a = packed->start[s], b = s + 1 < packed->start.size() ? packed->start[s + 1] : n;
+        if (b > a) out.middleRows(a, b - a) = mix(Mat<T>(hn.middleRows(a, b - a)), *packed->state[s]);
+      }
+      return out;
     };
     auto ffn = [&](const Mat<T>& h) -> Mat<T> {
       Mat<T> hn = norm<T>(cfg_.norm, h, w.mlp_norm_w, cfg_.norm_bias ? &w.mlp_norm_b : nullptr, cfg_.norm_eps);
@@ -196,7 +219,11 @@ Mat<T> RefModel<T>::run(const std::vector<int64_t>& tokens, SequenceState<T>& st
   Mat<T> h = norm<T>(cfg_.final_norm, x, final_norm_w_, cfg_.final_norm_bias ? &final_norm_b_ : nullptr,
                      cfg_.final_norm_eps);
   record(h);
-  st.position += n;
+  if (st) st->position += n;
+  if (packed)
+    for (size_t s = 0; s < packed->start.size(); ++s)
+      packed->state[s]->position += (s + 1 < packed->start.size() ? packed->start[s + 1] : n) - packed->start[s];
+  if (head_rows) h = Mat<T>(h(*head_rows, Eigen::all));  // scoring: only the rows asked for
   return linear<T>(h, cfg_.tie_embeddings ? embed_ : lm_head_, cfg_.lm_head_bias ? &lm_head_b_ : nullptr);
 }
 

@@ -35,6 +35,16 @@ struct SequenceTrace {
   bool want_hidden = false;
 };
 
+// A packed row: sequences back to back in one token list, segment s = rows [start[s], start[s+1]) (start[0] = 0),
+// each run from its own state (fresh for a new sequence, a copy of a shared prefix's state for a remainder). The
+// mixers see one segment at a time, so conv taps never reach into another sequence and the scan and attention
+// start from that segment's state (causal-conv1d's seq_idx semantics; block-diagonal causal attention with
+// positions restarting per sequence); norms, MLPs, MoE and the LM head run per token over the whole row.
+template <class T> struct PackedSegments {
+  std::vector<int64_t> start;
+  std::vector<SequenceState<T>*> state;  // advanced to each segment's end
+};
+
 template <class T> class RefModel final : public LanguageModel {
  public:
   RefModel(ModelConfig cfg, const TensorMap& canonical);
@@ -57,8 +67,21 @@ template <class T> class RefModel final : public LanguageModel {
   const Vec<T>& final_norm_w() const { return final_norm_w_; }
   const Vec<T>& final_norm_b() const { return final_norm_b_; }
   const std::vector<BlockWeights<T>>& blocks() const { return blocks_; }
+  // Runs a packed row and returns the logits [head_rows.size(), V] of the rows asked for (the LM head runs nowhere
+  // else).
+  Mat<T> run_packed(const std::vector<int64_t>& tokens, const PackedSegments<T>& segments,
+                    const std::vector<int64_t>& head_rows) const;
+
+  // Scoring with shared prefixes run once and sequences packed per thread (reference/score.cpp).
+  std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests) override;
+  std::vector<ScoreResult> score_groups(const std::vector<ScoreGroup>& groups, const ScoreBatchOptions& opt) override;
+  bool batch_invariant() const override { return true; }
 
  private:
+  Mat<T> run_rows(const std::vector<int64_t>& tokens, SequenceState<T>* state, const PackedSegments<T>* segments,
+                  SequenceTrace* trace, const std::vector<std::vector<int64_t>>* forced,
+                  const std::vector<int64_t>* head_rows, const RouterPrecision* precision = nullptr) const;
+
   ModelConfig cfg_;
   Mat<T> embed_, lm_head_;
   Vec<T> lm_head_b_, final_norm_w_, final_norm_b_;

@@ -15,10 +15,27 @@ MacCounter& mac_counter() {
   return c;
 }
 
+bool& row_invariant_products() {
+  thread_local bool on = false;
+  return on;
+}
+
 template <class T> Mat<T> linear(const Mat<T>& x, const Mat<T>& W, const Vec<T>* b) {
   if (x.cols() != W.cols()) fail("linear: input width ", x.cols(), " != weight in-features ", W.cols());
   mac_counter().linear += int64_t(x.rows()) * W.rows() * W.cols();
-  Mat<T> y = x * W.transpose();
+  Mat<T> y(x.rows(), W.rows());
+  if (row_invariant_products()) {
+    // Output features in fixed tiles (a tile of W stays in cache across the rows); each (row, tile) is one
+    // matrix-vector product whose summation order depends only on W's shape, never on the other rows.
+    constexpr Eigen::Index kTile = 256;
+    for (Eigen::Index o = 0; o < W.rows(); o += kTile) {
+      const Eigen::Index n = std::min(kTile, W.rows() - o);
+      for (Eigen::Index t = 0; t < x.rows(); ++t)
+        y.row(t).segment(o, n).transpose().noalias() = W.middleRows(o, n) * x.row(t).transpose();
+    }
+  } else {
+    y.noalias() = x * W.transpose();
+  }
   if (b) y.rowwise() += b->transpose();
   return y;
 }

@@ -16,6 +16,9 @@ template <class T> using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
 // y [T, out] = x [T, in] W^T + b;  W [out, in] as torch.nn.Linear stores it.
 template <class T> Mat<T> linear(const Mat<T>& x, const Mat<T>& W, const Vec<T>* b);
+// While true (per thread), linear() runs one matrix-vector product per row: a row's result then never depends on
+// the other rows (a GEMM's blocking does), as --deterministic scoring needs.
+bool& row_invariant_products();
 
 // RMSNorm: x * rsqrt(mean(x^2) + eps) * w (+ b)  (Zyphra ops/triton/layernorm.py rms_norm_ref;
 // mamba_ssm ops/triton/layer_norm.py; transformers MambaRMSNorm).
