@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_bounded.h"
 #include "core/presets.h"
 #include "evals/task_registry.h"
 
@@ -68,10 +69,16 @@ struct Obj {
   bool has(const std::string& k) const { return j.contains(k); }
   template <class T> T get(const std::string& k, const T& dflt) const {
     if (!j.contains(k)) return dflt;
+    const json& v = j.at(k);
+    // get<int> would wrap 2^32 + 5 to 5 and truncate 2.5 to 2: integers must be integers that fit.
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (!v.is_number_integer() || !json_int_fits<T>(v))
+        fail(where, ": key '", k, "' = ", json_brief(v), " is not an integer that fits (", v.type_name(), ")");
+    }
     try {
-      return j.at(k).get<T>();
+      return v.get<T>();
     } catch (const json::exception&) {
-      fail(where, ": key '", k, "' has the wrong type (", j.at(k).type_name(), "): ", j.at(k).dump());
+      fail(where, ": key '", k, "' has the wrong type (", v.type_name(), "): ", json_brief(v));
     }
   }
   template <class T> T need(const std::string& k) const {
@@ -238,11 +245,7 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
   ExperimentConfig c;
   c.path = path;
   const std::string file = fs::path(path).filename().string();
-  try {
-    c.raw = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  c.raw = parse_json_bounded(ss.str(), path);
   Obj top(c.raw, file, {"name", "description", "backend", "dtype", "models", "steps", "forward", "generate", "flops",
                         "latency", "routing", "eval"});
   c.name = top.need<std::string>("name");
