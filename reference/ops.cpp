@@ -151,7 +151,11 @@ template <class T> Mat<T> switch_mlp(const MlpSpec& s, const MoeWeights<T>& w, c
     // argmax of the sigmoid values themselves (not the logits): where sigmoid saturates to equal values the
     // first expert wins, as torch.max does.
     std::vector<T> prob(E);
-    for (int e = 0; e < E; ++e) prob[e] = T(1) / (T(1) + std::exp(-logits(t, e)));
+    for (int e = 0; e < E; ++e) {
+      // argmax over NaN would pick an arbitrary expert (torch.max would return the NaN's index): refuse.
+      if (std::isnan(logits(t, e))) fail("router logit of expert ", e, " at token ", t, " is NaN");
+      prob[e] = T(1) / (T(1) + std::exp(-logits(t, e)));
+    }
     int best = 0;
     for (int e = 1; e < E; ++e)
       if (prob[e] > prob[best]) best = e;
