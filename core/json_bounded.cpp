@@ -26,7 +26,7 @@ nlohmann::json parse_json_bounded(std::string_view text, const std::string& wher
   } catch (const TooDeep&) {
     fail(where, ": JSON nested deeper than ", max_depth, " levels");
   } catch (const nlohmann::json::exception& e) {
-    fail(where, ": invalid JSON: ", e.what());
+    fail(where, ": not valid JSON: ", e.what());
   }
 }
 

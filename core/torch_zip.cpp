@@ -136,7 +136,7 @@ class TorchZipReader {
              stored ? "stored" : "compressed", " bytes in a ", archive_bytes_, "-byte archive (corrupt or hostile)");
     }
     if (need && st.size < need)
-      fail(path_, ": record '", name, "' holds ", st.size, " bytes but the pickle declares ", need, " (", what, ")");
+      fail(path_, ": record '", name, "' holds ", st.size, " bytes but the pickle declares ", need, " bytes (", what, ")");
     const size_t n = size_t(st.size);
     void* mem = std::aligned_alloc(64, (n + 63) / 64 * 64 + 64);
     if (!mem) fail(path_, ": cannot allocate ", n, " bytes for record '", name, "'");
