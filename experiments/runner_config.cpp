@@ -54,6 +54,9 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+template <class T> struct is_int_vector : std::false_type {};
+template <class I> struct is_int_vector<std::vector<I>> : std::is_integral<I> {};
+
 // A JSON object whose keys are all checked: get() marks a key as used, done() rejects the rest by name.
 struct Obj {
   const json& j;
@@ -74,6 +77,11 @@ struct Obj {
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
       if (!v.is_number_integer() || !json_int_fits<T>(v))
         fail(where, ": key '", k, "' = ", json_brief(v), " is not an integer that fits (", v.type_name(), ")");
+    } else if constexpr (is_int_vector<T>::value) {
+      if (v.is_array())
+        for (size_t i = 0; i < v.size(); ++i)
+          if (!v[i].is_number_integer() || !json_int_fits<typename T::value_type>(v[i]))
+            fail(where, ": key '", k, "'[", i, "] = ", json_brief(v[i]), " is not an integer that fits");
     }
     try {
       return v.get<T>();

@@ -332,6 +332,8 @@ std::vector<Case> catalogue() {
                 }, must};
   };
   c.push_back(experiment("experiment_int_wraps", [](json& e) { e["latency"]["batch"] = 4294967297LL; }, {"exp.json", "'batch'"}));
+  c.push_back(experiment("experiment_int_list_wraps", [](json& e) { e["latency"]["prompt_lengths"] = {16, 4294967360LL}; },
+                         {"exp.json", "'prompt_lengths'[1]", "4294967360"}));
   c.push_back(experiment("experiment_float_for_int", [](json& e) { e["latency"]["repeats"] = 2.5; }, {"exp.json", "'repeats'"}));
   c.push_back(experiment("experiment_nested_value", [](json& e) { e["description"] = json::array({json::array({json::array()})}); },
                          {"exp.json", "'description'"}));

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -22,7 +23,9 @@ inline const std::string& scratch_dir() {
     std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path().string();
     std::string d = base + "/bmh-fuzz-" + std::to_string(::getpid());
     std::filesystem::create_directories(d);
-    std::atexit([] { std::error_code ec; std::filesystem::remove_all(scratch_dir(), ec); });
+    // The handler runs after `dir` is destroyed (it was registered first), so it keeps its own copy.
+    static char* copy = strdup(d.c_str());
+    std::atexit([] { std::error_code ec; std::filesystem::remove_all(copy, ec); std::free(copy); });
     return d;
   }();
   return dir;

@@ -4,6 +4,6 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = bmh::fuzz::write_scratch("experiment.json", data, size);
-  bmh::fuzz::expect_named_errors([&] { (void)bmh::load_experiment(path); });
+  bmh::fuzz::expect_named_errors([&] { (void)bmh::run::load_experiment(path); });
   return 0;
 }
