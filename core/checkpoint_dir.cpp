@@ -5,12 +5,12 @@
 // the shards (each listed tensor present in its shard, no tensor in two shards).
 #include <sys/stat.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "core/json_bounded.h"
 
 namespace bmh {
 
@@ -23,19 +23,12 @@ bool is_file(const std::string& p) {
 
 Checkpoint load_sharded(const std::string& dir, const std::string& index_name, bool safetensors) {
   const std::string index_path = dir + "/" + index_name;
-  std::ifstream in(index_path);
-  if (!in) fail("cannot open ", index_path);
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& ex) {
-    fail(index_path, ": not valid JSON: ", ex.what());
-  }
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+  const nlohmann::json index = read_json_file_bounded(index_path);
+  if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object())
     fail(index_path, ": no \"weight_map\" object");
   std::map<std::string, std::string> shard_of;  // tensor -> shard file name
   std::set<std::string> shards;
-  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+  for (auto it = index.at("weight_map").begin(); it != index.at("weight_map").end(); ++it) {
     if (!it.value().is_string()) fail(index_path, ": weight_map[\"", it.key(), "\"] is not a file name");
     std::string shard = it.value().get<std::string>();
     if (shard.empty() || shard[0] == '/' || shard.find("..") != std::string::npos)

@@ -9,7 +9,7 @@ namespace bmh {
 
 MambaSpec mamba_spec(int d_model, int d_state, int d_conv, int expand, int dt_rank, bool proj_bias, bool conv_bias) {
   MambaSpec m;
-  m.d_inner = expand * d_model;
+  m.d_inner = expand * d_model;  // callers bound both (kMaxConfigExpand * kMaxConfigWidth fits an int)
   m.d_state = d_state;
   m.d_conv = d_conv;
   m.dt_rank = dt_rank > 0 ? dt_rank : int(std::ceil(d_model / 16.0));  // "auto" (mamba_layer.py)
@@ -72,22 +72,22 @@ ModelConfig parse_zyphra_config(const ConfigJson& c) {
     if (!honoured.count(it.key())) cfg.ignored_keys.push_back(it.key() + (inert.count(it.key()) ? "" : " (unknown)"));
 
   cfg.family = "zyphra-blackmamba";
-  const int n_layers = c.get<int>("num_layers");
-  cfg.d_model = c.get<int>("hidden_size");
-  cfg.vocab_size = c.get<int>("vocab_size");
-  cfg.max_seq_len = c.get<int>("max_sequence_length");
+  // Bounded before anything is sized from them (mamba_spec multiplies expansion_factor by hidden_size).
+  const int n_layers = c.get_int("num_layers", 1, kMaxConfigLayers);
+  cfg.d_model = c.get_int("hidden_size", 1, kMaxConfigWidth);
+  cfg.vocab_size = c.get_int("vocab_size", 1, kMaxConfigVocab);
+  cfg.max_seq_len = c.get_int("max_sequence_length", 1, kMaxConfigSeqLen);
   const bool bias = c.get<bool>("add_bias_linear");
-  MambaSpec mamba = mamba_spec(cfg.d_model, c.get<int>("state_size"), c.get<int>("conv_dimension"),
-                               c.get<int>("expansion_factor"), 0, bias, /*conv_bias=*/true);
+  MambaSpec mamba = mamba_spec(cfg.d_model, c.get_int("state_size", 1, kMaxConfigState),
+                               c.get_int("conv_dimension", 1, kMaxConfigConv),
+                               c.get_int("expansion_factor", 1, kMaxConfigExpand), 0, bias, /*conv_bias=*/true);
   MlpSpec ffn;
-  ffn.d_ff = c.get<int>("ffn_hidden_size");
+  ffn.d_ff = c.get_int("ffn_hidden_size", 1, kMaxConfigFfn);
   ffn.gated = c.get<bool>("swiglu");    // gated_linear_unit = swiglu
   ffn.act = Activation::GeluErf;        // activation_func = F.gelu, also inside the glu
   ffn.bias = bias;
-  if (cfg.d_model <= 0 || n_layers <= 0 || cfg.vocab_size <= 0 || ffn.d_ff <= 0 || mamba.d_state <= 0 ||
-      mamba.d_conv <= 0)
-    fail(c.path, ": hidden_size, num_layers, vocab_size, ffn_hidden_size, state_size and conv_dimension must be positive");
 
+  if (!c.has("mamba_moe_layers")) fail(c.path, ": required field 'mamba_moe_layers' is missing");
   const auto& layers = c.j.at("mamba_moe_layers");
   if (!layers.is_array() && !layers.is_string())
     fail(c.path, ": mamba_moe_layers must be a list of strings");
@@ -99,7 +99,7 @@ ModelConfig parse_zyphra_config(const ConfigJson& c) {
     }
   }
   // An empty list means every layer is a Mamba block (create_block: `not config.mamba_moe_layers`).
-  if (!entries.empty() && int(entries.size()) < n_layers)
+  if (!entries.empty() && int64_t(entries.size()) < n_layers)
     fail(c.path, ": mamba_moe_layers has ", entries.size(), " entries but num_layers is ", n_layers);
   for (int i = 0; i < n_layers; ++i)
     cfg.blocks.push_back(entries.empty() ? zyphra_block("r", i, mamba, ffn, c.path)

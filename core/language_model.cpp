@@ -17,6 +17,21 @@ void check_input_ids(const Tensor& ids, int vocab_size, const std::string& what)
            vocab_size, ")");
 }
 
+void check_sequence_bounds(const ModelConfig& cfg, int64_t B, int64_t T, int64_t n_new, const std::string& what) {
+  constexpr int64_t kMaxLogitBytes = int64_t(8) << 30;
+  if (n_new < 0) fail(what, ": --max-new-tokens ", n_new, " must be >= 0");
+  const bool attention = std::any_of(cfg.blocks.begin(), cfg.blocks.end(),
+                                     [](const BlockConfig& b) { return b.mixer == MixerKind::Attention; });
+  if (attention && T + n_new > cfg.max_seq_len)
+    fail(what, ": ", T, " prompt tokens", n_new ? " + " + std::to_string(n_new) + " new tokens" : std::string(),
+         " exceed the model's ", cfg.max_seq_len, " positions (max_position_embeddings)");
+  const int64_t rows = n_new ? n_new : T;  // generate keeps [B, n_new, V], forward [B, T, V]
+  const double bytes = double(B) * double(rows) * double(cfg.vocab_size) * 4.0;
+  if (bytes > double(kMaxLogitBytes))
+    fail(what, ": [", B, ", ", rows, ", ", cfg.vocab_size, "] float logits would take ", bytes / double(1 << 30),
+         " GiB, over the 8 GiB bound", n_new ? "; lower --max-new-tokens" : "; split the batch");
+}
+
 std::vector<ScoreResult> LanguageModel::score(const std::vector<ScoreRequest>& requests) {
   std::vector<ScoreResult> out(requests.size());
   if (requests.empty()) return out;
@@ -86,7 +101,7 @@ std::vector<ScoreResult> LanguageModel::score_groups(const std::vector<ScoreGrou
 Tensor generate_greedy(LanguageModel& model, const Tensor& ids, int n_new, Tensor* generated_logits) {
   check_input_ids(ids, model.config().vocab_size, "prompt ids");
   const int64_t B = ids.dim(0), T = ids.dim(1), V = model.config().vocab_size;
-  if (n_new < 0) fail("--max-new-tokens must be >= 0");
+  check_sequence_bounds(model.config(), B, T, n_new, "generate");
   Tensor out = Tensor::zeros(DType::I64, {B, T + n_new});
   int64_t* op = out.data_mut<int64_t>();
   const int64_t* ip = ids.data<int64_t>();

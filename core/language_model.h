@@ -121,6 +121,11 @@ template <class F> std::pair<double, bool> log_softmax_at(const F* row, int64_t 
 // generated_logits F32 [B, n, V] (the logits each new token was chosen from).
 Tensor generate_greedy(LanguageModel& model, const Tensor& ids, int n_new, Tensor* generated_logits = nullptr);
 
+// Bounds a request before anything is sized from it: attention models cannot run past max_seq_len positions,
+// and the float logits kept ([B, T, V] for forward, [B, n_new, V] for generate) stay under 8 GiB.
+// `what` names the input in errors.
+void check_sequence_bounds(const ModelConfig& cfg, int64_t B, int64_t T, int64_t n_new, const std::string& what);
+
 // Checks ids are int64 [B, T] within [0, vocab); names the offending position and value.
 void check_input_ids(const Tensor& ids, int vocab_size, const std::string& what);
 

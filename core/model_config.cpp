@@ -57,16 +57,7 @@ std::vector<int> ModelConfig::moe_blocks() const {
 }
 
 ConfigJson read_config_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(path, ": cannot open config (", std::strerror(errno), ")");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  ConfigJson c{path, {}};
-  try {
-    c.j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  ConfigJson c{path, read_json_file_bounded(path)};
   if (!c.j.is_object()) fail(path, ": expected a JSON object at the top level");
   return c;
 }

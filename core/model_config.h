@@ -108,6 +108,7 @@ struct ModelConfig {
 struct ConfigOptions {
   bool override_expert_act = false;        // --expert-act
   Activation expert_act = Activation::GeluErf;
+  bool allow_nonfinite = false;            // --allow-nonfinite: NaN/Inf weights warn instead of failing the load
 };
 ModelConfig load_model_config(const std::string& dir, const ConfigOptions& opt = {});
 

@@ -10,6 +10,26 @@
 
 namespace bmh::pickle {
 
+Object::~Object() {
+  if (items.empty() && entries.empty()) return;
+  std::vector<Ref> pending;
+  auto take_children = [&pending](Object& o) {
+    for (auto& r : o.items) pending.push_back(std::move(r));
+    for (auto& [k, v] : o.entries) {
+      pending.push_back(std::move(k));
+      pending.push_back(std::move(v));
+    }
+    o.items.clear();
+    o.entries.clear();
+  };
+  take_children(*this);
+  while (!pending.empty()) {
+    Ref r = std::move(pending.back());
+    pending.pop_back();
+    if (r && r.use_count() == 1) take_children(*r);  // the last owner: empty it so that it dies shallow
+  }
+}
+
 Ref make(Kind k) {
   auto o = std::make_shared<Object>();
   o->kind = k;
@@ -123,6 +143,53 @@ class Unpickler {
   std::vector<Ref> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Ref> memo_;
+  // Containers that gained children after they were built: every reference cycle passes through one of them
+  // (a new tuple/list/dict cannot contain itself), so emptying them breaks every cycle.
+  std::vector<std::weak_ptr<Object>> mutated_;
+
+ public:
+  // Refuses a cycle reachable from root (iterative DFS); then empties mutated containers the result does not
+  // reach, so that cycles left in the memo do not leak.
+  void refuse_cycles(const Ref& root) {
+    std::unordered_map<const Object*, int> state;  // 1 on the current path, 2 finished
+    std::vector<std::pair<const Object*, size_t>> path{{root.get(), 0}};
+    state[root.get()] = 1;
+    while (!path.empty()) {
+      auto& [o, next] = path.back();
+      const size_t n_items = o->items.size(), n_children = n_items + 2 * o->entries.size();
+      if (next == n_children) {
+        state[o] = 2;
+        path.pop_back();
+        continue;
+      }
+      const size_t k = next++;
+      const Object* c = k < n_items ? o->items[k].get()
+                                    : ((k - n_items) % 2 ? o->entries[(k - n_items) / 2].second.get()
+                                                         : o->entries[(k - n_items) / 2].first.get());
+      auto it = state.find(c);
+      if (it == state.end()) {
+        state[c] = 1;
+        path.emplace_back(c, 0);
+      } else if (it->second == 1) {
+        fail(where_, ": the pickle holds a reference cycle (a ", kind_name(c->kind),
+             " that contains itself); checkpoints never do");
+      }
+    }
+    for (auto& w : mutated_)
+      if (auto o = w.lock(); o && !state.count(o.get())) o->items.clear(), o->entries.clear();
+  }
+  // After an error: empties every mutated container, breaking any cycle before the stack and memo are freed.
+  void break_cycles() {
+    for (auto& w : mutated_)
+      if (auto o = w.lock()) {
+        std::vector<Ref> items = std::move(o->items);
+        std::vector<std::pair<Ref, Ref>> entries = std::move(o->entries);
+        o->items.clear();
+        o->entries.clear();
+      }
+  }
+
+ private:
 
   template <class... Parts>
   [[noreturn]] void bad(const Parts&... parts) const {
@@ -190,11 +257,13 @@ class Unpickler {
   }
   void set_items(Ref& dict, std::vector<Ref>& kv) {
     if (!dict->is(Kind::Dict)) bad("SETITEM(S) on a ", kind_name(dict->kind), ", not a dict");
+    mutated_.push_back(dict);
     if (kv.size() % 2) bad("SETITEMS with an odd number (", kv.size(), ") of keys and values");
     for (size_t k = 0; k < kv.size(); k += 2) dict->entries.emplace_back(kv[k], kv[k + 1]);
   }
   void append_items(Ref& list, std::vector<Ref>& items) {
     if (!list->is(Kind::List)) bad("APPEND(S) on a ", kind_name(list->kind), ", not a list");
+    mutated_.push_back(list);
     for (auto& it : items) list->items.push_back(it);
   }
   void memo_put(uint64_t idx) { memo_[idx] = top(); }
@@ -356,7 +425,15 @@ class Unpickler {
 }  // namespace
 
 Ref unpickle(const uint8_t* data, size_t size, const std::string& where, const Hooks& hooks) {
-  return Unpickler(data, size, where, hooks).run();
+  Unpickler u(data, size, where, hooks);
+  try {
+    Ref root = u.run();
+    u.refuse_cycles(root);
+    return root;
+  } catch (...) {
+    u.break_cycles();
+    throw;
+  }
 }
 
 }  // namespace bmh::pickle

@@ -27,6 +27,11 @@ struct Object {
   std::vector<std::pair<Ref, Ref>> entries;  // Dict, in insertion order (a repeated key is kept twice)
   std::shared_ptr<void> native;              // Native: what a hook built
 
+  Object() = default;
+  Object(const Object&) = default;
+  Object& operator=(const Object&) = default;
+  // Iterative: a tree nested 10^6 deep is torn down without one stack frame per level.
+  ~Object();
   bool is(Kind k) const { return kind == k; }
 };
 
@@ -48,7 +53,9 @@ struct Hooks {
   std::function<void(const Ref& obj, const Ref& state)> build;
 };
 
-// Runs the pickle in data[0, size). `where` names the source in errors ("FILE:data.pkl").
+// Runs the pickle in data[0, size). `where` names the source in errors ("FILE:data.pkl"). A result that holds
+// a reference cycle (a container inside itself, built through the memo) is refused; torch.save never writes
+// one. Whether it succeeds or throws, no cycle it built outlives it (no leak).
 Ref unpickle(const uint8_t* data, size_t size, const std::string& where, const Hooks& hooks);
 
 }  // namespace bmh::pickle

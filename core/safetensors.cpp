@@ -15,6 +15,7 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "core/json_bounded.h"
 #include "core/mapped_file.h"
 
 namespace bmh {
@@ -36,18 +37,18 @@ struct Entry {
 
 uint64_t json_u64(const nlohmann::json& v, const std::string& path, const std::string& name, const char* field) {
   if (!v.is_number_unsigned())  // nlohmann parses every non-negative integer literal as unsigned
-    fail(path, ": tensor '", name, "': ", field, " must hold non-negative integers, got ", v.dump());
+    fail(path, ": tensor '", name, "': ", field, " must hold non-negative integers, got ", json_brief(v));
   return v.get<uint64_t>();
 }
 
 Entry parse_entry(const std::string& path, const std::string& name, const nlohmann::json& info) {
-  if (!info.is_object()) fail(path, ": tensor '", name, "': header entry is not an object: ", info.dump());
+  if (!info.is_object()) fail(path, ": tensor '", name, "': header entry is not an object: ", json_brief(info));
   for (const char* field : {"dtype", "shape", "data_offsets"})
     if (!info.contains(field)) fail(path, ": tensor '", name, "': header entry lacks \"", field, "\"");
   Entry e;
   e.name = name;
   const auto& dt = info["dtype"];
-  if (!dt.is_string()) fail(path, ": tensor '", name, "': dtype must be a string, got ", dt.dump());
+  if (!dt.is_string()) fail(path, ": tensor '", name, "': dtype must be a string, got ", json_brief(dt));
   const std::string dname = dt.get<std::string>();
   if (!dtype_from_name(dname, &e.dtype)) {
     bool known = std::any_of(std::begin(kKnownUnsupported), std::end(kKnownUnsupported),
@@ -56,7 +57,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
          " (supported: F32 F64 BF16 F16 I64 I32 I16 I8 U8 BOOL)");
   }
   const auto& sh = info["shape"];
-  if (!sh.is_array()) fail(path, ": tensor '", name, "': shape must be an array, got ", sh.dump());
+  if (!sh.is_array()) fail(path, ": tensor '", name, "': shape must be an array, got ", json_brief(sh));
   for (const auto& d : sh) {
     uint64_t v = json_u64(d, path, name, "shape");
     if (v > uint64_t(INT64_MAX)) fail(path, ": tensor '", name, "': dimension ", v, " is too large");
@@ -64,7 +65,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
   }
   const auto& off = info["data_offsets"];
   if (!off.is_array() || off.size() != 2)
-    fail(path, ": tensor '", name, "': data_offsets must be [begin, end], got ", off.dump());
+    fail(path, ": tensor '", name, "': data_offsets must be [begin, end], got ", json_brief(off));
   e.begin = json_u64(off[0], path, name, "data_offsets");
   e.end = json_u64(off[1], path, name, "data_offsets");
   return e;
@@ -94,12 +95,10 @@ Checkpoint read_safetensors(const std::string& path) {
     fail(path, ": safetensors header length ", n, " exceeds the ", size - 8,
          " bytes after the length field (file is ", size, " bytes; truncated?)");
 
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(base + 8, base + 8 + n);
-  } catch (const nlohmann::json::exception& ex) {
-    fail(path, ": safetensors header (", n, " bytes) is not valid JSON: ", ex.what());
-  }
+  // Depth-bounded: a header nested 10^6 deep would otherwise overflow the stack in a later recursive walk.
+  nlohmann::json header = parse_json_bounded(
+      std::string_view(reinterpret_cast<const char*>(base + 8), size_t(n)), path + ": safetensors header (" +
+      std::to_string(n) + " bytes)");
   if (!header.is_object()) fail(path, ": safetensors header is not a JSON object");
 
   std::vector<Entry> entries;

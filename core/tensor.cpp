@@ -84,8 +84,11 @@ std::string shape_str(const Shape& s) {
 }
 
 int64_t shape_numel(const Shape& s) {
+  for (auto d : s)
+    if (d == 0) return 0;  // [2^40, 2^40, 0] is empty, not an overflow
   int64_t n = 1;
-  for (auto d : s) n *= d;
+  for (auto d : s)
+    if (__builtin_mul_overflow(n, d, &n)) fail("shape ", shape_str(s), " has more elements than int64 can count");
   return n;
 }
 
@@ -95,7 +98,9 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
-  size_t bytes = t.nbytes();
+  size_t bytes;
+  if (__builtin_mul_overflow(size_t(t.numel()), dtype_size(dtype), &bytes))
+    fail("tensor ", t.describe(), " has more bytes than memory can address");
   auto buf = std::shared_ptr<uint8_t[]>(new uint8_t[bytes ? bytes : 1]());
   t.data_ = buf.get();
   t.owner_ = std::shared_ptr<const void>(buf, buf.get());
@@ -116,7 +121,7 @@ Tensor Tensor::from_f32(const std::vector<float>& v, Shape shape) {
   if (shape_numel(shape) != int64_t(v.size()))
     fail("from_f32: ", v.size(), " values do not fill shape ", shape_str(shape));
   Tensor t = zeros(DType::F32, std::move(shape));
-  std::memcpy(t.raw_mut(), v.data(), v.size() * 4);
+  if (!v.empty()) std::memcpy(t.raw_mut(), v.data(), v.size() * 4);  // v.data() may be null when empty
   return t;
 }
 
@@ -124,7 +129,7 @@ Tensor Tensor::from_i64(const std::vector<int64_t>& v, Shape shape) {
   if (shape_numel(shape) != int64_t(v.size()))
     fail("from_i64: ", v.size(), " values do not fill shape ", shape_str(shape));
   Tensor t = zeros(DType::I64, std::move(shape));
-  std::memcpy(t.raw_mut(), v.data(), v.size() * 8);
+  if (!v.empty()) std::memcpy(t.raw_mut(), v.data(), v.size() * 8);
   return t;
 }
 
@@ -154,7 +159,7 @@ std::vector<int64_t> Tensor::to_i64() const {
   const int64_t n = numel();
   std::vector<int64_t> out(n);
   switch (dtype_) {
-    case DType::I64: std::memcpy(out.data(), data_, n * 8); break;
+    case DType::I64: if (n) std::memcpy(out.data(), data_, n * 8); break;  // data_ may be null when empty
     case DType::I32: { auto p = data<int32_t>(); for (int64_t i = 0; i < n; ++i) out[i] = p[i]; break; }
     case DType::I16: { auto p = data<int16_t>(); for (int64_t i = 0; i < n; ++i) out[i] = p[i]; break; }
     case DType::I8: { auto p = data<int8_t>(); for (int64_t i = 0; i < n; ++i) out[i] = p[i]; break; }

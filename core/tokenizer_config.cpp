@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_bounded.h"
 
 namespace bmh {
 
@@ -38,12 +39,7 @@ TokenizerSpec read_tokenizer_json(const std::string& path) {
   if (!f) fail("tokenizer ", path, ": cannot open the file");
   std::stringstream ss;
   ss << f.rdbuf();
-  json root;
-  try {
-    root = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    fail("tokenizer ", path, ": not valid JSON: ", e.what());
-  }
+  const json root = parse_json_bounded(ss.str(), "tokenizer " + path);
   TokenizerSpec spec;
   spec.path = path;
   try {
@@ -111,8 +107,12 @@ TokenizerSpec read_tokenizer_json(const std::string& path) {
     if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
       size_t k = 0;
       for (const json& t : root["added_tokens"]) {
-        if (!t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") || !t["content"].is_string())
+        if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") ||
+            !t["content"].is_string())
           fail("added_tokens[", k, "] lacks an integer id or a string content");
+        // get<int32_t> would wrap 2^32 + 50276 to 50276.
+        if (!json_int_fits<int32_t>(t["id"]) || t["id"].get<int64_t>() < 0)
+          fail("added_tokens[", k, "] id ", json_brief(t["id"]), " is not a non-negative 32-bit id");
         AddedToken a;
         a.id = t["id"].get<int32_t>();
         a.content = t["content"].get<std::string>();

@@ -7,6 +7,7 @@
 // (caffe2 PyTorchStreamReader). Storages are read once and shared; contiguous tensors borrow from them.
 #include <zip.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -88,6 +89,7 @@ class TorchZipReader {
 
  private:
   std::string path_, prefix_;
+  uint64_t archive_bytes_ = 0;
   zip_t* zip_ = nullptr;
   std::map<std::string, std::shared_ptr<Storage>> storages_;
 
@@ -96,6 +98,9 @@ class TorchZipReader {
     if (!probe) fail("cannot open ", path_, ": ", std::strerror(errno));
     char head[4] = {};
     probe.read(head, 4);
+    probe.clear();
+    probe.seekg(0, std::ios::end);
+    archive_bytes_ = uint64_t(std::max<std::streamoff>(0, probe.tellg()));
     int err = 0;
     zip_ = zip_open(path_.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
     if (!zip_) {
@@ -110,14 +115,28 @@ class TorchZipReader {
     prefix_ = f.substr(0, f.find('/'));
   }
 
-  // Whole record into a 64-byte-aligned buffer; (buffer, size).
-  std::pair<std::shared_ptr<const void>, size_t> read_record(const std::string& name, const char* what) {
+  // Whole record into a 64-byte-aligned buffer; (buffer, size). The size the entry declares is checked before
+  // anything is allocated: against what its compressed bytes can inflate to, and against `need` (the bytes the
+  // pickle says the record holds; 0 when unknown).
+  std::pair<std::shared_ptr<const void>, size_t> read_record(const std::string& name, const std::string& what,
+                                                             uint64_t need = 0) {
     zip_int64_t idx = zip_name_locate(zip_, name.c_str(), ZIP_FL_ENC_RAW);
     if (idx < 0) fail(path_, ": missing record '", name, "' (", what, ")");
     zip_stat_t st;
     zip_stat_init(&st);
     if (zip_stat_index(zip_, zip_uint64_t(idx), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
       fail(path_, ": cannot stat record '", name, "': ", zip_strerror(zip_));
+    if ((st.valid & ZIP_STAT_COMP_SIZE) && (st.valid & ZIP_STAT_COMP_METHOD)) {
+      // Stored entries hold exactly their bytes; deflate expands at most 1032:1 (zlib's limit).
+      const bool stored = st.comp_method == ZIP_CM_STORE;
+      const uint64_t comp = std::min<uint64_t>(st.comp_size, archive_bytes_);  // no overflow below
+      const uint64_t most = stored ? comp : comp * 1032 + 1024;
+      if (st.comp_size > archive_bytes_ || st.size > most)
+        fail(path_, ": record '", name, "' declares ", st.size, " bytes from ", st.comp_size, " ",
+             stored ? "stored" : "compressed", " bytes in a ", archive_bytes_, "-byte archive (corrupt or hostile)");
+    }
+    if (need && st.size < need)
+      fail(path_, ": record '", name, "' holds ", st.size, " bytes but the pickle declares ", need, " bytes (", what, ")");
     const size_t n = size_t(st.size);
     void* mem = std::aligned_alloc(64, (n + 63) / 64 * 64 + 64);
     if (!mem) fail(path_, ": cannot allocate ", n, " bytes for record '", name, "'");
@@ -237,10 +256,8 @@ class TorchZipReader {
     uint64_t need = 0;
     if (numel < 0 || __builtin_mul_overflow(uint64_t(numel), uint64_t(dtype_size(dt)), &need))
       fail(path_, ": storage '", key, "' has an invalid element count ", numel);
-    auto bytes = read_record(rec, "tensor storage");
-    if (bytes.second < need)
-      fail(path_, ": storage record '", rec, "' holds ", bytes.second, " bytes but its ", t[1]->s, " declares ",
-           numel, " elements = ", need, " bytes");
+    // Compared with the record's declared size before it is inflated.
+    auto bytes = read_record(rec, "tensor storage of " + std::to_string(numel) + " elements", need);
     auto s = std::make_shared<Storage>();
     s->dtype = dt;
     s->key = key;
@@ -271,6 +288,11 @@ class TorchZipReader {
       if (__builtin_mul_overflow(numel, r.size[d], &numel)) fail(where(), ": element count overflows");
     }
     if (numel == 0) return Tensor::zeros(s.dtype, r.size);
+    // A view may not need more elements than its storage holds: torch.save never writes one (state dicts are
+    // saved from parameters), and a stride-0 view of 2^30 elements would turn a 1 KB file into gigabytes.
+    if (numel > s.numel)
+      fail(where(), ": the view has ", numel, " elements but its storage holds only ", s.numel,
+           " (expanding views are not weights)");
     for (size_t d = 0; d < r.size.size(); ++d) {
       int64_t span;
       if (__builtin_mul_overflow(r.size[d] - 1, r.stride[d], &span) || __builtin_add_overflow(last, span, &last))

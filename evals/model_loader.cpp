@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/model_weights.h"
 #include "core/presets.h"
+#include "core/weight_finite.h"
 #include "reference/model.h"
 #if defined(BMH_HAVE_CUDA) && __has_include("kernels/cuda_model.h")
 #include "kernels/cuda_model.h"
@@ -46,7 +47,9 @@ std::unique_ptr<LanguageModel> load_model_with(const ModelSpec& spec) {
     weights = random_weights(cfg, spec.seed, wd);
   } else {
     cfg = load_model_config(spec.dir, spec.config);
-    weights = canonicalize_weights(cfg, load_checkpoint_dir(spec.dir));
+    const Checkpoint ckpt = load_checkpoint_dir(spec.dir);
+    weights = canonicalize_weights(cfg, ckpt);
+    check_finite_weights(ckpt, spec.config.allow_nonfinite);  // after names and shapes: those errors come first
   }
   if (spec.verbose)
     for (const auto& [name, t] : weights) std::printf("  %-48s %s\n", name.c_str(), t.describe().c_str());

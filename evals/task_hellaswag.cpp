@@ -13,6 +13,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/json_bounded.h"
 #include "evals/task_jsonl.h"
 #include "evals/task_python_text.h"
 #include "evals/task_registry.h"
@@ -90,7 +91,7 @@ static Task load_rowanz_jsonl(const std::string& path) {
                label.get<std::string>().size() < 10) {
       gold = std::stoll(label.get<std::string>());
     } else {
-      fail(where(l), "field \"label\": expected an integer, got ", label.dump());
+      fail(where(l), "field \"label\": expected an integer, got ", json_brief(label));
     }
     if (gold < 0 || gold >= int64_t(d.choices.size()))
       fail(where(l), "field \"label\": label out of range: ", gold, " with ", d.choices.size(), " endings");

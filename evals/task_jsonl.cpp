@@ -1,6 +1,7 @@
 #include "evals/task_jsonl.h"
 
 #include "core/error.h"
+#include "core/json_bounded.h"
 #include "evals/task_python_text.h"
 
 namespace bmh::eval {
@@ -25,11 +26,8 @@ std::vector<JsonLine> read_jsonl(const std::string& path) {
   out.reserve(lines.size());
   for (size_t i = 0; i < lines.size(); ++i) {
     JsonLine l{path, int64_t(i + 1), {}};
-    try {
-      l.value = nlohmann::json::parse(lines[i]);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(where(l), "malformed JSON (", e.what(), ")");
-    }
+    // Depth-bounded (core/json_bounded.h): no later recursive walk of a 10^6-deep line.
+    l.value = parse_json_bounded(lines[i], where(l) + "malformed JSON");
     if (!l.value.is_object()) fail(where(l), "expected a JSON object, got ", l.value.type_name());
     out.push_back(std::move(l));
   }

@@ -15,6 +15,7 @@
 #include "evals/task_sha256.h"
 #include "experiments/command.h"
 #include "experiments/model_options.h"
+#include "experiments/output_paths.h"
 
 namespace bmh {
 namespace {
@@ -38,6 +39,7 @@ std::string model_name(const ModelSpec& s) {
 }
 
 void run_eval(const EvalArgs& a) {
+  check_output_not_input("--out", a.out, {a.model.spec.dir, a.data_dir, a.hellaswag_file, a.tokenizer});
   auto t0 = std::chrono::system_clock::now();
   eval::EvalOptions opt;
   opt.tasks = eval::parse_task_list(a.tasks);

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "experiments/command.h"
 #include "experiments/model_options.h"
+#include "experiments/output_paths.h"
 #include "experiments/route_io.h"
 
 namespace bmh {
@@ -17,9 +18,11 @@ struct GenerateArgs {
 };
 
 void run_generate(const GenerateArgs& a) {
+  check_output_not_input("--out", a.out, {a.inputs, a.model.spec.dir});
   const Tensor ids_in = read_input_ids(a.inputs);
   auto model = load_model(a.model.resolve());
   check_input_ids(ids_in, model->config().vocab_size, a.inputs + ": input_ids");
+  check_sequence_bounds(model->config(), ids_in.dim(0), ids_in.dim(1), a.max_new, a.inputs + ": input_ids");
   Tensor logits;
   Tensor ids = generate_greedy(*model, ids_in, a.max_new, &logits);
   write_safetensors(a.out, {{"generated_ids", ids}, {"generated_logits", logits}});

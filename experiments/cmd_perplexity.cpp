@@ -14,6 +14,7 @@
 #include "evals/task_sha256.h"
 #include "experiments/command.h"
 #include "experiments/model_options.h"
+#include "experiments/output_paths.h"
 
 namespace bmh {
 namespace {
@@ -28,6 +29,7 @@ struct PerplexityArgs {
 };
 
 void run_perplexity_command(const PerplexityArgs& a) {
+  check_output_not_input("--out", a.out, {a.model.spec.dir, a.text, a.tokenizer});
   auto t0 = std::chrono::system_clock::now();
   std::string text = eval::read_text_file(a.text);
   std::string format = a.format;

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/tokenizer.h"
 #include "experiments/command.h"
+#include "experiments/output_paths.h"
 
 namespace bmh {
 namespace {
@@ -43,6 +44,7 @@ Tokenizer load_tokenizer(const std::string& path) {
 }
 
 void run_tokenize(const TokenizeOptions& o) {
+  check_output_not_input("--out", o.out, {o.input, o.tokenizer});
   if (o.text.empty() == o.input.empty()) fail("tokenize: give exactly one of --text and --input");
   const Tokenizer tok = load_tokenizer(o.tokenizer);
   if (!o.input.empty()) {
@@ -99,6 +101,7 @@ std::vector<int32_t> parse_id_list(const std::string& s) {
 }
 
 void run_detokenize(const TokenizeOptions& o) {
+  check_output_not_input("--out", o.out, {o.input, o.tokenizer});
   if (o.ids.empty() == o.input.empty()) fail("detokenize: give exactly one of --ids and --input");
   const Tokenizer tok = load_tokenizer(o.tokenizer);
   if (!o.ids.empty()) {

@@ -27,6 +27,8 @@ void ModelOptions::add_to(CLI::App* app, bool required) {
   app->add_option("--expert-act", expert_act,
                   "override the MLP/expert gate activation: gelu (Zyphra's code) or silu (the paper's SwiGLU)")
       ->check(CLI::IsMember({"gelu", "silu"}));
+  app->add_flag("--allow-nonfinite", spec.config.allow_nonfinite,
+                "load checkpoints with NaN/Inf weights (warn instead of failing; non-finite logits still fail)");
 }
 
 ModelSpec ModelOptions::resolve() const {

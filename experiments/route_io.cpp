@@ -11,6 +11,7 @@ Tensor read_input_ids(const std::string& path) {
   if (it == in.tensors.end()) fail(path, ": no tensor 'input_ids'");
   if (it->second.dtype() != DType::I64 || it->second.rank() != 2)
     fail(path, ": input_ids must be int64 [B, T], got ", it->second.describe());
+  if (it->second.numel() == 0) fail(path, ": input_ids ", it->second.describe(), " is empty (B and T must be >= 1)");
   return it->second;
 }
 

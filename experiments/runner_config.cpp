@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/hub_cache.h"
+#include "core/json_bounded.h"
 #include "core/presets.h"
 #include "core/router.h"
 #include "evals/task_registry.h"
@@ -58,6 +59,9 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+template <class T> struct is_int_vector : std::false_type {};
+template <class I> struct is_int_vector<std::vector<I>> : std::is_integral<I> {};
+
 // A JSON object whose keys are all checked: get() marks a key as used, done() rejects the rest by name.
 struct Obj {
   const json& j;
@@ -73,10 +77,21 @@ struct Obj {
   bool has(const std::string& k) const { return j.contains(k); }
   template <class T> T get(const std::string& k, const T& dflt) const {
     if (!j.contains(k)) return dflt;
+    const json& v = j.at(k);
+    // get<int> would wrap 2^32 + 5 to 5 and truncate 2.5 to 2: integers must be integers that fit.
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (!v.is_number_integer() || !json_int_fits<T>(v))
+        fail(where, ": key '", k, "' = ", json_brief(v), " is not an integer that fits (", v.type_name(), ")");
+    } else if constexpr (is_int_vector<T>::value) {
+      if (v.is_array())
+        for (size_t i = 0; i < v.size(); ++i)
+          if (!v[i].is_number_integer() || !json_int_fits<typename T::value_type>(v[i]))
+            fail(where, ": key '", k, "'[", i, "] = ", json_brief(v[i]), " is not an integer that fits");
+    }
     try {
-      return j.at(k).get<T>();
+      return v.get<T>();
     } catch (const json::exception&) {
-      fail(where, ": key '", k, "' has the wrong type (", j.at(k).type_name(), "): ", j.at(k).dump());
+      fail(where, ": key '", k, "' has the wrong type (", v.type_name(), "): ", json_brief(v));
     }
   }
   template <class T> T need(const std::string& k) const {
@@ -279,11 +294,7 @@ ExperimentConfig load_experiment(const std::string& path, const LoadOptions& opt
   ExperimentConfig c;
   c.path = path;
   const std::string file = fs::path(path).filename().string();
-  try {
-    c.raw = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  c.raw = parse_json_bounded(ss.str(), path);
   Obj top(c.raw, file, {"name", "description", "backend", "dtype", "models", "steps", "forward", "generate", "flops",
                         "latency", "routing", "eval", "train"});
   c.name = top.need<std::string>("name");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <future>
 #include <thread>
@@ -44,6 +45,17 @@ template <class T> MlpWeights<T> load_mlp(const WeightGetter& g, const std::stri
     m.fc2_b = to_vec<T>(g.at(p + "fc2.bias"));
   }
   return m;
+}
+
+// NaN/Inf in the residual stream is an error naming where it first appeared (the block, or the final norm/head),
+// not all-NaN logits with exit 0. One allFinite() pass per block: O(T*d), nothing next to the matmuls.
+template <class T> void require_finite(const Mat<T>& m, int64_t position, const std::string& where) {
+  if (m.allFinite()) return;
+  for (Eigen::Index r = 0; r < m.rows(); ++r)
+    for (Eigen::Index c = 0; c < m.cols(); ++c)
+      if (!std::isfinite(m(r, c)))
+        fail("non-finite value ", double(m(r, c)), " first produced by ", where, " at token ", position + r,
+             ", dim ", c, " (non-finite weights, or an overflow)");
 }
 
 // Runs `fn(b)` for b in [0, n) on up to hardware_concurrency threads.
@@ -165,6 +177,7 @@ Mat<T> RefModel<T>::run_rows(const std::vector<int64_t>& tokens, SequenceState<T
            cfg_.vocab_size, ")");
     x.row(t) = embed_.row(tokens[t]);
   }
+  require_finite(x, (st ? st->position : 0), std::string("the embedding"));
   // Hidden states as the fixtures store them: transformers' GPT-NeoX records each block's input (entry 0 is the
   // embedding); Mamba and BlackMamba record the residual stream after each block. Both end with the final norm.
   const bool neox_convention =
@@ -200,7 +213,12 @@ Mat<T> RefModel<T>::run_rows(const std::vector<int64_t>& tokens, SequenceState<T
       const std::vector<int64_t>* f = nullptr;
       if (forced && moe_index < int(forced->size()) && !(*forced)[moe_index].empty()) f = &(*forced)[moe_index];
       MoeRoutes r;
-      Mat<T> y = switch_mlp<T>(bc.ffn, w.moe, hn, &r, f, router_half);
+      Mat<T> y;
+      try {
+        y = switch_mlp<T>(bc.ffn, w.moe, hn, &r, f, router_half);
+      } catch (const Error& e) {
+        fail("block ", i, " (moe): ", e.what());
+      }
       if (trace) trace->routes.push_back(std::move(r));
       ++moe_index;
       return y;
@@ -214,17 +232,22 @@ Mat<T> RefModel<T>::run_rows(const std::vector<int64_t>& tokens, SequenceState<T
       if (bc.mixer != MixerKind::None) x += mixer(x);
       if (bc.mlp != MlpKind::None) x += ffn(x);
     }
+    require_finite(x, (st ? st->position : 0), "block " + std::to_string(i) + " (" + to_string(bc.mixer) + " + " +
+                                       to_string(bc.mlp) + ")");
     if (!neox_convention || i + 1 < cfg_.n_blocks()) record(x);
   }
   Mat<T> h = norm<T>(cfg_.final_norm, x, final_norm_w_, cfg_.final_norm_bias ? &final_norm_b_ : nullptr,
                      cfg_.final_norm_eps);
+  require_finite(h, (st ? st->position : 0), std::string("the final norm"));
   record(h);
+  if (head_rows) h = Mat<T>(h(*head_rows, Eigen::all));  // scoring: only the rows asked for
+  Mat<T> logits = linear<T>(h, cfg_.tie_embeddings ? embed_ : lm_head_, cfg_.lm_head_bias ? &lm_head_b_ : nullptr);
+  require_finite(logits, st ? st->position : 0, std::string("the output head (logits)"));
   if (st) st->position += n;
   if (packed)
     for (size_t s = 0; s < packed->start.size(); ++s)
       packed->state[s]->position += (s + 1 < packed->start.size() ? packed->start[s + 1] : n) - packed->start[s];
-  if (head_rows) h = Mat<T>(h(*head_rows, Eigen::all));  // scoring: only the rows asked for
-  return linear<T>(h, cfg_.tie_embeddings ? embed_ : lm_head_, cfg_.lm_head_bias ? &lm_head_b_ : nullptr);
+  return logits;
 }
 
 template <class T> ForwardOutput RefModel<T>::forward(const Tensor& ids, const ForwardOptions& opt) {

@@ -174,6 +174,9 @@ template <class T> Mat<T> switch_mlp(const MlpSpec& s, const MoeWeights<T>& w, c
   if (routes) *routes = MoeRoutes{};
   if (routes) routes->top_k = k;
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    // argmax/top-k over NaN would pick an arbitrary expert (torch.max would return the NaN's index): refuse.
+    for (int e = 0; e < int(logits.cols()); ++e)
+      if (std::isnan(logits(t, e))) fail("router logit of expert ", e, " at token ", t, " is NaN");
     const TokenRoute r = route_token<T>(s, &logits(t, 0), half, forced ? forced->data() + t * k : nullptr);
     for (int j = 0; j < k; ++j) y.row(t) += mlp<T>(s, w.experts[r.expert[j]], Mat<T>(x.row(t))) * T(r.weight[j]);
     if (routes) {

@@ -9,6 +9,7 @@ pkgs=(
   libpcre2-dev        # GPT-2 pre-tokenizer regex with Unicode properties
   libutf8proc-dev     # NFC normalization
   python3-numpy python3-h5py python3-matplotlib   # plots (scripts/plot_*.py, run with /usr/bin/python3)
+  clang libclang-rt-14-dev   # only for the libFuzzer targets (scripts/fuzz.sh)
 )
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -152,7 +152,7 @@ TEST_F(BadInput, InputIdsOutsideVocabulary) {
 TEST_F(BadInput, MalformedConfigJson) {
   fs::path d = copy_fixture("pythia-tiny");
   write_file(d / "config.json", "{\"hidden_size\": 64,");
-  expect_one_line_error(forward(d), {"config.json", "invalid JSON"});
+  expect_one_line_error(forward(d), {"config.json", "not valid JSON"});
 }
 
 }  // namespace
