@@ -9,6 +9,8 @@ ModelConfig parse_zyphra_config(const ConfigJson& c);    // core/config_zyphra.c
 ModelConfig parse_mamba_ssm_config(const ConfigJson& c); // core/config_mamba.cpp
 ModelConfig parse_hf_mamba_config(const ConfigJson& c);  // core/config_mamba.cpp
 ModelConfig parse_gpt_neox_config(const ConfigJson& c);  // core/config_gpt_neox.cpp
+ModelConfig parse_mixtral_config(const ConfigJson& c);   // core/config_mixtral.cpp
+ModelConfig parse_jamba_config(const ConfigJson& c);     // core/config_jamba.cpp
 
 // Block builders shared by the parsers and the presets.
 MambaSpec mamba_spec(int d_model, int d_state, int d_conv, int expand, int dt_rank, bool proj_bias, bool conv_bias);

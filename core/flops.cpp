@@ -2,6 +2,8 @@
 // reference (reference/ops.h) whose multiply-adds it counts.
 #include "core/flops.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace bmh {
@@ -95,7 +97,9 @@ void mamba_terms(const ModelConfig& cfg, const BlockConfig& b, std::vector<FlopT
   add(v, "mamba.in_proj", MacKind::Linear, 2 * Di * d, m.in_proj_bias ? 2 * Di : 0);
   // Depthwise causal conv: K taps per channel, then bias and SiLU.
   add(v, "mamba.conv", MacKind::Conv, Di * K, (m.conv_bias ? Di : 0) + kActOps * Di);
-  add(v, "mamba.x_proj", MacKind::Linear, (R + 2 * N) * Di, 0);
+  // Jamba: RMSNorms of dt [R], B [N] and C [N] after x_proj (modeling_jamba.py JambaMambaMixer).
+  const double inner = m.inner_norms ? norm_ops(NormKind::RMSNorm, false, R) + 2 * norm_ops(NormKind::RMSNorm, false, N) : 0;
+  add(v, "mamba.x_proj", MacKind::Linear, (R + 2 * N) * Di, inner);
   // dt_proj, then + dt bias and softplus.
   add(v, "mamba.dt_proj", MacKind::Linear, R * Di, 2 * Di);
   // Selective scan: per (channel, state) h = exp(dt*A)*h + (dt*u)*B is one MAC after dt*A, exp and *B
@@ -106,10 +110,14 @@ void mamba_terms(const ModelConfig& cfg, const BlockConfig& b, std::vector<FlopT
 
 void attention_terms(const ModelConfig& cfg, const BlockConfig& b, int64_t context, std::vector<FlopTerm>& v) {
   const AttentionSpec& a = b.attn;
-  const double d = cfg.d_model, H = a.n_heads, hd = a.head_dim, c = double(context);
+  const double d = cfg.d_model, H = a.n_heads, Hkv = a.kv_heads(), hd = a.head_dim;
+  // A sliding window (Mixtral) caps the keys a query reads.
+  const double c = double(a.sliding_window > 0 ? std::min<int64_t>(context, a.sliding_window) : context);
   add(v, "attention.norm", MacKind::Linear, 0, norm_ops(cfg.norm, cfg.norm_bias, d));
-  // qkv projection, then rotary on rotary_dim dims of q and k (x*cos + rotate_half(x)*sin: 3 ops each).
-  add(v, "attention.qkv", MacKind::Linear, 3 * H * hd * d, (a.qkv_bias ? 3 * H * hd : 0) + 6 * H * a.rotary_dim);
+  // q, k, v projections (k and v with the Hkv key/value heads of grouped-query attention), then rotary on
+  // rotary_dim dims of each q and k head (x*cos + rotate_half(x)*sin: 3 ops each).
+  const double rows = (H + 2 * Hkv) * hd;
+  add(v, "attention.qkv", MacKind::Linear, rows * d, (a.qkv_bias ? rows : 0) + 3 * (H + Hkv) * a.rotary_dim);
   // q.k over the context, scaled, causal softmax.
   add(v, "attention.scores", MacKind::AttentionScores, H * hd * c, (1 + kSoftmaxOps) * H * c);
   add(v, "attention.values", MacKind::AttentionValues, H * hd * c, 0);
@@ -134,7 +142,8 @@ void mlp_terms(const ModelConfig& cfg, const BlockConfig& b, std::vector<FlopTer
     const double E = f.n_experts, k = f.top_k;
     add(v, "moe.norm", MacKind::Linear, 0, norm_ops(cfg.norm, cfg.norm_bias, d));
     // Router logits, bias, sigmoid or softmax, top-k selection (one comparison per expert per pick).
-    double gate_ops = f.router == RouterKind::SigmoidTop1 ? kActOps * E : kSoftmaxOps * E + k;
+    // Renormalising the k weights (Mixtral): their sum and k divisions.
+    double gate_ops = f.router == RouterKind::SigmoidTop1 ? kActOps * E : kSoftmaxOps * E + k + (f.renormalize ? 2 * k : 0);
     add(v, "moe.router", MacKind::Linear, E * d, (f.router_bias ? E : 0) + gate_ops + k * E);
     expert_terms("moe.expert", f, d, k, v);
     // Each expert output scaled by its gate value, the top_k outputs summed.
@@ -184,6 +193,10 @@ ModelFlops flops_per_token(const ModelConfig& cfg, int64_t context) {
 
 ModelFlops flops_sequence(const ModelConfig& cfg, int64_t T, int64_t pos0) {
   if (T < 1 || pos0 < 0) fail("flops: sequence of ", T, " tokens after ", pos0, " positions");
+  for (const BlockConfig& b : cfg.blocks)  // the affine sum below assumes every key is read
+    if (b.mixer == MixerKind::Attention && b.attn.sliding_window > 0 && pos0 + T > b.attn.sliding_window)
+      fail("flops: ", cfg.name, " has sliding_window ", b.attn.sliding_window, ", which binds for ", pos0 + T,
+           " positions; sequence FLOPs are only summed without a binding window");
   // Every term is affine in the context: f(c) = f(1) + (c - 1) * slope, slope = f(2) - f(1). The contexts of
   // the T tokens are pos0+1 .. pos0+T, so the sum is T*f(1) + slope * sum(c - 1).
   ModelFlops one = flops_per_token(cfg, 1), two = flops_per_token(cfg, 2);
@@ -209,11 +222,11 @@ ParamBreakdown param_breakdown(const ModelConfig& cfg) {
       const int64_t Di = m.d_inner, N = m.d_state, K = m.d_conv, R = m.dt_rank;
       p.mixer += norm + 2 * Di * d + (m.in_proj_bias ? 2 * Di : 0) + Di * K + (m.conv_bias ? Di : 0) +
                  (R + 2 * N) * Di + Di * R + Di /*dt bias*/ + Di * N /*A_log*/ + Di /*D*/ + d * Di +
-                 (m.out_proj_bias ? d : 0);
+                 (m.out_proj_bias ? d : 0) + (m.inner_norms ? R + 2 * N : 0);
     } else if (b.mixer == MixerKind::Attention) {
       const AttentionSpec& a = b.attn;
-      const int64_t inner = int64_t(a.n_heads) * a.head_dim;
-      p.mixer += norm + 3 * inner * d + (a.qkv_bias ? 3 * inner : 0) + d * inner + (a.out_bias ? d : 0);
+      const int64_t inner = int64_t(a.n_heads) * a.head_dim, qkv = int64_t(a.n_heads + 2 * a.kv_heads()) * a.head_dim;
+      p.mixer += norm + qkv * d + (a.qkv_bias ? qkv : 0) + d * inner + (a.out_bias ? d : 0);
     }
     const MlpSpec& f = b.ffn;
     const int64_t rows = f.gated ? 2 * int64_t(f.d_ff) : f.d_ff;
@@ -247,7 +260,7 @@ MemoryEstimate memory_estimate(const ModelConfig& cfg, int64_t context, int batc
       const double Di = b.mamba.d_inner;
       m.mamba_state += double(batch) * state_bytes * ((b.mamba.d_conv - 1) * Di + Di * b.mamba.d_state);
     } else if (b.mixer == MixerKind::Attention) {
-      m.kv_cache += double(batch) * state_bytes * 2.0 * b.attn.n_heads * b.attn.head_dim * double(context);
+      m.kv_cache += double(batch) * state_bytes * 2.0 * b.attn.kv_heads() * b.attn.head_dim * double(context);
     }
   }
   return m;

@@ -5,23 +5,30 @@
 #include <vector>
 
 #include "core/model_config.h"
+#include "core/router.h"
 #include "core/tensor.h"
 
 namespace bmh {
 
-// Routing of one MoE block over a [B, T] batch (row-major b*T + t).
+// Routing of one MoE block over a [B, T] batch (row-major b*T + t), k slots per token (slot-major last:
+// index (b*T + t)*k + j). Files name them route.{i}.expert/.prob [B,T] for top-1 (Zyphra's fixture names) and
+// route.{i}.expert/.weight [B,T,k] for top-k (experiments/route_io.h).
 struct RouteRecord {
   int block = 0;                      // index in the family's layer list
   int n_experts = 0;
-  std::vector<int64_t> expert;        // [B*T] chosen expert (top-1; first of top-k)
-  std::vector<float> prob;            // [B*T] its gate value (Zyphra: the sigmoid that scales the output)
+  int top_k = 1;
+  std::vector<int64_t> expert;        // [B*T*k] chosen experts, in descending gate order
+  std::vector<float> prob;            // [B*T*k] their gate weights (Zyphra: the sigmoid that scales the output)
   std::vector<float> router_logits;   // [B*T*E]
+  std::vector<uint8_t> tie;           // [B*T] 1 where equal gate values were resolved by index (core/router.h)
 };
 
 struct ForwardOptions {
   bool hidden_states = false;         // fill ForwardOutput::hidden_states as the fixtures define them
-  // Forced routes: block index -> [B*T] expert ids; the gate value is still the router's for that expert.
+  // Forced routes: block index -> [B*T*k] expert ids; the gate value is still the router's for that expert.
   const std::vector<std::pair<int, std::vector<int64_t>>>* force_routes = nullptr;
+  // Router precision for this call; null = the model's own (LanguageModel::router_precision).
+  const RouterPrecision* router_precision = nullptr;
 };
 
 struct ForwardOutput {
@@ -61,6 +68,13 @@ class LanguageModel {
   // Default: right-padded batches through forward() (causal models: padding after a sequence cannot change
   // it). Backends override with fused log-softmax kernels.
   virtual std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests);
+
+  // --router-precision for every later forward, decoder and score call.
+  void set_router_precision(const RouterPrecision& p) { router_precision_ = p; }
+  const RouterPrecision& router_precision() const { return router_precision_; }
+
+ protected:
+  RouterPrecision router_precision_;
 };
 
 // Greedy decoding through the recurrent path: returns generated_ids int64 [B, T+n] and, if asked,

@@ -81,11 +81,15 @@ ModelConfig load_model_config(const std::string& dir, const ConfigOptions& opt) 
     cfg = parse_hf_mamba_config(c);
   } else if (model_type == "gpt_neox") {
     cfg = parse_gpt_neox_config(c);
+  } else if (model_type == "mixtral") {
+    cfg = parse_mixtral_config(c);
+  } else if (model_type == "jamba") {
+    cfg = parse_jamba_config(c);
   } else if (model_type.empty() && c.has("d_model") && c.has("n_layer")) {
     cfg = parse_mamba_ssm_config(c);
   } else if (!model_type.empty()) {
     fail(c.path, ": model_type '", model_type, "' is not supported (supported: Zyphra BlackMamba, state-spaces mamba, ",
-         "transformers mamba and gpt_neox)");
+         "transformers mamba, gpt_neox, mixtral and jamba)");
   } else {
     fail(c.path, ": cannot tell the model family (no model_type, no mamba_moe_layers, no d_model/n_layer)");
   }

@@ -18,7 +18,9 @@ enum class MlpKind { None, Dense, Moe };
 enum class NormKind { RMSNorm, LayerNorm };
 enum class Activation { GeluErf, GeluTanh, Silu, Relu };
 // SigmoidTop1: Zyphra switch_mlp.py (sigmoid of router logits, argmax, output scaled by that sigmoid value).
-// SoftmaxTopK: Mixtral/Jamba (softmax, top-k, renormalised weights).
+// SoftmaxTopK: Mixtral/Jamba (softmax over experts in fp32, top-k; Mixtral then renormalises the k weights to sum
+// to 1 (modeling_mixtral.py MixtralSparseMoeBlock), Jamba does not (modeling_jamba.py JambaSparseMoeBlock): see
+// MlpSpec::renormalize. Ties go to the lower expert index (core/router.h).
 enum class RouterKind { SigmoidTop1, SoftmaxTopK };
 
 const char* to_string(MixerKind);
@@ -36,6 +38,9 @@ struct MambaSpec {
   bool in_proj_bias = false;
   bool out_proj_bias = false;
   bool conv_bias = true;
+  // Jamba (modeling_jamba.py JambaMambaMixer): RMSNorms on dt [R], B [N] and C [N] after x_proj.
+  bool inner_norms = false;
+  double inner_norm_eps = 1e-6;
 };
 
 struct AttentionSpec {
@@ -45,6 +50,14 @@ struct AttentionSpec {
   double rope_theta = 10000;
   bool qkv_bias = false;     // fused query_key_value, GPT-NeoX per-head [q|k|v] layout
   bool out_bias = false;
+  // Grouped-query attention (Mixtral/Jamba num_key_value_heads): key/value heads, each shared by
+  // n_heads / n_kv_heads query heads (transformers repeat_kv). 0 = n_heads.
+  int n_kv_heads = 0;
+  // qkv rows: false = GPT-NeoX per-head [q|k|v]; true = [q (n_heads*head_dim) | k (n_kv*head_dim) |
+  // v (n_kv*head_dim)], separate q/k/v projections fused at load (Mixtral, Jamba).
+  bool grouped_qkv = false;
+  int sliding_window = 0;    // Mistral/Mixtral: a query sees keys at most sliding_window-1 positions back; 0 = all
+  int kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
 };
 
 struct MlpSpec {
@@ -55,6 +68,7 @@ struct MlpSpec {
   int n_experts = 0;         // moe only
   int top_k = 1;
   RouterKind router = RouterKind::SigmoidTop1;
+  bool renormalize = false;  // SoftmaxTopK: divide the k weights by their sum (Mixtral yes, Jamba no)
   bool router_bias = true;   // Zyphra's router is nn.Linear with bias, always
 };
 
@@ -69,7 +83,8 @@ struct BlockConfig {
 };
 
 struct ModelConfig {
-  std::string family;        // "zyphra-blackmamba", "mamba-ssm", "hf-mamba", "hf-gpt-neox", "preset"
+  std::string family;        // "zyphra-blackmamba", "mamba-ssm", "hf-mamba", "hf-gpt-neox", "hf-mixtral",
+                             // "hf-jamba", "preset"
   std::string name;          // directory or preset name, for printing
   int d_model = 0;
   int vocab_size = 0;        // rows of the embedding (padded vocab); logits have this width

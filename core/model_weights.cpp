@@ -1,11 +1,23 @@
 #include "core/model_weights.h"
 
+#include <cstring>
 #include <set>
 
 #include "core/error.h"
 #include "core/weight_names.h"
 
 namespace bmh {
+
+// Concatenates same-dtype tensors along dim 0 into a new owned tensor of `shape`.
+static Tensor concat_rows(const std::vector<Tensor>& parts, const Shape& shape) {
+  Tensor out = Tensor::zeros(parts[0].dtype(), shape);
+  char* dst = static_cast<char*>(out.raw_mut());
+  for (const Tensor& p : parts) {
+    std::memcpy(dst, p.raw(), p.nbytes());
+    dst += p.nbytes();
+  }
+  return out;
+}
 
 static std::string blk(int i, const std::string& rest) { return "blocks." + std::to_string(i) + "." + rest; }
 
@@ -37,14 +49,21 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& cfg) {
       out.push_back({blk(i, "mamba.x_proj.weight"), {R + 2 * N, Di}});
       out.push_back({blk(i, "mamba.dt_proj.weight"), {Di, R}});
       out.push_back({blk(i, "mamba.dt_proj.bias"), {Di}});
+      if (m.inner_norms) {  // Jamba dt/B/C RMSNorms
+        out.push_back({blk(i, "mamba.dt_norm.weight"), {R}});
+        out.push_back({blk(i, "mamba.b_norm.weight"), {N}});
+        out.push_back({blk(i, "mamba.c_norm.weight"), {N}});
+      }
       out.push_back({blk(i, "mamba.A_log"), {Di, N}});
       out.push_back({blk(i, "mamba.D"), {Di}});
       out.push_back({blk(i, "mamba.out_proj.weight"), {d, Di}});
       if (m.out_proj_bias) out.push_back({blk(i, "mamba.out_proj.bias"), {d}});
     } else if (b.mixer == MixerKind::Attention) {
-      out.push_back({blk(i, "attn.qkv.weight"), {3 * d, d}});
-      if (b.attn.qkv_bias) out.push_back({blk(i, "attn.qkv.bias"), {3 * d}});
-      out.push_back({blk(i, "attn.dense.weight"), {d, d}});
+      const AttentionSpec& a = b.attn;
+      const int64_t qkv = int64_t(a.n_heads + 2 * a.kv_heads()) * a.head_dim, inner = int64_t(a.n_heads) * a.head_dim;
+      out.push_back({blk(i, "attn.qkv.weight"), {qkv, d}});
+      if (a.qkv_bias) out.push_back({blk(i, "attn.qkv.bias"), {qkv}});
+      out.push_back({blk(i, "attn.dense.weight"), {d, inner}});
       if (b.attn.out_bias) out.push_back({blk(i, "attn.dense.bias"), {d}});
     }
     if (b.mlp != MlpKind::None) {
@@ -71,20 +90,29 @@ TensorMap canonicalize_weights(const ModelConfig& cfg, const Checkpoint& ckpt) {
   TensorMap out;
   std::set<std::string> used;
   for (const WeightSpec& w : expected_weights(cfg)) {
-    std::string key = naming.key(w.name);
-    auto it = ckpt.tensors.find(key);
-    if (it == ckpt.tensors.end())
-      fail(naming.source, ": missing tensor '", key, "' (", w.name, ", expected shape ", shape_str(w.shape),
-           ") for ", cfg.family, " config");
-    const Tensor& t = it->second;
-    auto file = ckpt.file_of.count(key) ? ckpt.file_of.at(key) : naming.source;
-    if (!dtype_is_float(t.dtype()))
-      fail(file, ": tensor '", key, "' has dtype ", dtype_name(t.dtype()), "; expected a float dtype");
-    if (t.numel() != shape_numel(w.shape) || !naming.shape_matches(w.name, t.shape(), w.shape))
-      fail(file, ": tensor '", key, "' has shape ", shape_str(t.shape()), " but the config implies ",
-           shape_str(w.shape));
-    out[w.name] = t.reshaped(w.shape);
-    used.insert(key);
+    const std::vector<WeightNaming::Part> parts = naming.parts(w.name);
+    std::vector<Tensor> pieces;
+    for (const WeightNaming::Part& part : parts) {
+      const std::string& key = part.key;
+      Shape want = w.shape;
+      if (part.rows) want[0] = part.rows;
+      auto it = ckpt.tensors.find(key);
+      if (it == ckpt.tensors.end())
+        fail(naming.source, ": missing tensor '", key, "' (", w.name, ", expected shape ", shape_str(want),
+             ") for ", cfg.family, " config");
+      const Tensor& t = it->second;
+      auto file = ckpt.file_of.count(key) ? ckpt.file_of.at(key) : naming.source;
+      if (!dtype_is_float(t.dtype()))
+        fail(file, ": tensor '", key, "' has dtype ", dtype_name(t.dtype()), "; expected a float dtype");
+      if (t.numel() != shape_numel(want) || !naming.shape_matches(w.name, t.shape(), want))
+        fail(file, ": tensor '", key, "' has shape ", shape_str(t.shape()), " but the config implies ", shape_str(want));
+      if (!pieces.empty() && t.dtype() != pieces[0].dtype())
+        fail(file, ": tensor '", key, "' is ", dtype_name(t.dtype()), " but '", parts[0].key, "' is ",
+             dtype_name(pieces[0].dtype()), "; they are fused into ", w.name);
+      pieces.push_back(t.reshaped(want));
+      used.insert(key);
+    }
+    out[w.name] = pieces.size() == 1 ? pieces[0] : concat_rows(pieces, w.shape);
   }
   for (const auto& [key, t] : ckpt.tensors) {
     if (used.count(key) || naming.droppable(key)) continue;

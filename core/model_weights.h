@@ -7,7 +7,10 @@
 //   blocks.{i}.mamba.{in_proj.weight [2Di, d], in_proj.bias, conv1d.weight [Di, K], conv1d.bias [Di],
 //                     x_proj.weight [R+2N, Di], dt_proj.weight [Di, R], dt_proj.bias [Di], A_log [Di, N],
 //                     D [Di], out_proj.weight [d, Di], out_proj.bias}
+//   blocks.{i}.mamba.{dt_norm,b_norm,c_norm}.weight [R], [N], [N]   (Jamba inner RMSNorms)
 //   blocks.{i}.attn.{qkv.weight [3d, d] (GPT-NeoX per-head q|k|v), qkv.bias, dense.weight [d, d], dense.bias}
+//     grouped (Mixtral/Jamba): qkv.weight [(H + 2 Hkv) hd, d] = [q_proj; k_proj; v_proj], dense [d, H hd] = o_proj
+//   Mixtral/Jamba SwiGLU MLPs and experts: fc1.weight [2F, d] = [w1; w3] (gate_proj; up_proj), fc2 = w2 (down_proj)
 //   blocks.{i}.mlp.{fc1.weight [F or 2F, d], fc1.bias, fc2.weight [d, F], fc2.bias}
 //   blocks.{i}.moe.router.weight [E, d], .router.bias [E], blocks.{i}.moe.experts.{e}.fc1.weight ... as mlp
 #pragma once

@@ -109,6 +109,89 @@ ModelConfig transformer_from(const ModelConfig& bm, bool moe, int head_dim, cons
   return cfg;
 }
 
+// Mixtral (transformers MixtralConfig): every layer RMSNorm -> GQA with full RoPE -> RMSNorm -> softmax top-k
+// MoE of SwiGLU experts, renormalised weights, untied head.
+struct MixtralShape {
+  int d_model, n_layers, n_heads, n_kv_heads, head_dim, d_ff, n_experts, top_k, vocab;
+  double rope_theta;
+};
+ModelConfig mixtral(const MixtralShape& s, const std::string& name) {
+  ModelConfig cfg;
+  cfg.family = "preset";
+  cfg.name = name;
+  cfg.d_model = s.d_model;
+  cfg.vocab_size = s.vocab;
+  cfg.norm = cfg.final_norm = NormKind::RMSNorm;
+  cfg.tie_embeddings = false;
+  for (int i = 0; i < s.n_layers; ++i) {
+    BlockConfig b;
+    b.mixer = MixerKind::Attention;
+    b.mlp = MlpKind::Moe;
+    b.attn.n_heads = s.n_heads;
+    b.attn.n_kv_heads = s.n_kv_heads;
+    b.attn.head_dim = s.head_dim;
+    b.attn.rotary_dim = s.head_dim;
+    b.attn.rope_theta = s.rope_theta;
+    b.attn.grouped_qkv = true;
+    b.ffn.d_ff = s.d_ff;
+    b.ffn.gated = true;
+    b.ffn.act = Activation::Silu;
+    b.ffn.n_experts = s.n_experts;
+    b.ffn.top_k = s.top_k;
+    b.ffn.router = RouterKind::SoftmaxTopK;
+    b.ffn.renormalize = true;
+    b.ffn.router_bias = false;
+    cfg.blocks.push_back(b);
+  }
+  return cfg;
+}
+
+// Jamba (transformers JambaConfig): attention at i % attn_period == attn_offset, Mamba (with dt/B/C RMSNorms)
+// elsewhere; a top-k MoE (not renormalised) at i % expert_period == expert_offset, a dense SwiGLU MLP elsewhere.
+struct JambaShape {
+  int d_model, n_layers, n_heads, n_kv_heads, d_ff, n_experts, top_k, vocab, dt_rank;
+  int attn_period, attn_offset, expert_period, expert_offset;
+};
+ModelConfig jamba(const JambaShape& s, const std::string& name) {
+  ModelConfig cfg;
+  cfg.family = "preset";
+  cfg.name = name;
+  cfg.d_model = s.d_model;
+  cfg.vocab_size = s.vocab;
+  cfg.norm = cfg.final_norm = NormKind::RMSNorm;
+  cfg.norm_eps = cfg.final_norm_eps = 1e-6;
+  cfg.tie_embeddings = false;
+  MambaSpec m = mamba_spec(s.d_model, 16, 4, 2, s.dt_rank, false, true);
+  m.inner_norms = true;
+  for (int i = 0; i < s.n_layers; ++i) {
+    BlockConfig b;
+    if (i % s.attn_period == s.attn_offset) {
+      b.mixer = MixerKind::Attention;
+      b.attn.n_heads = s.n_heads;
+      b.attn.n_kv_heads = s.n_kv_heads;
+      b.attn.head_dim = s.d_model / s.n_heads;
+      b.attn.rotary_dim = 0;
+      b.attn.grouped_qkv = true;
+    } else {
+      b.mixer = MixerKind::Mamba;
+      b.mamba = m;
+    }
+    b.ffn.d_ff = s.d_ff;
+    b.ffn.gated = true;
+    b.ffn.act = Activation::Silu;
+    b.mlp = MlpKind::Dense;
+    if (i % s.expert_period == s.expert_offset) {
+      b.mlp = MlpKind::Moe;
+      b.ffn.n_experts = s.n_experts;
+      b.ffn.top_k = s.top_k;
+      b.ffn.router = RouterKind::SoftmaxTopK;
+      b.ffn.router_bias = false;
+    }
+    cfg.blocks.push_back(b);
+  }
+  return cfg;
+}
+
 struct Preset {
   const char* name;
   std::function<ModelConfig(const std::string&)> make;
@@ -132,6 +215,22 @@ const std::vector<Preset>& presets() {
       {"tiny-transformer-moe-50k", [](auto& n) { return transformer_from(blackmamba(tiny, n), true, 16, n); }},
       {"tiny-transformer-50k", [](auto& n) { return transformer_from(blackmamba(tiny, n), false, 16, n); }},
       {"tiny-pythia-50k", [](auto& n) { return pythia(64, 2, 4, 256, 50304, n); }},
+      // Mixtral-8x7B (mistralai/Mixtral-8x7B-v0.1 config.json; arXiv 2401.04088 Table 1): width 4096, 32 layers,
+      // 32 query / 8 key-value heads of 128, SwiGLU experts of 14336, top-2 of 8, vocab 32000, rope_theta 1e6.
+      {"mixtral-8x7b", [](auto& n) { return mixtral({4096, 32, 32, 8, 128, 14336, 8, 2, 32000, 1e6}, n); }},
+      // Jamba-v0.1 (ai21labs/Jamba-v0.1 config.json; arXiv 2403.19887 section 3): width 4096, 32 layers, attention
+      // every 8th from layer 4 (32 / 8 heads), MoE every 2nd from layer 1 with top-2 of 16 experts of 14336,
+      // Mamba d_state 16, d_conv 4, expand 2, dt_rank 256, vocab 65536.
+      {"jamba-v0.1", [](auto& n) { return jamba({4096, 32, 32, 8, 14336, 16, 2, 65536, 256, 8, 4, 2, 1}, n); }},
+      // Mixtral-like and Jamba-like shapes at BlackMamba-2.8B's width (1472), vocabulary and active parameters
+      // (~630M incl. embeddings, untied heads as both families): Mixtral-like keeps BlackMamba's 18 MoE layers
+      // (each now attention + top-2 of 8); Jamba-like has 24 layers, its 1:7 attention ratio and MoE every 2nd
+      // layer (top-2 of 16). Expert widths chosen so `bmh info` shows equal active parameters (within 1%).
+      {"mixtral-like-2.8b", [](auto& n) { return mixtral({1472, 18, 16, 4, 92, 2408, 8, 2, 50304, 1e6}, n); }},
+      {"jamba-like-2.8b", [](auto& n) { return jamba({1472, 24, 16, 4, 1112, 16, 2, 50304, 92, 8, 4, 2, 1}, n); }},
+      // Tiny shapes of the two families with the real vocabulary, for tests and the default experiment.
+      {"tiny-mixtral-50k", [](auto& n) { return mixtral({64, 4, 4, 2, 16, 128, 8, 2, 50304, 1e6}, n); }},
+      {"tiny-jamba-50k", [](auto& n) { return jamba({64, 4, 4, 2, 128, 8, 2, 50304, 4, 4, 2, 2, 1}, n); }},
   };
   return p;
 }

@@ -80,7 +80,58 @@ std::string neox_key(const std::string& c) {
   return L + r;
 }
 
+// transformers Mixtral (modeling_mixtral.py) and Jamba (modeling_jamba.py): model.layers.{i}.*; q/k/v and the
+// experts' w1/w3 (gate_proj/up_proj) stay separate on disk and are fused by parts() below.
+std::string llama_like_key(const ModelConfig& cfg, const std::string& c) {
+  const bool jamba = cfg.family == "hf-jamba";
+  if (c == "embed.weight") return "model.embed_tokens.weight";
+  if (starts_with(c, "final_norm.")) return (jamba ? "model.final_layernorm." : "model.norm.") + c.substr(11);
+  if (c == "lm_head.weight") return c;
+  int i;
+  std::string r;
+  if (!split_block(c, &i, &r)) return c;
+  const std::string L = "model.layers." + std::to_string(i) + ".";
+  const std::string ff = jamba ? "feed_forward." : "block_sparse_moe.";
+  r = replace_prefix(r, "norm.", "input_layernorm.");
+  r = replace_prefix(r, "mlp_norm.", jamba ? "pre_ff_layernorm." : "post_attention_layernorm.");
+  r = replace_prefix(r, "attn.dense.", "self_attn.o_proj.");
+  r = replace_prefix(r, "mamba.dt_norm.", "mamba.dt_layernorm.");
+  r = replace_prefix(r, "mamba.b_norm.", "mamba.b_layernorm.");
+  r = replace_prefix(r, "mamba.c_norm.", "mamba.c_layernorm.");
+  r = replace_prefix(r, "moe.router.", jamba ? "feed_forward.router." : "block_sparse_moe.gate.");
+  r = replace_prefix(r, "moe.experts.", ff + "experts.");
+  r = replace_prefix(r, "mlp.", "feed_forward.");
+  static const std::regex fc2(R"(\.fc2\.)");
+  r = std::regex_replace(r, fc2, jamba ? ".down_proj." : ".w2.");
+  return L + r;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 }  // namespace
+
+std::vector<WeightNaming::Part> WeightNaming::parts(const std::string& c) const {
+  if (family != "hf-mixtral" && family != "hf-jamba") return {{key(c), 0}};
+  int i;
+  std::string r;
+  if (!split_block(c, &i, &r)) return {{key(c), 0}};
+  const BlockConfig& b = cfg->blocks[i];
+  const std::string stem = key(c);  // ...attn.qkv.weight or ...fc1.weight, renamed up to the fused part
+  if (r == "attn.qkv.weight") {
+    const std::string L = prefix + "model.layers." + std::to_string(i) + ".self_attn.";
+    const int64_t q = int64_t(b.attn.n_heads) * b.attn.head_dim, kv = int64_t(b.attn.kv_heads()) * b.attn.head_dim;
+    return {{L + "q_proj.weight", q}, {L + "k_proj.weight", kv}, {L + "v_proj.weight", kv}};
+  }
+  if (ends_with(r, "fc1.weight")) {
+    const std::string base = stem.substr(0, stem.size() - std::string("fc1.weight").size());
+    const bool jamba = family == "hf-jamba";
+    return {{base + (jamba ? "gate_proj.weight" : "w1.weight"), b.ffn.d_ff},
+            {base + (jamba ? "up_proj.weight" : "w3.weight"), b.ffn.d_ff}};
+  }
+  return {{stem, 0}};
+}
 
 std::string WeightNaming::key(const std::string& c) const {
   std::string k;
@@ -88,6 +139,7 @@ std::string WeightNaming::key(const std::string& c) const {
   else if (family == "mamba-ssm") k = mamba_key(c, "backbone.embedding.weight");
   else if (family == "hf-mamba") k = mamba_key(c, "backbone.embeddings.weight");
   else if (family == "hf-gpt-neox") k = neox_key(c);
+  else if (family == "hf-mixtral" || family == "hf-jamba") k = llama_like_key(*cfg, c);
   else k = c;  // presets use canonical names
   return prefix + k;
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/checkpoint.h"
+#include "core/hub_cache.h"
 #include "core/error.h"
 #include "core/model_weights.h"
 #include "core/presets.h"
@@ -19,8 +20,19 @@ std::string model_label(const ModelSpec& spec) {
   return what + " (" + spec.backend + " " + spec.dtype + ")";
 }
 
-std::unique_ptr<LanguageModel> load_model(const ModelSpec& spec) {
-  if (spec.dir.empty() == spec.preset.empty()) fail("give exactly one of --model DIR or --preset NAME");
+static std::unique_ptr<LanguageModel> load_model_with(const ModelSpec& spec);
+
+std::unique_ptr<LanguageModel> load_model(const ModelSpec& given) {
+  if (given.dir.empty() == given.preset.empty()) fail("give exactly one of --model DIR or --preset NAME");
+  const RouterPrecision router = parse_router_precision(given.router_precision);  // before any loading
+  ModelSpec spec = given;
+  spec.dir = resolve_model_dir(spec.dir);  // org/name[@revision] from the Hugging Face cache, offline
+  std::unique_ptr<LanguageModel> m = load_model_with(spec);
+  m->set_router_precision(router);
+  return m;
+}
+
+std::unique_ptr<LanguageModel> load_model_with(const ModelSpec& spec) {
   ModelConfig cfg;
   TensorMap weights;
   if (!spec.preset.empty()) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/build_info.h"
 #include "core/error.h"
 #include "evals/h5_writer.h"
 #include "evals/journal.h"
@@ -62,16 +63,7 @@ nlohmann::ordered_json metric_number(double v) {
 
 }  // namespace
 
-std::string source_git_hash() {
-  std::string cmd = std::string("git -C '") + BMH_SOURCE_DIR + "' rev-parse --short HEAD 2>/dev/null";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return "unknown";
-  char buf[128] = {0};
-  std::string out = std::fgets(buf, sizeof buf, p) ? buf : "";
-  ::pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out.empty() ? "unknown" : out;
-}
+std::string source_git_hash() { return build_git_hash(); }
 
 nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, const RunInfo& info) {
   using json = nlohmann::ordered_json;

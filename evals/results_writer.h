@@ -36,7 +36,7 @@ nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, cons
 void write_results(const std::string& out_dir, const std::vector<TaskResult>& results, const RunInfo& info);
 // Atomic text file: path.tmp.<pid>, fsync, rename, fsync of the directory.
 void write_file_atomic(const std::string& path, const std::string& text);
-// `git rev-parse HEAD` of the source tree, or "unknown".
+// The commit the binary was built from (core/build_info.h): full hash, "-dirty" if the tree differed.
 std::string source_git_hash();
 // The table lm-eval prints (lm_eval/utils.py make_table: Tasks, Version, Filter, n-shot, Metric, Value, Stderr).
 std::string results_table(const std::vector<TaskResult>& results);

@@ -72,6 +72,7 @@ RoutingAccumulator::RoutingAccumulator(const ModelConfig& cfg, RoutingOptions op
     l.block = i;
     l.n_experts = cfg.blocks[i].ffn.n_experts;
     l.router = cfg.blocks[i].ffn.router;
+    l.top_k = cfg.blocks[i].ffn.top_k;
     l.counts.assign(l.n_experts, 0);
     l.gate_hist.assign(opt_.gate_bins, 0);
     l.margin_hist.assign(opt_.margin_bins, 0);
@@ -103,15 +104,18 @@ void RoutingAccumulator::add(const std::vector<RouteRecord>& routes, const Tenso
     if (r.block != L.block || r.n_experts != E)
       fail("routing: record ", li, " is block ", r.block, " with ", r.n_experts, " experts; expected block ",
            L.block, " with ", E);
-    if (int64_t(r.expert.size()) != B * T || int64_t(r.prob.size()) != B * T ||
+    const int64_t k = L.top_k;
+    if (r.top_k != k || int64_t(r.expert.size()) != B * T * k || int64_t(r.prob.size()) != B * T * k ||
         int64_t(r.router_logits.size()) != B * T * E)
       fail("routing: block ", L.block, ": record sizes ", r.expert.size(), "/", r.prob.size(), "/",
-           r.router_logits.size(), " do not match [B=", B, ", T=", T, ", E=", E, "]");
+           r.router_logits.size(), " (top-", r.top_k, ") do not match [B=", B, ", T=", T, ", k=", k, ", E=", E, "]");
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < len(b); ++t)
-        if (r.expert[b * T + t] < 0 || r.expert[b * T + t] >= E)
-          fail("routing: block ", L.block, ": expert ", r.expert[b * T + t], " at [", b, ", ", t, "] outside [0, ",
-               E, ")");
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t e = r.expert[(b * T + t) * k + j];
+          if (e < 0 || e >= E)
+            fail("routing: block ", L.block, ": expert ", e, " at [", b, ", ", t, ", slot ", j, "] outside [0, ", E, ")");
+        }
   }
   int src = int(std::find(sources_.begin(), sources_.end(), source) - sources_.begin());
   if (src == int(sources_.size())) sources_.push_back(source);
@@ -122,35 +126,48 @@ void RoutingAccumulator::add(const std::vector<RouteRecord>& routes, const Tenso
     const int E = L.n_experts;
     auto& src_counts = L.source_counts[src];
     if (src_counts.empty()) src_counts.assign(E, 0);
+    const int k = L.top_k;
     for (int64_t b = 0; b < B; ++b) {
       size_t bucket = 0;
       for (int64_t t = 0; t < len(b); ++t) {
         const int64_t i = b * T + t;
-        const int64_t e = r.expert[i];
-        ++L.counts[e];
-        ++src_counts[e];
+        const int64_t* ex = &r.expert[i * k];
         while (bucket + 1 < edges.size() && edges[bucket + 1] <= t) ++bucket;
-        ++L.position_counts[bucket * E + e];
-        L.gate_sum += r.prob[i];
-        ++L.gate_hist[bin_of(r.prob[i], opt_.gate_bins)];
+        auto& tc = L.token_counts[tok[i]];
+        if (tc.empty()) tc.assign(E, 0);
+        // Every one of the k slots is an assignment: counts, gates, positions, sources and tokens count slots.
+        for (int j = 0; j < k; ++j) {
+          const int64_t e = ex[j];
+          ++L.counts[e];
+          ++src_counts[e];
+          ++L.position_counts[bucket * E + e];
+          L.gate_sum += r.prob[i * k + j];
+          ++L.gate_hist[bin_of(r.prob[i * k + j], opt_.gate_bins)];
+          ++tc[e];
+        }
+        // Margin: the weakest chosen expert's probability minus the best unchosen one's.
         router_probs(L.router, &r.router_logits[i * E], E, p);
-        double other = -1;
-        for (int k = 0; k < E; ++k)
-          if (k != e) other = std::max(other, p[k]);
-        const double margin = E > 1 ? p[e] - other : 1.0;
+        double chosen = 2, other = -1;
+        for (int e = 0; e < E; ++e) {
+          const bool in = std::find(ex, ex + k, int64_t(e)) != ex + k;
+          if (in) chosen = std::min(chosen, p[e]);
+          else other = std::max(other, p[e]);
+        }
+        const double margin = E > k ? chosen - other : 1.0;
         L.margin_sum += margin;
         if (margin < 0) ++L.margin_negative;
         else ++L.margin_hist[bin_of(margin, opt_.margin_bins)];
-        auto& tc = L.token_counts[tok[i]];
-        if (tc.empty()) tc.assign(E, 0);
-        ++tc[e];
-        if (t + 1 < len(b)) {
+        if (!r.tie.empty()) L.ties += r.tie[i];
+        if (t + 1 < len(b)) {  // experts the next token shares with this one, out of k
           ++L.pairs;
-          L.same += r.expert[i + 1] == e;
+          const int64_t* nx = &r.expert[(i + 1) * k];
+          for (int j = 0; j < k; ++j) L.same_slots += std::find(nx, nx + k, ex[j]) != nx + k;
         }
-        if (li + 1 < layers_.size()) {
-          const int64_t e2 = routes[li + 1].expert[i];
-          ++transitions_[li][e * layers_[li + 1].n_experts + e2];
+        if (li + 1 < layers_.size()) {  // every (slot here, slot there) pair
+          const int k2 = layers_[li + 1].top_k;
+          for (int j = 0; j < k; ++j)
+            for (int j2 = 0; j2 < k2; ++j2)
+              ++transitions_[li][ex[j] * layers_[li + 1].n_experts + routes[li + 1].expert[i * k2 + j2]];
         }
       }
     }
@@ -170,9 +187,12 @@ RoutingStats RoutingAccumulator::finish() const {
     o.block = L.block;
     o.n_experts = L.n_experts;
     const int E = L.n_experts;
+    o.top_k = L.top_k;
     o.counts = L.counts;
-    for (auto c : L.counts) o.tokens += c;
-    const double n = double(o.tokens);
+    for (auto c : L.counts) o.assignments += c;
+    o.tokens = o.assignments / L.top_k;
+    o.ties = L.ties;
+    const double n = double(o.assignments), ntok = double(o.tokens);
     o.fraction.resize(E);
     for (int e = 0; e < E; ++e) o.fraction[e] = n > 0 ? double(L.counts[e]) / n : 0;
     o.cv = load_cv(L.counts);
@@ -180,12 +200,13 @@ RoutingStats RoutingAccumulator::finish() const {
     o.entropy = normalized_entropy(L.counts);
     o.gate_mean = n > 0 ? L.gate_sum / n : 0;
     o.gate_hist = L.gate_hist;
-    o.margin_mean = n > 0 ? L.margin_sum / n : 0;
+    o.margin_mean = ntok > 0 ? L.margin_sum / ntok : 0;
     o.margin_hist = L.margin_hist;
     o.margin_negative = L.margin_negative;
     o.adjacent_pairs = L.pairs;
-    o.same_expert = L.pairs > 0 ? double(L.same) / double(L.pairs) : 0;
+    o.same_expert = L.pairs > 0 ? double(L.same_slots) / (double(L.pairs) * L.top_k) : 0;
     for (double f : o.fraction) o.same_chance += f * f;
+    o.same_chance *= L.top_k;  // P(e in a token's k slots) ~ k f_e, so E|shared| / k ~ k sum f_e^2
     o.position_counts = L.position_counts;
     o.source_counts.assign(size_t(S) * E, 0);
     for (const auto& [si, c] : L.source_counts) {
@@ -278,9 +299,9 @@ void write_routing_h5(const RoutingStats& s, h5::Group g, const std::function<st
   g.write("max_over_mean", mom, {"max over mean of tokens per expert", "", {"layer"}});
   g.write("entropy", ent, {"entropy of the expert distribution / ln E", "", {"layer"}});
   g.write("gate_mean", gate_mean, {"mean gate value of the chosen expert", "", {"layer"}});
-  g.write("margin_mean", margin_mean, {"mean p(chosen) - p(runner-up)", "", {"layer"}});
-  g.write("same_expert", same, {"fraction of adjacent tokens routed to the same expert", "fraction", {"layer"}});
-  g.write("same_chance", chance, {"sum of squared expert fractions (chance level of same_expert)", "fraction", {"layer"}});
+  g.write("margin_mean", margin_mean, {"mean min p(chosen) - max p(unchosen)", "", {"layer"}});
+  g.write("same_expert", same, {"mean fraction of a token's experts the next token shares", "fraction", {"layer"}});
+  g.write("same_chance", chance, {"k * sum of squared expert fractions (chance level of same_expert)", "fraction", {"layer"}});
   g.write("position_edges", s.position_edges, {"first position of each position bucket", "tokens", {"bucket"}});
   g.write("sources", s.sources, {"text sources / tasks, in first-seen order", "", {"source"}});
 
@@ -295,8 +316,8 @@ void write_routing_h5(const RoutingStats& s, h5::Group g, const std::function<st
       counts.insert(counts.end(), l.counts.begin(), l.counts.end());
       frac.insert(frac.end(), l.fraction.begin(), l.fraction.end());
     }
-    g.write("tokens_per_expert", counts, {L, E}, {"tokens routed to each expert", "tokens", {"layer", "expert"}});
-    g.write("fraction_per_expert", frac, {L, E}, {"fraction of tokens routed to each expert", "fraction", {"layer", "expert"}});
+    g.write("tokens_per_expert", counts, {L, E}, {"assignments (token, slot) routed to each expert; top-k counts k per token", "tokens", {"layer", "expert"}});
+    g.write("fraction_per_expert", frac, {L, E}, {"fraction of assignments routed to each expert", "fraction", {"layer", "expert"}});
   }
   for (int li = 0; li < L; ++li) {
     const auto& l = s.layers[li];
@@ -304,6 +325,8 @@ void write_routing_h5(const RoutingStats& s, h5::Group g, const std::function<st
     const int64_t El = l.n_experts, P = int64_t(s.position_edges.size()), S = int64_t(s.sources.size());
     lg.attr("block", l.block);
     lg.attr("n_experts", l.n_experts);
+    lg.attr("top_k", l.top_k);
+    lg.attr("ties", l.ties);
     lg.attr("cv", l.cv);
     lg.attr("entropy", l.entropy);
     lg.attr("margin_negative", l.margin_negative);
@@ -357,6 +380,8 @@ nlohmann::json routing_summary_json(const RoutingStats& s, const std::function<s
     nlohmann::json o;
     o["block"] = l.block;
     o["tokens"] = l.tokens;
+    o["top_k"] = l.top_k;
+    o["ties"] = l.ties;
     o["counts"] = l.counts;
     o["cv"] = l.cv;
     o["max_over_mean"] = l.max_over_mean;

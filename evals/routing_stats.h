@@ -2,17 +2,22 @@
 // (core/language_model.h): per MoE layer, tokens per expert, load imbalance, entropy, gate values and margins,
 // cross-layer transitions, same-expert runs, top tokens per expert, and breakdowns by position and by source.
 //
-// Definitions (E experts, n_e tokens routed to expert e, n = sum n_e, f_e = n_e / n):
+// Top-k layers count k slots per token: an "assignment" is one (token, slot); n_e counts assignments.
+// Definitions (E experts, n_e assignments to expert e, n = sum n_e = k * tokens, f_e = n_e / n):
 //   cv             = std(n_e) / mean(n_e), population std over the E experts (0 = perfectly balanced)
 //   max_over_mean  = max(n_e) / mean(n_e)  (1 = balanced, E = everything on one expert)
 //   entropy        = -sum f_e ln f_e / ln E  (normalized to [0, 1]; 1 = uniform)
-//   gate           = the RouteRecord's prob: the value that scales the chosen expert's output
-//   margin         = p(chosen) - max_{e != chosen} p(e), p = sigmoid (SigmoidTop1) or softmax (SoftmaxTopK) of the
-//                    router logits; >= 0 whenever the chosen expert is the argmax (negative only when forced)
-//   transition     = P(expert j at the next MoE layer | expert i here), same token; rows with no tokens are 0
+//   gate           = the RouteRecord's prob: the value that scales the chosen expert's output (one per slot)
+//   margin         = min over chosen p(e) - max over unchosen p(e), per token, p = sigmoid (SigmoidTop1) or softmax
+//                    (SoftmaxTopK) of the router logits; >= 0 whenever the router chose (negative only when forced)
+//   ties           = tokens whose choice broke a tie of equal gate values by index (RouteRecord::tie)
+//   transition     = P(expert j at the next MoE layer | expert i here), same token, every slot pair counted;
+//                    rows with no tokens are 0
 //   transition_mi  = mutual information (bits) between the two layers' experts under the empirical joint
-//   same_expert    = fraction of adjacent pairs (t, t+1) within a sequence routed to the same expert;
-//   same_chance    = sum f_e^2, what independent draws at the layer's frequencies would give
+//   same_expert    = over adjacent pairs (t, t+1) within a sequence, the mean fraction of t's k experts that t+1
+//                    also uses (top-1: the fraction routed to the same expert);
+//   same_chance    = k sum f_e^2, what independent draws at the layer's frequencies would give (exact for k = 1;
+//                    for k > 1 it takes P(e among a token's k) = k f_e)
 //   top_tokens     = the most frequent token ids per expert (ties: smaller id first)
 //   specific_tokens= per expert, tokens seen at least `min_specific_count` times in the layer, ranked by the
 //                    share of their occurrences that go to this expert (ties: more occurrences first)
@@ -48,8 +53,11 @@ struct TokenCount {
 struct LayerRouting {
   int block = 0;                           // index in the family's layer list
   int n_experts = 0;
+  int top_k = 1;
   int64_t tokens = 0;
-  std::vector<int64_t> counts;             // [E]
+  int64_t assignments = 0;                 // tokens * top_k
+  int64_t ties = 0;                        // tokens whose choice broke a tie by index
+  std::vector<int64_t> counts;             // [E] assignments
   std::vector<double> fraction;            // [E]
   double cv = 0, max_over_mean = 0, entropy = 0;
   double gate_mean = 0;
@@ -96,10 +104,12 @@ class RoutingAccumulator {
   struct Layer {
     int block = 0, n_experts = 0;
     RouterKind router = RouterKind::SigmoidTop1;
+    int top_k = 1;
+    int64_t ties = 0, same_slots = 0;
     std::vector<int64_t> counts;
     double gate_sum = 0, margin_sum = 0;
     std::vector<int64_t> gate_hist, margin_hist;
-    int64_t margin_negative = 0, pairs = 0, same = 0;
+    int64_t margin_negative = 0, pairs = 0;
     std::map<int64_t, std::vector<int64_t>> token_counts;  // token -> [E]
     std::vector<int64_t> position_counts;                  // [P, E]
     std::map<int, std::vector<int64_t>> source_counts;     // source index -> [E]

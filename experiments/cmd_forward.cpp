@@ -46,7 +46,7 @@ void add_forward_command(CLI::App& app) {
   sub->add_option("--out", args->out, "output safetensors (logits, route.{i}.*, hidden_states.{i})")->required();
   sub->add_flag("--hidden-states", args->hidden, "also write hidden_states.{i} as the fixtures define them");
   sub->add_option("--force-routes", args->force_routes,
-                  "safetensors with route.{i}.expert [B, T] to use instead of the routers' choices");
+                  "safetensors with route.{i}.expert [B, T] (top-1) or [B, T, k] (top-k) to use instead of the routers' choices");
   sub->callback([args] { run_forward(*args); });
 }
 

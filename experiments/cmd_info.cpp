@@ -22,7 +22,8 @@ std::string block_str(const BlockConfig& b) {
   std::string s = to_string(b.mixer);
   if (b.mlp != MlpKind::None) {
     s += b.parallel ? " || " : " -> ";
-    s += b.mlp == MlpKind::Moe ? "moe(" + std::to_string(b.ffn.n_experts) + ", top-" + std::to_string(b.ffn.top_k) + ")"
+    s += b.mlp == MlpKind::Moe ? "moe(" + std::to_string(b.ffn.n_experts) + ", top-" + std::to_string(b.ffn.top_k) +
+                                     (b.ffn.router == RouterKind::SoftmaxTopK ? (b.ffn.renormalize ? " softmax renorm" : " softmax") : "") + ")"
                                : std::string("dense");
   }
   return s;
@@ -38,10 +39,13 @@ void print_config(const ModelConfig& cfg) {
     const BlockConfig& b = cfg.blocks[i];
     std::printf("  block %-3d %-26s", i, block_str(b).c_str());
     if (b.mixer == MixerKind::Mamba)
-      std::printf(" d_inner %d d_state %d d_conv %d dt_rank %d", b.mamba.d_inner, b.mamba.d_state, b.mamba.d_conv,
-                  b.mamba.dt_rank);
-    if (b.mixer == MixerKind::Attention)
+      std::printf(" d_inner %d d_state %d d_conv %d dt_rank %d%s", b.mamba.d_inner, b.mamba.d_state, b.mamba.d_conv,
+                  b.mamba.dt_rank, b.mamba.inner_norms ? " dt/B/C-norms" : "");
+    if (b.mixer == MixerKind::Attention) {
       std::printf(" heads %d x %d rotary %d", b.attn.n_heads, b.attn.head_dim, b.attn.rotary_dim);
+      if (b.attn.kv_heads() != b.attn.n_heads) std::printf(" kv-heads %d", b.attn.kv_heads());
+      if (b.attn.sliding_window) std::printf(" window %d", b.attn.sliding_window);
+    }
     if (b.mlp != MlpKind::None)
       std::printf(" ffn %d%s %s", b.ffn.d_ff, b.ffn.gated ? " gated" : "", to_string(b.ffn.act));
     std::printf("\n");

@@ -77,6 +77,9 @@ void add_run_command(CLI::App& app) {
   sub->add_option("--out", args->run.out_root, "results root; the run writes <out>/<name>/")->default_val("results");
   sub->add_option("--backend", args->load.backend, "override every model's backend")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  sub->add_option("--router-precision", args->load.router_precision,
+                  "override every model's router arithmetic: fp32 | model | bf16 | fp16 (see bmh forward --help)")
+      ->check(CLI::IsMember({"fp32", "model", "bf16", "fp16"}));
   sub->add_option("--dtype", args->load.dtype, "override every model's dtype (cpu: fp32|fp64; cuda: fp32|bf16|fp16)")
       ->check(CLI::IsMember({"fp32", "fp64", "bf16", "fp16"}));
   sub->add_option("--models", args->models_csv, "only these models (comma-separated names from the file)");

@@ -1,5 +1,5 @@
 // The model-selection options every command shares: --model DIR | --preset NAME, --seed, --backend, --dtype,
-// --expert-act.
+// --expert-act, --router-precision.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <string>

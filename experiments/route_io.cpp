@@ -17,8 +17,13 @@ Tensor read_input_ids(const std::string& path) {
 void add_routes(TensorMap& out, const std::vector<RouteRecord>& routes, int64_t B, int64_t T) {
   for (const RouteRecord& r : routes) {
     const std::string p = "route." + std::to_string(r.block) + ".";
-    out[p + "expert"] = Tensor::from_i64(r.expert, {B, T});
-    out[p + "prob"] = Tensor::from_f32(r.prob, {B, T});
+    if (r.top_k == 1) {  // the fixtures' names and shapes
+      out[p + "expert"] = Tensor::from_i64(r.expert, {B, T});
+      out[p + "prob"] = Tensor::from_f32(r.prob, {B, T});
+    } else {
+      out[p + "expert"] = Tensor::from_i64(r.expert, {B, T, r.top_k});
+      out[p + "weight"] = Tensor::from_f32(r.prob, {B, T, r.top_k});
+    }
     out[p + "router_logits"] = Tensor::from_f32(r.router_logits, {B, T, r.n_experts});
   }
 }
@@ -30,7 +35,16 @@ std::vector<std::pair<int, std::vector<int64_t>>> read_forced_routes(const std::
     const std::string key = "route." + std::to_string(block) + ".expert";
     auto it = ck.tensors.find(key);
     if (it == ck.tensors.end()) fail(path, ": no tensor '", key, "' for MoE block ", block);
-    out.emplace_back(block, it->second.to_i64());
+    const Tensor& t = it->second;
+    const int k = cfg.blocks[block].ffn.top_k, E = cfg.blocks[block].ffn.n_experts;
+    const bool ok = k == 1 ? t.rank() == 2 : t.rank() == 3 && t.dim(2) == k;
+    if (!ok || (t.dtype() != DType::I64 && t.dtype() != DType::I32))
+      fail(path, ": '", key, "' is ", t.describe(), "; block ", block, " routes top-", k, " and needs int64 ",
+           k == 1 ? "[B, T]" : "[B, T, " + std::to_string(k) + "]");
+    std::vector<int64_t> v = t.to_i64();
+    for (size_t i = 0; i < v.size(); ++i)
+      if (v[i] < 0 || v[i] >= E) fail(path, ": '", key, "' entry ", i, " = ", v[i], " is outside [0, ", E, ")");
+    out.emplace_back(block, std::move(v));
   }
   return out;
 }

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/build_info.h"
 #include "core/error.h"
 #include "core/presets.h"
 #include "evals/latency.h"
@@ -101,6 +102,7 @@ json environment() {
   gethostname(host, sizeof host - 1);
   j["host"] = host;
   j["hardware_threads"] = std::thread::hardware_concurrency();
+  j["git_hash"] = build_git_hash();
 #ifdef BMH_HAVE_CUDA
   j["cuda_build"] = true;
 #else

@@ -9,7 +9,9 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/hub_cache.h"
 #include "core/presets.h"
+#include "core/router.h"
 #include "evals/task_registry.h"
 
 namespace bmh::run {
@@ -31,6 +33,7 @@ std::string arch_of(const ModelConfig& cfg) {
   }
   if (mamba && !attn) return moe ? "blackmamba" : "mamba";
   if (attn && !mamba) return moe ? "transformer-moe" : "transformer";
+  if (attn && mamba) return moe ? "hybrid-moe" : "hybrid";  // Jamba
   return "other";
 }
 
@@ -112,7 +115,7 @@ void check_name(const std::string& where, const std::string& name) {
 ModelEntry parse_model(const json& j, const std::string& where, const LoadOptions& opt,
                        const std::string& backend, const std::string& dtype) {
   Obj o(j, where, {"name", "label", "arch", "preset", "dir", "seed", "backend", "dtype", "expert_act", "download",
-                   "note", "train_tokens", "steps"});
+                   "note", "train_tokens", "steps", "router_precision"});
   ModelEntry m;
   m.name = o.need<std::string>("name");
   check_name(where, m.name);
@@ -136,6 +139,13 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
   if (m.spec.backend == "cuda")
     fail(w, ": needs the cuda backend, but this bmh was built without nvcc (run with --backend cpu)");
 #endif
+  m.spec.router_precision =
+      opt.router_precision.empty() ? o.get<std::string>("router_precision", "fp32") : opt.router_precision;
+  try {
+    parse_router_precision(m.spec.router_precision);
+  } catch (const Error& e) {
+    fail(w, ": router_precision: ", e.what());
+  }
   const std::string act = o.get<std::string>("expert_act", "");
   if (!act.empty()) {
     if (!activation_from_string(act, &m.spec.config.expert_act)) fail(w, ": unknown expert_act '", act, "'");
@@ -161,6 +171,12 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
       if (opt.models_dir.empty())
         fail(w, ": its dir ", d, " needs --models-dir (the folder holding the downloaded checkpoints)");
       d.replace(p, var.size(), opt.models_dir);
+    } else if (looks_like_hub_id(d) && !fs::exists(resolve_data_path(d))) {
+      try {
+        d = resolve_model_dir(d);  // org/name[@revision] from the Hugging Face cache
+      } catch (const Error& e) {
+        fail(w, ": ", e.what());
+      }
     } else {
       d = resolve_data_path(d);
     }
@@ -176,7 +192,8 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
   }
   m.arch = o.get<std::string>("arch", m.missing ? "other" : arch_of(cfg));
   m.json = {{"name", m.name}, {"preset", m.spec.preset}, {"dir", m.spec.dir}, {"seed", m.spec.seed},
-            {"backend", m.spec.backend}, {"dtype", m.spec.dtype}, {"expert_act", act}};
+            {"backend", m.spec.backend}, {"dtype", m.spec.dtype}, {"expert_act", act},
+            {"router_precision", m.spec.router_precision}};
   return m;
 }
 

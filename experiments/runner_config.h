@@ -89,6 +89,7 @@ struct ExperimentConfig {
 struct LoadOptions {
   std::string models_dir;           // replaces ${models_dir}
   std::string backend, dtype;       // override every model's
+  std::string router_precision;     // override every model's (fp32 | model | bf16 | fp16)
   std::vector<std::string> only_models, only_steps;  // restrict (each name checked)
 };
 

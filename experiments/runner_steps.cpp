@@ -12,6 +12,7 @@
 #include "evals/eval_engine.h"
 #include "evals/journal.h"
 #include "evals/latency.h"
+#include "evals/router_precision.h"
 #include "evals/routing_stats.h"
 #include "experiments/runner.h"
 
@@ -261,6 +262,9 @@ StepResult step_routing(StepEnv& env, h5::Group g) {
   RoutingOptions ro;
   ro.top_tokens = e.routing_top_tokens;
   RoutingAccumulator acc(env.cfg, ro);
+  // With a model-dtype router (router_precision), also count per layer the routes exact fp32 routing would change.
+  std::unique_ptr<RouterPrecisionComparison> cmp;
+  if (lm.router_precision().model_dtype) cmp = std::make_unique<RouterPrecisionComparison>(lm, lm.router_precision());
   const int64_t L = e.routing_seq_len;
   int64_t tokens = 0;
   for (const auto& src : e.routing_sources) {
@@ -294,6 +298,7 @@ StepResult step_routing(StepEnv& env, h5::Group g) {
       Tensor t = Tensor::from_i64(ids, {int64_t(b1 - b0), T});
       ForwardOutput out = lm.forward(t);
       acc.add(out.routes, t, src.name, &lengths);  // right padding is causal-safe and excluded by lengths
+      if (cmp) cmp->add(t, &lengths);
     }
     env.say(src.name + ": " + std::to_string(seqs.size()) + " sequences");
   }
@@ -306,6 +311,13 @@ StepResult step_routing(StepEnv& env, h5::Group g) {
   r.summary["tokens"] = tokens;
   r.summary["cv_mean"] = cv / double(s.layers.size());
   r.summary["cv_last"] = s.layers.back().cv;
+  if (cmp) {
+    json layers = json::array();
+    for (const auto& l : cmp->layers())
+      layers.push_back({{"block", l.block}, {"tokens", l.tokens}, {"differ_from_fp32", l.differ},
+                        {"ties_model", l.ties_model}, {"ties_fp32", l.ties_exact}});
+    r.summary["router_precision"] = {{"mode", lm.router_precision().describe()}, {"layers", layers}};
+  }
   return r;
 }
 

@@ -17,7 +17,7 @@ namespace bmh::cuda {
 struct StatePtrs {
   std::vector<float*> conv;   // per block [B, K-1, Di]
   std::vector<float*> ssm;    // per block [B, Di, N]
-  std::vector<void*> k, v;    // per block [B, H, S_max, hd]
+  std::vector<void*> k, v;    // per block [B, Hkv, S_max, hd]
   int S_max = 0;
 };
 
@@ -33,8 +33,17 @@ struct DecodeState {
 struct PrefillTrace {
   std::vector<RouteRecord>* routes = nullptr;           // filled per MoE block when non-null
   std::vector<Tensor>* hidden = nullptr;                // fixture convention (reference/model.cpp) when non-null
-  const std::vector<const int64_t*>* forced = nullptr;  // per MoE block (in order): device [B*T] ids or null
+  const std::vector<const int64_t*>* forced = nullptr;  // per MoE block (in order): device [B*T*k] ids or null
+  const RouterPrecision* precision = nullptr;           // null: the model's --router-precision
 };
+
+// Router arithmetic for a run in `dt` under `p` (kernels/router.cuh): 0 exact, 1 bf16, 2 fp16.
+int router_half_mode(const RouterPrecision& p, Dt dt);
+// Fails naming the block when a NaN-router flag (kernels/router.cuh, tag = block + 1) is set.
+void check_router_nan_flag(int flag, const std::string& where);
+// Mixtral's sliding window binds once a query sits `window` or more positions after a key: the CUDA kernels keep
+// every key, so such a run is refused by name.
+void check_sliding_window(const ModelConfig& cfg, int64_t positions, const std::string& where);
 
 class CudaModel final : public LanguageModel {
  public:
@@ -65,7 +74,7 @@ class CudaModel final : public LanguageModel {
   void mamba_prefill(int i, int B, int T, const void* xn, float* conv_state, float* ssm_state);
   void attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max);
   void mlp_prefill(int i, int R, const void* xn);
-  void moe_prefill(int i, int R, const void* xn, const int64_t* forced, RouteRecord* rec);
+  void moe_prefill(int i, int R, const void* xn, const int64_t* forced, int half, RouteRecord* rec);
 
   ModelConfig cfg_;
   DevWeights w_;
@@ -75,6 +84,7 @@ class CudaModel final : public LanguageModel {
   // Prefill workspace (grown on demand).
   DeviceBuffer ws_resid_, ws_xn_, ws_xn2_, ws_a_, ws_b_, ws_c_, ws_d_, ws_e_, ws_f32_, ws_f32b_;
   DeviceBuffer ws_ids_, ws_int_, ws_logits_, ws_forced_;
+  DeviceBuffer ws_flag_;  // NaN-router flag (kernels/router.cuh), read with each MoE layer's offsets
   DecodeState scratch_state_;
   int scratch_B_ = 0, scratch_T_ = 0;
 };

@@ -6,6 +6,9 @@
 
 #include "core/error.h"
 #include "kernels/attention.cuh"
+#include "kernels/attention_gqa.cuh"
+#include "kernels/inner_norm.cuh"
+#include "kernels/router.cuh"
 #include "kernels/bias_act.cuh"
 #include "kernels/conv1d.cuh"
 #include "kernels/cuda_backend.h"
@@ -26,7 +29,7 @@ class CudaDecoder final : public Decoder {
     const Dt dt = m.dt();
     const size_t es = dt_size(dt);
     const int d = cfg_.d_model, V = cfg_.vocab_size;
-    size_t a = 0, b = 0, c = 0, e = 0, E = 1;
+    size_t a = 0, b = 0, c = 0, e = 0, E = 1, K = 1;
     for (const BlockConfig& bc : cfg_.blocks) {
       if (bc.mixer == MixerKind::Mamba) {
         a = std::max(a, size_t(2) * bc.mamba.d_inner);
@@ -34,14 +37,19 @@ class CudaDecoder final : public Decoder {
         c = std::max(c, size_t(bc.mamba.dt_rank + 2 * bc.mamba.d_state));
         e = std::max(e, size_t(bc.mamba.d_inner) * 2);  // dt and y
       } else if (bc.mixer == MixerKind::Attention) {
-        a = std::max(a, size_t(3) * bc.attn.n_heads * bc.attn.head_dim);
+        a = std::max(a, size_t(bc.attn.n_heads + 2 * bc.attn.kv_heads()) * bc.attn.head_dim);
         b = std::max(b, size_t(bc.attn.n_heads) * bc.attn.head_dim);
+        c = std::max(c, size_t(bc.attn.n_heads) * bc.attn.head_dim);  // grouped: rotated queries
+        H_max_ = std::max(H_max_, bc.attn.n_heads);
       }
       if (bc.mlp != MlpKind::None) {
         a = std::max(a, size_t(bc.ffn.gated ? 2 : 1) * bc.ffn.d_ff);
         b = std::max(b, size_t(bc.ffn.d_ff));
       }
-      if (bc.mlp == MlpKind::Moe) E = std::max(E, size_t(bc.ffn.n_experts));
+      if (bc.mlp == MlpKind::Moe) {
+        E = std::max(E, size_t(bc.ffn.n_experts));
+        K = std::max(K, size_t(bc.ffn.top_k));
+      }
     }
     ids_.alloc(size_t(B_) * 8, "decoder token ids");
     pos_.alloc(sizeof(int), "decoder position");
@@ -52,11 +60,16 @@ class CudaDecoder final : public Decoder {
     b_.alloc(std::max<size_t>(b, 1) * B_ * es, "decoder workspace b");
     c_.alloc(std::max<size_t>(c, 1) * B_ * es, "decoder workspace c");
     e_.alloc(std::max<size_t>(e, 1) * B_ * es, "decoder workspace e");
-    router_.alloc(size_t(B_) * (E + 1) * 4, "decoder router logits and gates");
-    expert_.alloc(size_t(B_) * 4, "decoder experts");
+    // logits [B, E], gates [B, k] token-major and [k, B] slot-major; experts likewise; ties [B]; NaN flag.
+    router_.alloc(size_t(B_) * (E + 2 * K) * 4, "decoder router logits and gates");
+    expert_.alloc(size_t(B_) * (2 * K + 1) * 4 + 4, "decoder experts, ties and NaN flag");
+    BMH_CUDA(cudaMemset(expert_.get(), 0, expert_.bytes()));
+    K_ = int(K);
+    E_ = int(E);
     logits_.alloc(size_t(B_) * V * 4, "decoder logits [B, V] fp32");
     BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_ids_), size_t(B_) * 8));
     BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_pos_), sizeof(int)));
+    BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_flag_), sizeof(int)));
     BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_logits_), size_t(B_) * V * 4));
   }
 
@@ -65,6 +78,7 @@ class CudaDecoder final : public Decoder {
     if (graph_) cudaGraphDestroy(graph_);
     if (host_ids_) cudaFreeHost(host_ids_);
     if (host_pos_) cudaFreeHost(host_pos_);
+    if (host_flag_) cudaFreeHost(host_flag_);
     if (host_logits_) cudaFreeHost(host_logits_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -74,11 +88,13 @@ class CudaDecoder final : public Decoder {
     if (ids.dim(0) != B_) fail("cuda decoder for batch ", B_, " got a prompt batch of ", ids.dim(0));
     const int T = int(ids.dim(1)), d = cfg_.d_model, V = cfg_.vocab_size;
     if (T < 1) fail("prefill needs at least one prompt token");
+    check_sliding_window(cfg_, T, "cuda decoder prefill");
     const int S_max = std::max(cfg_.max_seq_len, T + 256);
     if (S_max != state_.ptrs.S_max || state_.bufs.empty()) {
       if (exec_) { cudaGraphExecDestroy(exec_); exec_ = nullptr; }
       if (graph_) { cudaGraphDestroy(graph_); graph_ = nullptr; }
       state_.allocate(cfg_, m_.dt(), B_, S_max, "decoder state");
+      if (H_max_ > 0) scores_.alloc(size_t(B_) * H_max_ * S_max * 4, "decoder attention scores [B, H, S_max]");
     }
     cudaStream_t ms = m_.stream();
     state_.zero(ms);
@@ -103,6 +119,7 @@ class CudaDecoder final : public Decoder {
              ")");
     if (pos_host_ >= state_.ptrs.S_max)
       fail("cuda decoder: position ", pos_host_, " exceeds the KV cache of ", state_.ptrs.S_max, " positions");
+    check_sliding_window(cfg_, pos_host_ + 1, "cuda decoder step");
     const int V = cfg_.vocab_size;
     std::copy(tokens.begin(), tokens.end(), host_ids_);
     *host_pos_ = pos_host_;
@@ -123,7 +140,12 @@ class CudaDecoder final : public Decoder {
     }
     BMH_CUDA(cudaGraphLaunch(exec_, stream_));
     BMH_CUDA(cudaMemcpyAsync(host_logits_, logits_.get(), size_t(B_) * V * 4, cudaMemcpyDeviceToHost, stream_));
+    BMH_CUDA(cudaMemcpyAsync(host_flag_, flag(), sizeof(int), cudaMemcpyDeviceToHost, stream_));
     BMH_CUDA(cudaStreamSynchronize(stream_));
+    if (*host_flag_) {
+      BMH_CUDA(cudaMemset(flag(), 0, sizeof(int)));
+      check_router_nan_flag(*host_flag_, "cuda decoder step at position " + std::to_string(pos_host_));
+    }
     ++pos_host_;
     Tensor out = Tensor::zeros(DType::F32, {B_, V});
     std::copy(host_logits_, host_logits_ + size_t(B_) * V, out.data_mut<float>());
@@ -171,6 +193,8 @@ class CudaDecoder final : public Decoder {
     gemv(dt, Dt::F32, g, s);
   }
 
+  int* flag() const { return expert_.as<int>() + size_t(B_) * (2 * K_ + 1); }
+
   void linear_step(Dt out, const DevLinear& l, const void* x, int ldx, void* y, int ldy, bool accumulate,
                    bool with_bias = true) {
     GemvArgs g{};
@@ -191,6 +215,12 @@ class CudaDecoder final : public Decoder {
     linear_step(dt, w.x_proj, b_.get(), Di, c_.get(), Wx, false);
     char* dtb = e_.as<char>();
     char* y = dtb + size_t(B_) * Di * es;
+    if (m.inner_norms) {  // Jamba: RMSNorm dt, B and C in place (modeling_jamba.py JambaMambaMixer)
+      const float eps = float(m.inner_norm_eps);
+      rms_norm_rows_inplace(dt, c_.get(), Wx, B_, Rk, w.dt_norm.as<float>(), eps, stream_);
+      rms_norm_rows_inplace(dt, c_.as<char>() + size_t(Rk) * es, Wx, B_, N, w.b_norm.as<float>(), eps, stream_);
+      rms_norm_rows_inplace(dt, c_.as<char>() + size_t(Rk + N) * es, Wx, B_, N, w.c_norm.as<float>(), eps, stream_);
+    }
     linear_step(dt, w.dt_proj, c_.get(), Wx, dtb, Di, false, /*with_bias=*/false);
     ScanArgs sa{};
     sa.u = b_.get(); sa.ldu = Di;
@@ -209,6 +239,16 @@ class CudaDecoder final : public Decoder {
     const AttentionSpec& a = cfg_.blocks[i].attn;
     const Dt dt = m_.dt();
     const int H = a.n_heads, hd = a.head_dim, dh = H * hd, d = cfg_.d_model;
+    if (a.grouped_qkv) {  // Mixtral/Jamba grouped-query attention
+      const int Hkv = a.kv_heads(), W = (H + 2 * Hkv) * hd;
+      linear_step(dt, w.qkv, xn_.get(), d, a_.get(), W, false);
+      gqa_rotary_split(dt, a_.get(), B_, 1, H, Hkv, hd, a.rotary_dim, float(a.rope_theta), 0, pos_.as<int>(), c_.get(),
+                       state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, stream_);
+      gqa_attention_decode(dt, c_.get(), B_, H, Hkv, hd, state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max,
+                           pos_.as<int>(), 1.f / std::sqrt(float(hd)), scores_.as<float>(), b_.get(), stream_);
+      linear_step(Dt::F32, w.dense, b_.get(), dh, resid_.get(), d, true);
+      return;
+    }
     linear_step(dt, w.qkv, xn_.get(), d, a_.get(), 3 * dh, false);
     rotary_qkv_to_cache(dt, a_.get(), B_, 1, H, hd, a.rotary_dim, float(a.rope_theta), 0, pos_.as<int>(),
                         state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, stream_);
@@ -228,15 +268,32 @@ class CudaDecoder final : public Decoder {
     g2.N = d; g2.K = F; g2.W = w.fc2.w.get(); g2.x = b_.get(); g2.ldx = F; g2.bias = w.fc2.bias();
     g2.accumulate = true; g2.y = resid_.get(); g2.ldy = d;
     if (f.n_experts > 0 && cfg_.blocks[i].mlp == MlpKind::Moe) {
-      const int E = f.n_experts;
+      const int E = f.n_experts, k = f.top_k;
       float* logits = router_.as<float>();
-      float* gate = logits + size_t(B_) * E;
+      float* gate = logits + size_t(B_) * E_;
+      float* gate_sm = gate + size_t(B_) * K_;
+      int* expert = expert_.as<int>();
+      int* expert_sm = expert + size_t(B_) * K_;
+      int* tie = expert_sm + size_t(B_) * K_;
       linear_step(Dt::F32, w.router, xn, d, logits, E, false, /*with_bias=*/false);
-      router_top1(logits, w.router.bias(), B_, E, nullptr, expert_.as<int>(), gate, stream_);
-      g1.expert = g2.expert = expert_.as<int>();
+      RouterArgs ra;
+      ra.logits = logits; ra.bias = w.router.bias(); ra.R = B_; ra.E = E; ra.k = k;
+      ra.softmax = f.router == RouterKind::SoftmaxTopK; ra.renormalize = f.renormalize;
+      ra.half = router_half_mode(m_.router_precision(), dt);
+      ra.expert = expert; ra.gate = gate; ra.expert_sm = expert_sm; ra.gate_sm = gate_sm; ra.tie = tie;
+      ra.nan_flag = flag(); ra.tag = i + 1;
+      router_topk(ra, stream_);
       g1.w_expert_stride = int64_t(F1) * d; g1.bias_expert_stride = F1;
       g2.w_expert_stride = int64_t(d) * F; g2.bias_expert_stride = d;
-      g2.scale = gate;  // Zyphra switch_mlp.py: expert output (with its bias) times the router's sigmoid
+      // One pass per slot, in slot order: the expert output (with its bias) times its gate, added to the residual.
+      for (int j = 0; j < k; ++j) {
+        g1.expert = g2.expert = expert_sm + size_t(j) * B_;
+        g2.scale = gate_sm + size_t(j) * B_;
+        gemv(dt, dt, g1, stream_);
+        mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
+        gemv(dt, Dt::F32, g2, stream_);
+      }
+      return;
     }
     gemv(dt, dt, g1, stream_);
     mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
@@ -248,7 +305,9 @@ class CudaDecoder final : public Decoder {
   int B_;
   cudaStream_t stream_ = nullptr;
   DecodeState state_;
-  DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_;
+  DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_, scores_;
+  int K_ = 1, E_ = 1, H_max_ = 0;
+  int* host_flag_ = nullptr;
   int64_t* host_ids_ = nullptr;
   int* host_pos_ = nullptr;
   float* host_logits_ = nullptr;

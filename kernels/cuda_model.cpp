@@ -9,6 +9,9 @@
 #include "kernels/cuda_model.h"
 #include "kernels/embedding.cuh"
 #include "kernels/attention.cuh"
+#include "kernels/attention_gqa.cuh"
+#include "kernels/inner_norm.cuh"
+#include "kernels/router.cuh"
 #include "kernels/logits.cuh"
 #include "kernels/moe.cuh"
 #include "kernels/norm.cuh"
@@ -44,7 +47,7 @@ void DecodeState::allocate(const ModelConfig& cfg, Dt dt, int batch, int S_max, 
       bufs.emplace_back(size_t(batch) * m.d_inner * m.d_state * 4, tag + " ssm state");
       ptrs.ssm[i] = bufs.back().as<float>();
     } else if (b.mixer == MixerKind::Attention) {
-      const size_t n = size_t(batch) * b.attn.n_heads * S_max * b.attn.head_dim * dt_size(dt);
+      const size_t n = size_t(batch) * b.attn.kv_heads() * S_max * b.attn.head_dim * dt_size(dt);
       bufs.emplace_back(n, tag + " key cache (" + std::to_string(S_max) + " positions)");
       ptrs.k[i] = bufs.back().get();
       bufs.emplace_back(n, tag + " value cache (" + std::to_string(S_max) + " positions)");
@@ -60,9 +63,11 @@ void DecodeState::zero(cudaStream_t s) {
 CudaModel::CudaModel(const ModelConfig& cfg, const TensorMap& canonical, Dt dt) : cfg_(cfg) {
   for (int i = 0; i < cfg.n_blocks(); ++i) {
     const BlockConfig& b = cfg.blocks[i];
-    if (b.mlp == MlpKind::Moe && (b.ffn.router != RouterKind::SigmoidTop1 || b.ffn.top_k != 1))
-      fail("cuda backend: block ", i, " uses a ", to_string(b.ffn.router), " top-", b.ffn.top_k,
-           " router; only Zyphra's sigmoid top-1 is implemented");
+    if (b.mlp == MlpKind::Moe && (b.ffn.top_k > 8 || (b.ffn.router == RouterKind::SoftmaxTopK && b.ffn.n_experts > 32)))
+      fail("cuda backend: block ", i, " routes top-", b.ffn.top_k, " of ", b.ffn.n_experts,
+           " experts; the CUDA router handles top-k <= 8 and softmax over <= 32 experts");
+    if (b.mixer == MixerKind::Attention && !b.attn.grouped_qkv && b.attn.kv_heads() != b.attn.n_heads)
+      fail("cuda backend: block ", i, " has key/value heads but GPT-NeoX's per-head qkv layout");
     if (b.mixer == MixerKind::Attention && b.attn.head_dim > 256)
       fail("cuda backend: block ", i, " head_dim ", b.attn.head_dim, " > 256");
     if (b.mixer == MixerKind::Mamba && b.mamba.d_state > 64)
@@ -94,8 +99,9 @@ void CudaModel::ensure_workspace(int B, int T) {
       e = std::max(e, size_t(R) * m.d_inner);
     } else if (bc.mixer == MixerKind::Attention) {
       const size_t hd = size_t(bc.attn.n_heads) * bc.attn.head_dim;
-      a = std::max(a, size_t(R) * 3 * hd);
+      a = std::max(a, size_t(R) * (bc.attn.n_heads + 2 * bc.attn.kv_heads()) * bc.attn.head_dim);
       b = std::max(b, size_t(R) * hd);
+      dd = std::max(dd, size_t(R) * hd);  // grouped: rotated queries
       c = std::max(c, size_t(bc.attn.n_heads) * T * T);
       f32 = std::max(f32, size_t(bc.attn.n_heads) * T * T);
     }
@@ -105,11 +111,12 @@ void CudaModel::ensure_workspace(int B, int T) {
       b = std::max(b, size_t(R) * F);
     }
     if (bc.mlp == MlpKind::Moe) {
-      const int E = bc.ffn.n_experts;
-      c = std::max(c, size_t(R) * d);
-      f32 = std::max(f32, size_t(R) * d);
-      f32b = std::max(f32b, size_t(R) * E + R);
-      ints = std::max(ints, size_t(2) * R + 3 * E + 1);
+      const int E = bc.ffn.n_experts, k = bc.ffn.top_k;
+      c = std::max(c, size_t(R) * k * d);
+      f32 = std::max(f32, size_t(R) * k * d);
+      f32b = std::max(f32b, size_t(R) * E + size_t(R) * k);
+      // expert, perm, inv [R*k]; tie [R]; offsets [E+1] + flag copy slot; scratch [2E]
+      ints = std::max(ints, size_t(3) * R * k + R + 3 * E + 2);
     }
   }
   ws_resid_.ensure(size_t(R) * d * 4, "residual stream [B*T, d] fp32");
@@ -124,6 +131,28 @@ void CudaModel::ensure_workspace(int B, int T) {
   ws_f32b_.ensure(f32b * 4, "router logits and gates");
   ws_int_.ensure(ints * 4, "MoE routing indices");
   ws_ids_.ensure(size_t(R) * 8, "input ids");
+  if (!ws_flag_.bytes()) {
+    ws_flag_.ensure(sizeof(int), "NaN-router flag");
+    BMH_CUDA(cudaMemsetAsync(ws_flag_.get(), 0, sizeof(int), stream_));
+  }
+}
+
+int router_half_mode(const RouterPrecision& p, Dt dt) {
+  const DType r = router_rounding(p, dt == Dt::BF16 ? DType::BF16 : dt == Dt::F16 ? DType::F16 : DType::F32);
+  return r == DType::BF16 ? 1 : r == DType::F16 ? 2 : 0;
+}
+
+void check_router_nan_flag(int flag, const std::string& where) {
+  if (flag) fail(where, ": router logits of MoE block ", flag - 1, " are NaN (no expert can be chosen)");
+}
+
+void check_sliding_window(const ModelConfig& cfg, int64_t positions, const std::string& where) {
+  for (int i = 0; i < cfg.n_blocks(); ++i) {
+    const int w = cfg.blocks[i].attn.sliding_window;
+    if (cfg.blocks[i].mixer == MixerKind::Attention && w > 0 && positions > w)
+      fail(where, ": block ", i, " has sliding_window ", w, ", which binds at ", positions,
+           " positions; the CUDA backend does not implement the window (the CPU reference does)");
+  }
 }
 
 void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_state, float* ssm_state) {
@@ -140,6 +169,13 @@ void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_s
                      conv_state, B, T, Di, m.d_conv, ws_b_.get(), Di, stream_);
   // x_dbl [R, Rk + 2N] = xc x_proj^T;  dt [R, Di] = x_dbl[:, :Rk] dt_proj^T (bias goes to the scan)
   linear(*blas_, dt, dt, R, Wx, Di, ws_b_.get(), Di, w.x_proj.w.get(), Di, ws_c_.get(), Wx);
+  if (m.inner_norms) {  // Jamba: RMSNorm dt, B and C in place (modeling_jamba.py JambaMambaMixer)
+    char* xd = ws_c_.as<char>();
+    const float eps = float(m.inner_norm_eps);
+    rms_norm_rows_inplace(dt, xd, Wx, R, Rk, w.dt_norm.as<float>(), eps, stream_);
+    rms_norm_rows_inplace(dt, xd + size_t(Rk) * es, Wx, R, N, w.b_norm.as<float>(), eps, stream_);
+    rms_norm_rows_inplace(dt, xd + size_t(Rk + N) * es, Wx, R, N, w.c_norm.as<float>(), eps, stream_);
+  }
   linear(*blas_, dt, dt, R, Di, Rk, ws_c_.get(), Wx, w.dt_proj.w.get(), Rk, ws_d_.get(), Di);
   ScanArgs sa{};
   sa.u = ws_b_.get(); sa.ldu = Di;
@@ -165,6 +201,32 @@ void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc,
   const int R = B * T, H = a.n_heads, hd = a.head_dim, dh = H * hd, d = cfg_.d_model;
   const size_t es = dt_size(dt);
   char* qkv = ws_a_.as<char>();
+  if (a.grouped_qkv) {
+    // Mixtral/Jamba: q heads | k heads | v heads; query head h reads kv head h / rep (repeat_kv).
+    const int Hkv = a.kv_heads(), rep = H / Hkv, W = (H + 2 * Hkv) * hd;
+    linear(*blas_, dt, dt, R, W, d, xn, d, w.qkv.w.get(), d, qkv, W);
+    add_bias(dt, qkv, W, w.qkv.bias(), R, W, stream_);
+    char* q = ws_d_.as<char>();
+    gqa_rotary_split(dt, qkv, B, T, H, Hkv, hd, a.rotary_dim, float(a.rope_theta), 0, nullptr, q, kc, vc, S_max,
+                     stream_);
+    const float scale = 1.f / std::sqrt(float(hd));
+    for (int b = 0; b < B; ++b)
+      for (int g = 0; g < Hkv; ++g) {
+        const char* qg = q + (size_t(b) * T * dh + size_t(g) * rep * hd) * es;
+        const char* kb = static_cast<const char*>(kc) + (size_t(b) * Hkv + g) * S_max * hd * es;
+        const char* vb = static_cast<const char*>(vc) + (size_t(b) * Hkv + g) * S_max * hd * es;
+        // The group's rep query heads share one K (stride 0): scores [rep, T, T] as in the per-head path below.
+        gemm_strided(*blas_, dt, Dt::F32, true, false, T, T, hd, scale, kb, hd, 0LL, qg, dh, (long long)hd, 0.f,
+                     ws_f32_.get(), T, (long long)T * T, rep);
+        causal_softmax(dt, ws_f32_.as<float>(), rep, T, T, 0, ws_c_.get(), stream_);
+        char* o = ws_b_.as<char>() + (size_t(b) * T * dh + size_t(g) * rep * hd) * es;
+        gemm_strided(*blas_, dt, dt, false, false, hd, T, T, 1.f, vb, hd, 0LL, ws_c_.get(), T, (long long)T * T, 0.f,
+                     o, dh, hd, rep);
+      }
+    linear(*blas_, dt, Dt::F32, R, d, dh, ws_b_.get(), dh, w.dense.w.get(), dh, ws_resid_.get(), d, 1.f, 1.f);
+    add_bias(Dt::F32, ws_resid_.get(), d, w.dense.bias(), R, d, stream_);
+    return;
+  }
   linear(*blas_, dt, dt, R, 3 * dh, d, xn, d, w.qkv.w.get(), d, qkv, 3 * dh);
   add_bias(dt, qkv, 3 * dh, w.qkv.bias(), R, 3 * dh, stream_);
   rotary_qkv_to_cache(dt, qkv, B, T, H, hd, a.rotary_dim, float(a.rope_theta), 0, nullptr, kc, vc, S_max, stream_);
@@ -197,32 +259,48 @@ void CudaModel::mlp_prefill(int i, int R, const void* xn) {
   add_bias(Dt::F32, ws_resid_.get(), d, w.fc2.bias(), R, d, stream_);
 }
 
-void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced, RouteRecord* rec) {
+void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced, int half, RouteRecord* rec) {
   const MlpSpec& f = cfg_.blocks[i].ffn;
   const DevBlock& w = w_.blocks[i];
   const Dt dt = w_.dt;
-  const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F, E = f.n_experts;
+  const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F, E = f.n_experts, k = f.top_k, A = R * k;
   const size_t es = dt_size(dt);
   float* logits = ws_f32b_.as<float>();
   float* gate = logits + size_t(R) * E;
   int* expert = ws_int_.as<int>();
-  int* perm = expert + R;
-  int* offsets = perm + R;
-  int* scratch = offsets + E + 1;
-  // Router (Zyphra switch_mlp.py): logits = x W^T + b in fp32, sigmoid, top-1.
+  int* perm = expert + A;
+  int* inv = perm + A;
+  int* tie = inv + A;
+  int* offsets = tie + R;  // [E+1], then one int the NaN flag is copied into
+  int* scratch = offsets + E + 2;
+  // Router logits in fp32 (x W^T), then core/router.h's decision on the device (kernels/router.cuh).
   linear(*blas_, dt, Dt::F32, R, E, d, xn, d, w.router.w.get(), d, logits, E);
-  router_top1(logits, w.router.bias(), R, E, forced, expert, gate, stream_);
-  moe_permute(dt, expert, R, E, xn, d, d, offsets, perm, ws_c_.get(), scratch, stream_);
-  std::vector<int> off(E + 1);
-  download(off.data(), offsets, sizeof(int) * (E + 1), stream_);
+  RouterArgs ra;
+  ra.logits = logits; ra.bias = w.router.bias(); ra.R = R; ra.E = E; ra.k = k;
+  ra.softmax = f.router == RouterKind::SoftmaxTopK; ra.renormalize = f.renormalize; ra.half = half;
+  ra.forced = forced; ra.expert = expert; ra.gate = gate; ra.tie = tie;
+  ra.nan_flag = ws_flag_.as<int>(); ra.tag = i + 1;
+  router_topk(ra, stream_);
+  moe_permute(dt, expert, R, E, xn, d, d, offsets, perm, ws_c_.get(), scratch, stream_, k, inv);
+  // The offsets come to the host for the per-expert GEMMs anyway: the NaN flag rides along in the same copy.
+  BMH_CUDA(cudaMemcpyAsync(offsets + E + 1, ws_flag_.get(), sizeof(int), cudaMemcpyDeviceToDevice, stream_));
+  std::vector<int> off(E + 2);
+  download(off.data(), offsets, sizeof(int) * (E + 2), stream_);
+  if (off[E + 1]) {
+    BMH_CUDA(cudaMemsetAsync(ws_flag_.get(), 0, sizeof(int), stream_));  // a later run starts clean
+    check_router_nan_flag(off[E + 1], "cuda forward");
+  }
   if (rec) {
     rec->block = i;
     rec->n_experts = E;
-    std::vector<int> ex(R);
-    download(ex.data(), expert, sizeof(int) * R, stream_);
+    rec->top_k = k;
+    std::vector<int> ex(A), ti(R);
+    download(ex.data(), expert, sizeof(int) * A, stream_);
+    download(ti.data(), tie, sizeof(int) * R, stream_);
     rec->expert.assign(ex.begin(), ex.end());
-    rec->prob.resize(R);
-    download(rec->prob.data(), gate, sizeof(float) * R, stream_);
+    rec->tie.assign(ti.begin(), ti.end());
+    rec->prob.resize(A);
+    download(rec->prob.data(), gate, sizeof(float) * A, stream_);
     rec->router_logits.resize(size_t(R) * E);
     download(rec->router_logits.data(), logits, sizeof(float) * R * E, stream_);
   }
@@ -240,7 +318,8 @@ void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced,
     linear(*blas_, dt, Dt::F32, n, d, F, ws_b_.get(), F, w2, F, ys, d);
     add_bias(Dt::F32, ys, d, b2, n, d, stream_);
   }
-  moe_unpermute_add(ws_f32_.as<float>(), perm, gate, R, d, ws_resid_.as<float>(), stream_);
+  // Each token's k expert outputs, scaled by their gates, added in slot order.
+  moe_combine_add(ws_f32_.as<float>(), inv, gate, R, k, d, ws_resid_.as<float>(), stream_);
 }
 
 static Tensor download_f32(const void* p, Dt dt, int B, int T, int d, cudaStream_t s) {
@@ -258,7 +337,9 @@ void CudaModel::prefill_rows(const int64_t* ids_dev, int B, int T, const StatePt
   const Dt dt = w_.dt;
   float* resid = ws_resid_.as<float>();
   embedding(dt, w_.embed.get(), ids_dev, R, d, resid, stream_);
-  const bool neox = cfg_.family == "hf-gpt-neox";
+  const bool neox = cfg_.family == "hf-gpt-neox" || cfg_.family == "hf-mixtral" || cfg_.family == "hf-jamba";
+  const int half = router_half_mode(trace.precision ? *trace.precision : router_precision_, dt);
+  check_sliding_window(cfg_, T, "cuda prefill");
   auto record = [&](const void* p, Dt t) {
     if (trace.hidden) trace.hidden->push_back(download_f32(p, t, B, T, d, stream_));
   };
@@ -287,7 +368,7 @@ void CudaModel::prefill_rows(const int64_t* ids_dev, int B, int T, const StatePt
       } else {
         const int64_t* forced = trace.forced ? (*trace.forced)[moe_index] : nullptr;
         RouteRecord rec;
-        moe_prefill(i, R, ws_xn2_.get(), forced, trace.routes ? &rec : nullptr);
+        moe_prefill(i, R, ws_xn2_.get(), forced, half, trace.routes ? &rec : nullptr);
         if (trace.routes) trace.routes->push_back(std::move(rec));
         ++moe_index;
       }
@@ -313,20 +394,23 @@ static std::vector<const int64_t*> upload_forced(const ModelConfig& cfg, const F
   const std::vector<int> moe = cfg.moe_blocks();
   std::vector<const int64_t*> ptrs(moe.size(), nullptr);
   if (!opt.force_routes) return ptrs;
-  const size_t R = size_t(B) * T;
+  size_t kmax = 1;
+  for (int b : moe) kmax = std::max<size_t>(kmax, cfg.blocks[b].ffn.top_k);
+  const size_t Rt = size_t(B) * T, R = Rt * kmax;  // slots per block in the buffer
   buf.ensure(std::max<size_t>(1, moe.size()) * R * 8, "forced routes");
   for (const auto& [block, experts] : *opt.force_routes) {
     auto it = std::find(moe.begin(), moe.end(), block);
     if (it == moe.end()) fail("forced routes name block ", block, ", which is not an MoE block");
-    if (experts.size() != R)
-      fail("forced routes for block ", block, " have ", experts.size(), " entries; expected B*T = ", R);
+    const size_t n = Rt * cfg.blocks[block].ffn.top_k;
+    if (experts.size() != n)
+      fail("forced routes for block ", block, " have ", experts.size(), " entries; expected B*T*k = ", n);
     const int E = cfg.blocks[block].ffn.n_experts;
-    for (size_t r = 0; r < R; ++r)
+    for (size_t r = 0; r < n; ++r)
       if (experts[r] < 0 || experts[r] >= E)
-        fail("forced route for block ", block, " at token ", r, " is expert ", experts[r], ", outside [0, ", E, ")");
+        fail("forced route for block ", block, " at slot ", r, " is expert ", experts[r], ", outside [0, ", E, ")");
     const size_t m = size_t(it - moe.begin());
     int64_t* dst = buf.as<int64_t>() + m * R;
-    upload(dst, experts.data(), R * 8, s);
+    upload(dst, experts.data(), n * 8, s);
     ptrs[m] = dst;
   }
   BMH_CUDA(cudaStreamSynchronize(s));
@@ -352,6 +436,7 @@ ForwardOutput CudaModel::forward(const Tensor& ids, const ForwardOptions& opt) {
   tr.routes = &out.routes;
   tr.hidden = opt.hidden_states ? &out.hidden_states : nullptr;
   tr.forced = &forced;
+  tr.precision = opt.router_precision;
   prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, tr);
   const size_t R = size_t(B) * T;
   ws_logits_.ensure(R * V * 4, "logits [B*T, V] fp32");

@@ -117,10 +117,15 @@ DevWeights upload_weights(const ModelConfig& cfg, const TensorMap& canonical, Dt
       upload(b.A.get(), af.data(), af.size() * 4);
       u.bytes += b.A.bytes();
       b.D = u.vec(p + "mamba.D", Di);
+      if (m.inner_norms) {
+        b.dt_norm = u.vec(p + "mamba.dt_norm.weight", R);
+        b.b_norm = u.vec(p + "mamba.b_norm.weight", N);
+        b.c_norm = u.vec(p + "mamba.c_norm.weight", N);
+      }
     } else if (bc.mixer == MixerKind::Attention) {
       const AttentionSpec& a = bc.attn;
-      const int hd = a.n_heads * a.head_dim;
-      b.qkv = u.linear(p + "attn.qkv", 3 * hd, d, a.qkv_bias);
+      const int hd = a.n_heads * a.head_dim, rows = (a.n_heads + 2 * a.kv_heads()) * a.head_dim;
+      b.qkv = u.linear(p + "attn.qkv", rows, d, a.qkv_bias);
       b.dense = u.linear(p + "attn.dense", d, hd, a.out_bias);
     }
     const int F = bc.ffn.d_ff, F1 = bc.ffn.gated ? 2 * F : F;

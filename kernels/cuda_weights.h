@@ -22,7 +22,8 @@ struct DevBlock {
   // Mamba
   DevLinear in_proj, x_proj, dt_proj, out_proj;         // dt_proj.b is the scan's delta_bias
   DeviceBuffer conv_w, conv_b, A, D;                    // fp32 [Di, K], [Di], [Di, N], [Di]
-  // Attention
+  DeviceBuffer dt_norm, b_norm, c_norm;                 // fp32 [R], [N], [N] (Jamba inner RMSNorms) or empty
+  // Attention (qkv rows: GPT-NeoX per-head [q|k|v], or grouped [q heads | k heads | v heads])
   DevLinear qkv, dense;
   // Dense MLP or MoE experts (fc1 [E, F or 2F, d], fc2 [E, d, F] with E = 1 for a dense MLP)
   DevLinear fc1, fc2, router;

@@ -10,11 +10,16 @@
 #include "kernels/device.h"
 
 namespace bmh::cuda {
+// A NaN logit routes the row to expert 0 and sets *nan_flag = tag (when nan_flag is given; see kernels/router.cuh).
 void router_top1(float* logits, const float* bias, int R, int E, const int64_t* forced, int* expert, float* gate,
-                 cudaStream_t s);
-// scratch: 2*E ints of device memory.
+                 cudaStream_t s, int* nan_flag = nullptr, int tag = 1);
+// scratch: 2*E ints of device memory. Top-k: expert [R, k] token-major; R*k assignments are grouped (perm holds
+// assignment ids token*k + slot), xs [R*k, d], and inv [R*k] (optional) maps an assignment to its sorted place.
 void moe_permute(Dt t, const int* expert, int R, int E, const void* x, int ldx, int d, int* offsets, int* perm,
-                 void* xs, int* scratch, cudaStream_t s);
+                 void* xs, int* scratch, cudaStream_t s, int k = 1, int* inv = nullptr);
 void moe_unpermute_add(const float* ys, const int* perm, const float* gate, int R, int d, float* residual,
                        cudaStream_t s);
+//   moe_combine_add: residual[r, :] += sum over slots j in order of gate[r, j] * ys[inv[r*k + j], :] (top-k).
+void moe_combine_add(const float* ys, const int* inv, const float* gate, int R, int k, int d, float* residual,
+                     cudaStream_t s);
 }

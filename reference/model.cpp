@@ -90,6 +90,11 @@ template <class T> RefModel<T>::RefModel(ModelConfig cfg, const TensorMap& canon
       m.dt_proj = to_mat<T>(g.at(q + "dt_proj.weight"));
       m.dt_bias = to_vec<T>(g.at(q + "dt_proj.bias"));
       m.A = -to_mat<T>(g.at(q + "A_log")).array().exp().matrix();  // A = -exp(A_log)
+      if (bc.mamba.inner_norms) {
+        m.dt_norm = to_vec<T>(g.at(q + "dt_norm.weight"));
+        m.b_norm = to_vec<T>(g.at(q + "b_norm.weight"));
+        m.c_norm = to_vec<T>(g.at(q + "c_norm.weight"));
+      }
       m.D = to_vec<T>(g.at(q + "D"));
       m.out_proj = to_mat<T>(g.at(q + "out_proj.weight"));
       if ((m.has_out_proj_b = bc.mamba.out_proj_bias)) m.out_proj_b = to_vec<T>(g.at(q + "out_proj.bias"));
@@ -126,8 +131,8 @@ template <class T> SequenceState<T> RefModel<T>::new_state() const {
       s.mamba[i].conv = Mat<T>::Zero(b.mamba.d_conv - 1, b.mamba.d_inner);
       s.mamba[i].ssm = Mat<T>::Zero(b.mamba.d_inner, b.mamba.d_state);
     } else if (b.mixer == MixerKind::Attention) {
-      s.kv[i].k = Mat<T>(0, cfg_.d_model);
-      s.kv[i].v = Mat<T>(0, cfg_.d_model);
+      s.kv[i].k = Mat<T>(0, b.attn.kv_heads() * b.attn.head_dim);
+      s.kv[i].v = Mat<T>(0, b.attn.kv_heads() * b.attn.head_dim);
     }
   }
   return s;
@@ -135,8 +140,10 @@ template <class T> SequenceState<T> RefModel<T>::new_state() const {
 
 template <class T>
 Mat<T> RefModel<T>::run(const std::vector<int64_t>& tokens, SequenceState<T>& st, SequenceTrace* trace,
-                        const std::vector<std::vector<int64_t>>* forced) const {
+                        const std::vector<std::vector<int64_t>>* forced, const RouterPrecision* precision) const {
   const int n = int(tokens.size()), d = cfg_.d_model;
+  const DType router_half = router_rounding(precision ? *precision : router_precision_,
+                                            std::is_same_v<T, float> ? DType::F32 : DType::F64);
   Mat<T> x(n, d);
   for (int t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= cfg_.vocab_size)
@@ -146,7 +153,8 @@ Mat<T> RefModel<T>::run(const std::vector<int64_t>& tokens, SequenceState<T>& st
   }
   // Hidden states as the fixtures store them: transformers' GPT-NeoX records each block's input (entry 0 is the
   // embedding); Mamba and BlackMamba record the residual stream after each block. Both end with the final norm.
-  const bool neox_convention = cfg_.family == "hf-gpt-neox";
+  const bool neox_convention =
+      cfg_.family == "hf-gpt-neox" || cfg_.family == "hf-mixtral" || cfg_.family == "hf-jamba";
   auto record = [&](const Mat<T>& h) {
     if (!trace || !trace->want_hidden) return;
     std::vector<double> v(h.size());
@@ -169,7 +177,7 @@ Mat<T> RefModel<T>::run(const std::vector<int64_t>& tokens, SequenceState<T>& st
       const std::vector<int64_t>* f = nullptr;
       if (forced && moe_index < int(forced->size()) && !(*forced)[moe_index].empty()) f = &(*forced)[moe_index];
       MoeRoutes r;
-      Mat<T> y = switch_mlp<T>(bc.ffn, w.moe, hn, &r, f);
+      Mat<T> y = switch_mlp<T>(bc.ffn, w.moe, hn, &r, f, router_half);
       if (trace) trace->routes.push_back(std::move(r));
       ++moe_index;
       return y;
@@ -203,10 +211,11 @@ template <class T> ForwardOutput RefModel<T>::forward(const Tensor& ids, const F
     for (const auto& [block, experts] : *opt.force_routes) {
       auto it = std::find(moe.begin(), moe.end(), block);
       if (it == moe.end()) fail("forced routes name block ", block, ", which is not an MoE block");
-      if (int64_t(experts.size()) != int64_t(B) * Tn)
-        fail("forced routes for block ", block, " have ", experts.size(), " entries; expected B*T = ", B * Tn);
+      const int64_t k = cfg_.blocks[block].ffn.top_k, per_seq = int64_t(Tn) * k;
+      if (int64_t(experts.size()) != B * per_seq)
+        fail("forced routes for block ", block, " have ", experts.size(), " entries; expected B*T*k = ", B * per_seq);
       for (int b = 0; b < B; ++b)
-        forced[b][it - moe.begin()].assign(experts.begin() + int64_t(b) * Tn, experts.begin() + int64_t(b + 1) * Tn);
+        forced[b][it - moe.begin()].assign(experts.begin() + b * per_seq, experts.begin() + (b + 1) * per_seq);
     }
   std::vector<Mat<T>> logits(B);
   std::vector<SequenceTrace> traces(B);
@@ -214,7 +223,7 @@ template <class T> ForwardOutput RefModel<T>::forward(const Tensor& ids, const F
     SequenceState<T> st = new_state();
     traces[b].want_hidden = opt.hidden_states;
     std::vector<int64_t> seq(all.begin() + int64_t(b) * Tn, all.begin() + int64_t(b + 1) * Tn);
-    logits[b] = run(seq, st, &traces[b], opt.force_routes ? &forced[b] : nullptr);
+    logits[b] = run(seq, st, &traces[b], opt.force_routes ? &forced[b] : nullptr, opt.router_precision);
   });
   ForwardOutput out;
   out.logits = Tensor::zeros(DType::F32, {B, Tn, V});
@@ -225,9 +234,11 @@ template <class T> ForwardOutput RefModel<T>::forward(const Tensor& ids, const F
     RouteRecord r;
     r.block = moe[m];
     r.n_experts = cfg_.blocks[moe[m]].ffn.n_experts;
+    r.top_k = cfg_.blocks[moe[m]].ffn.top_k;
     for (int b = 0; b < B; ++b) {
       const MoeRoutes& s = traces[b].routes[m];
       r.expert.insert(r.expert.end(), s.expert.begin(), s.expert.end());
+      r.tie.insert(r.tie.end(), s.tie.begin(), s.tie.end());
       for (double p : s.prob) r.prob.push_back(float(p));
       for (double l : s.router_logits) r.router_logits.push_back(float(l));
     }

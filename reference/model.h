@@ -45,9 +45,18 @@ template <class T> class RefModel final : public LanguageModel {
 
   SequenceState<T> new_state() const;
   // Runs tokens from `state` (advancing it) and returns logits [n, V]. `forced` holds, per MoE block in
-  // order, the experts to use for these tokens (empty = router's choice).
+  // order, the experts to use for these tokens, k per token (empty = router's choice); `precision` null = the
+  // model's own --router-precision.
   Mat<T> run(const std::vector<int64_t>& tokens, SequenceState<T>& state, SequenceTrace* trace,
-             const std::vector<std::vector<int64_t>>* forced = nullptr) const;
+             const std::vector<std::vector<int64_t>>* forced = nullptr,
+             const RouterPrecision* precision = nullptr) const;
+  // The weights as loaded, for the training path (reference/backward_model.cpp).
+  const Mat<T>& embed() const { return embed_; }
+  const Mat<T>& lm_head() const { return lm_head_; }   // empty when tied
+  const Vec<T>& lm_head_b() const { return lm_head_b_; }
+  const Vec<T>& final_norm_w() const { return final_norm_w_; }
+  const Vec<T>& final_norm_b() const { return final_norm_b_; }
+  const std::vector<BlockWeights<T>>& blocks() const { return blocks_; }
 
  private:
   ModelConfig cfg_;

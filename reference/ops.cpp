@@ -1,9 +1,11 @@
 // The reference ops (declared in reference/ops.h), written as plainly as the formulas.
 #include "reference/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
+#include "core/router.h"
 #include "reference/mac_counter.h"
 
 namespace bmh::ref {
@@ -125,8 +127,13 @@ template <class T> Mat<T> mamba_mixer(const MambaSpec& s, const MambaWeights<T>&
   state.conv = joined.bottomRows(K - 1);
   // x_proj -> dt | B | C; dt_proj without bias (the bias is added inside the scan, delta_bias).
   Mat<T> xdbl = linear<T>(xc, w.x_proj, nullptr);
-  Mat<T> dt = linear<T>(Mat<T>(xdbl.leftCols(R)), w.dt_proj, nullptr);
-  Mat<T> Bm = xdbl.middleCols(R, N), Cm = xdbl.rightCols(N);
+  Mat<T> dtr = xdbl.leftCols(R), Bm = xdbl.middleCols(R, N), Cm = xdbl.rightCols(N);
+  if (s.inner_norms) {  // Jamba: time_step, B, C = dt_layernorm, b_layernorm, c_layernorm (modeling_jamba.py)
+    dtr = rms_norm<T>(dtr, w.dt_norm, nullptr, s.inner_norm_eps);
+    Bm = rms_norm<T>(Bm, w.b_norm, nullptr, s.inner_norm_eps);
+    Cm = rms_norm<T>(Cm, w.c_norm, nullptr, s.inner_norm_eps);
+  }
+  Mat<T> dt = linear<T>(dtr, w.dt_proj, nullptr);
   Mat<T> y = selective_scan<T>(xc, dt, w.A, Bm, Cm, w.D, &z, w.dt_bias, state.ssm);
   return linear<T>(y, w.out_proj, w.has_out_proj_b ? &w.out_proj_b : nullptr);
 }
@@ -141,30 +148,23 @@ template <class T> Mat<T> mlp(const MlpSpec& s, const MlpWeights<T>& w, const Ma
 }
 
 template <class T> Mat<T> switch_mlp(const MlpSpec& s, const MoeWeights<T>& w, const Mat<T>& x, MoeRoutes* routes,
-                                     const std::vector<int64_t>* forced) {
-  const int E = s.n_experts;
-  if (s.router != RouterKind::SigmoidTop1) fail("switch_mlp: only the sigmoid top-1 router is implemented");
+                                     const std::vector<int64_t>* forced, DType half) {
+  const int E = s.n_experts, k = s.top_k;
   Mat<T> logits = linear<T>(x, w.router, s.router_bias ? &w.router_b : nullptr);
   Mat<T> y = Mat<T>::Zero(x.rows(), x.cols());
+  if (forced && int64_t(forced->size()) != int64_t(x.rows()) * k)
+    fail("forced routes: ", forced->size(), " entries for ", x.rows(), " tokens x ", k, " slots");
   if (routes) *routes = MoeRoutes{};
+  if (routes) routes->top_k = k;
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
-    // argmax of the sigmoid values themselves (not the logits): where sigmoid saturates to equal values the
-    // first expert wins, as torch.max does.
-    std::vector<T> prob(E);
-    for (int e = 0; e < E; ++e) prob[e] = T(1) / (T(1) + std::exp(-logits(t, e)));
-    int best = 0;
-    for (int e = 1; e < E; ++e)
-      if (prob[e] > prob[best]) best = e;
-    if (forced) {
-      int64_t f = forced->at(t);
-      if (f < 0 || f >= E) fail("forced route ", f, " at token ", t, " is outside [0, ", E, ")");
-      best = int(f);
-    }
-    const T p = prob[best];
-    y.row(t) = mlp<T>(s, w.experts[best], Mat<T>(x.row(t))) * p;
+    const TokenRoute r = route_token<T>(s, &logits(t, 0), half, forced ? forced->data() + t * k : nullptr);
+    for (int j = 0; j < k; ++j) y.row(t) += mlp<T>(s, w.experts[r.expert[j]], Mat<T>(x.row(t))) * T(r.weight[j]);
     if (routes) {
-      routes->expert.push_back(best);
-      routes->prob.push_back(double(p));
+      for (int j = 0; j < k; ++j) {
+        routes->expert.push_back(r.expert[j]);
+        routes->prob.push_back(r.weight[j]);
+      }
+      routes->tie.push_back(r.tie);
       for (int e = 0; e < E; ++e) routes->router_logits.push_back(double(logits(t, e)));
     }
   }
@@ -186,36 +186,48 @@ template <class T> void apply_rotary(T* q, int rotary_dim, double theta, int64_t
 
 template <class T> Mat<T> attention(const AttentionSpec& s, const AttentionWeights<T>& w, const Mat<T>& x,
                                     KvCache<T>& cache) {
-  const int H = s.n_heads, hd = s.head_dim, d = H * hd;
+  const int H = s.n_heads, Hkv = s.kv_heads(), hd = s.head_dim, group = H / Hkv;
   const Eigen::Index Tn = x.rows(), pos0 = cache.k.rows();
-  Mat<T> qkv = linear<T>(x, w.qkv, w.has_qkv_b ? &w.qkv_b : nullptr);  // [T, 3d], per head q|k|v
-  Mat<T> q(Tn, d), k(Tn, d), v(Tn, d);
-  for (Eigen::Index t = 0; t < Tn; ++t)
-    for (int h = 0; h < H; ++h) {
-      q.row(t).segment(h * hd, hd) = qkv.row(t).segment(h * 3 * hd, hd);
-      k.row(t).segment(h * hd, hd) = qkv.row(t).segment(h * 3 * hd + hd, hd);
-      v.row(t).segment(h * hd, hd) = qkv.row(t).segment(h * 3 * hd + 2 * hd, hd);
-      apply_rotary(&q(t, h * hd), s.rotary_dim, s.rope_theta, pos0 + t);
-      apply_rotary(&k(t, h * hd), s.rotary_dim, s.rope_theta, pos0 + t);
+  Mat<T> qkv = linear<T>(x, w.qkv, w.has_qkv_b ? &w.qkv_b : nullptr);
+  Mat<T> q(Tn, H * hd), k(Tn, Hkv * hd), v(Tn, Hkv * hd);
+  for (Eigen::Index t = 0; t < Tn; ++t) {
+    if (s.grouped_qkv) {  // [q heads | k heads | v heads]
+      q.row(t) = qkv.row(t).segment(0, H * hd);
+      k.row(t) = qkv.row(t).segment(H * hd, Hkv * hd);
+      v.row(t) = qkv.row(t).segment((H + Hkv) * hd, Hkv * hd);
+    } else {  // GPT-NeoX per head [q|k|v]
+      for (int h = 0; h < H; ++h) {
+        q.row(t).segment(h * hd, hd) = qkv.row(t).segment(h * 3 * hd, hd);
+        k.row(t).segment(h * hd, hd) = qkv.row(t).segment(h * 3 * hd + hd, hd);
+        v.row(t).segment(h * hd, hd) = qkv.row(t).segment(h * 3 * hd + 2 * hd, hd);
+      }
     }
-  Mat<T> K(pos0 + Tn, d), V(pos0 + Tn, d);
+    for (int h = 0; h < H; ++h) apply_rotary(&q(t, h * hd), s.rotary_dim, s.rope_theta, pos0 + t);
+    for (int h = 0; h < Hkv; ++h) apply_rotary(&k(t, h * hd), s.rotary_dim, s.rope_theta, pos0 + t);
+  }
+  Mat<T> K(pos0 + Tn, Hkv * hd), V(pos0 + Tn, Hkv * hd);
   K << cache.k, k;
   V << cache.v, v;
   cache.k = K;
   cache.v = V;
   const T scale = T(1) / std::sqrt(T(hd));
-  Mat<T> out = Mat<T>::Zero(Tn, d);
+  Mat<T> out = Mat<T>::Zero(Tn, H * hd);
   for (Eigen::Index t = 0; t < Tn; ++t) {
-    const Eigen::Index ctx = pos0 + t + 1;  // causal: keys 0..pos0+t
+    const Eigen::Index end = pos0 + t + 1;  // causal: keys 0..pos0+t
+    // Mistral sliding window (masking_utils sliding_window_overlay): key j is seen iff j > pos - window.
+    const Eigen::Index begin = s.sliding_window > 0 ? std::max<Eigen::Index>(0, end - s.sliding_window) : 0;
+    const Eigen::Index ctx = end - begin;
     mac_counter().attention_scores += int64_t(H) * hd * ctx;
     mac_counter().attention_values += int64_t(H) * hd * ctx;
     for (int h = 0; h < H; ++h) {
+      const int g = h / group;  // repeat_kv: query head h uses key/value head h / n_rep
       Vec<T> sc(ctx);
-      for (Eigen::Index j = 0; j < ctx; ++j) sc(j) = q.row(t).segment(h * hd, hd).dot(K.row(j).segment(h * hd, hd)) * scale;
+      for (Eigen::Index j = 0; j < ctx; ++j)
+        sc(j) = q.row(t).segment(h * hd, hd).dot(K.row(begin + j).segment(g * hd, hd)) * scale;
       const T mx = sc.maxCoeff();
       sc = (sc.array() - mx).exp().matrix();
       sc /= sc.sum();
-      for (Eigen::Index j = 0; j < ctx; ++j) out.row(t).segment(h * hd, hd) += sc(j) * V.row(j).segment(h * hd, hd);
+      for (Eigen::Index j = 0; j < ctx; ++j) out.row(t).segment(h * hd, hd) += sc(j) * V.row(begin + j).segment(g * hd, hd);
     }
   }
   return linear<T>(out, w.dense, w.has_dense_b ? &w.dense_b : nullptr);
@@ -234,7 +246,7 @@ template <class T> Mat<T> attention(const AttentionSpec& s, const AttentionWeigh
   template Mat<T> mamba_mixer<T>(const MambaSpec&, const MambaWeights<T>&, const Mat<T>&, MambaState<T>&);     \
   template Mat<T> mlp<T>(const MlpSpec&, const MlpWeights<T>&, const Mat<T>&);                                 \
   template Mat<T> switch_mlp<T>(const MlpSpec&, const MoeWeights<T>&, const Mat<T>&, MoeRoutes*,               \
-                                const std::vector<int64_t>*);                                                   \
+                                const std::vector<int64_t>*, DType);                                            \
   template void apply_rotary<T>(T*, int, double, int64_t);                                                      \
   template Mat<T> attention<T>(const AttentionSpec&, const AttentionWeights<T>&, const Mat<T>&, KvCache<T>&);
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/model_config.h"
+#include "core/tensor.h"
 
 namespace bmh::ref {
 
@@ -48,6 +49,7 @@ template <class T> struct MambaWeights {
   Mat<T> x_proj;                                                     // [R + 2N, Di]
   Mat<T> dt_proj;  Vec<T> dt_bias;                                   // [Di, R], [Di]
   Mat<T> A;                                                          // -exp(A_log) [Di, N]
+  Vec<T> dt_norm, b_norm, c_norm;                                    // Jamba inner RMSNorms [R], [N], [N]
   Vec<T> D;
   Mat<T> out_proj; Vec<T> out_proj_b; bool has_out_proj_b = false;
 };
@@ -75,19 +77,26 @@ template <class T> struct MoeWeights {
   std::vector<MlpWeights<T>> experts;
 };
 struct MoeRoutes {
-  std::vector<int64_t> expert;       // [T]
-  std::vector<double> prob;          // [T]
+  int top_k = 1;
+  std::vector<int64_t> expert;       // [T*k]
+  std::vector<double> prob;          // [T*k] gate weights
   std::vector<double> router_logits; // [T*E]
+  std::vector<uint8_t> tie;          // [T]
 };
-// Zyphra switch_mlp.py: p = sigmoid(router(x)); e = argmax p (first on ties); y = expert_e(x) * p[e].
-// `forced` (optional, [T]) replaces the argmax; the scale stays the router's p of the forced expert.
+// y = sum over the token's k slots of weight_j * expert_{e_j}(x), routes decided by core/router.h:
+// Zyphra switch_mlp.py (sigmoid top-1) or Mixtral/Jamba sparse MoE blocks (softmax top-k).
+// `forced` (optional, [T*k]) replaces the choice; the weights stay the router's for the forced experts.
+// `half` rounds as a bf16/fp16 run of the released code does (--router-precision model), F32 = exact in T.
 template <class T> Mat<T> switch_mlp(const MlpSpec& s, const MoeWeights<T>& w, const Mat<T>& x, MoeRoutes* routes,
-                                     const std::vector<int64_t>* forced = nullptr);
+                                     const std::vector<int64_t>* forced = nullptr, DType half = DType::F32);
 
 // GPT-NeoX attention (transformers models/gpt_neox/modeling_gpt_neox.py): fused qkv laid out per head as
 // [q|k|v] of head_dim each; rotate_half rotary on the first rotary_dim dims of q and k; causal softmax with
 // scale 1/sqrt(head_dim); dense out. x [T, d] at positions pos0..pos0+T-1; the cache holds earlier keys and
-// values ([pos0, d] each, heads concatenated) and is extended.
+// values ([pos0, Hkv*hd] each, heads concatenated) and is extended.
+// Grouped (s.grouped_qkv; modeling_mixtral.py MixtralAttention, modeling_jamba.py JambaAttention): qkv rows are
+// [q heads | k heads | v heads]; query head h reads key/value head h / (H / Hkv) (repeat_kv); rotary_dim 0 =
+// no positional encoding (Jamba); sliding_window masks keys more than window-1 positions back (Mistral mask).
 template <class T> struct AttentionWeights {
   Mat<T> qkv; Vec<T> qkv_b; bool has_qkv_b = false;
   Mat<T> dense; Vec<T> dense_b; bool has_dense_b = false;

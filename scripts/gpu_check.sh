@@ -1,67 +1,79 @@
 #!/usr/bin/env bash
-# The CUDA backend's check on a GPU machine, in one call: GPU tests, then the benchmark (bmh bench-gpu) and its
-# PyTorch peers, then a short table (printed last).
+# The CUDA backend's check on a GPU machine, from binaries of one clean commit, in modes that each fit one
+# 10-minute device call:
 #
-#   scripts/gpu_check.sh pack     # here (x86-64, nvcc 13, our Debian libraries): build for sm_90 and collect the
-#                                 # binaries, the non-system shared libraries they load and Zyphra's BlackMamba
-#                                 # source (uncommitted peer) into .carry/ (gitignored)
-#   scripts/gpu_check.sh          # on the GPU machine (CUDA 13 + python3 with torch/transformers, none of our
-#                                 # Debian libraries): run from the repository root with .carry/ beside it
-# Options (GPU side): --tests-only, --bench-only, --quick (fewer presets, shorter runs), --kernels-only (tests, then
-# floors + op table + MoE layer, no presets and no peers). Logs and JSON go to $OUT
-# (the device tool's output folder) or to ./gpu_check_out.
+#   scripts/gpu_check.sh pack [--allow-dirty]
+#       here (x86-64, nvcc 13, our Debian libraries): refuses a dirty tree (untracked files included) unless
+#       --allow-dirty (then everything it produces says "-dirty"); builds for sm_90 and bundles into .carry/
+#       (gitignored): the binaries, the non-system shared libraries they load, the full commit hash, and the peers'
+#       sources (never committed): Zyphra/BlackMamba's Python code, state-spaces/mamba v2.3.2's selective_scan
+#       sources + mamba_ssm Python package, Dao-AILab/causal-conv1d v1.6.1's sources + Python package.
+#   scripts/gpu_check.sh tests      GPU tests with BMH_REQUIRE_GPU=1; fails on any failure or skip
+#   scripts/gpu_check.sh bench      bmh bench-gpu, then the peers built and run in the same call, then the table
+#   scripts/gpu_check.sh sanitize   compute-sanitizer memcheck over the model tests (the OOM test excluded),
+#                                   racecheck (shared-memory hazards) and initcheck over the op table
+# Output (logs, JSON, table.md/table.json) goes to $OUT (the device tool's folder) or ./gpu_check_out; copy it to
+# results/gpu/<date>-<device>-<full hash>/ (scripts/gpu_results.sh does that and regenerates README's table).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CARRY=.carry
+MAMBA_TAG=v2.3.2
+CONV_TAG=v1.6.1.post4
 
 if [ "${1:-}" = pack ]; then
   set -e
+  hash=$(git rev-parse HEAD)
+  if [ -n "$(git status --porcelain)" ]; then
+    if [ "${2:-}" != --allow-dirty ]; then
+      echo "gpu_check pack: the tree is dirty (git status --porcelain is not empty); commit first" >&2
+      git status --short >&2
+      exit 1
+    fi
+    hash="$hash-dirty"
+  fi
   BUILD=${BUILD:-build-cuda}
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-  cmake --build "$BUILD" -j"${JOBS:-2}" --target gpu_test_ops gpu_test_cuda_model
-  cmake --build "$BUILD" -j"${JOBS:-2}" --target bmh || echo "warning: bmh did not build; the benchmark will be missing"
-  # Staged in the build folder, shipped as one compressed bundle (the device tool carries at most 64 MiB in all).
+  cmake --build "$BUILD" -j"${JOBS:-2}" --target gpu_test_ops gpu_test_cuda_model bmh
+  stamped=$(sed -n 's/#define BMH_GIT_HASH "\(.*\)"/\1/p' "$BUILD/generated/bmh_git_hash.h")
+  [ "$stamped" = "$hash" ] || { echo "gpu_check pack: build stamped '$stamped', tree is '$hash'" >&2; exit 1; }
   ST="$BUILD/carry-stage"
-  rm -rf "$ST" && mkdir -p "$ST/bin" "$ST/lib"
-  cp "$BUILD/tests/gpu_test_ops" "$BUILD/tests/gpu_test_cuda_model" "$ST/bin/"
-  [ -x "$BUILD/bmh" ] && cp "$BUILD/bmh" "$ST/bin/"
-  strip --strip-debug "$ST"/bin/* || true
-  # Shared libraries: everything ldd resolves except glibc's own, the driver and cuBLAS (large; CUDA 13 is there).
+  rm -rf "$ST" && mkdir -p "$ST/bin" "$ST/lib" "$ST/peers"
+  cp "$BUILD/tests/gpu_test_ops" "$BUILD/tests/gpu_test_cuda_model" "$BUILD/bmh" "$ST/bin/"
+  strip --strip-debug "$ST"/bin/*
+  # Shared libraries: everything ldd resolves except glibc's own, the driver and cuBLAS (CUDA 13 is there).
   for b in "$ST"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|libresolv.so*|ld-linux*|libcuda.so*|libcublas*.so*) ;;
       *) cp -L "$lib" "$ST/lib/" ;;
     esac
   done
-  # Zyphra's official code for the blackmamba-2.8b peer (python sources only; never committed).
-  ZY=${ZYPHRA_SRC:-/work/.mirror/Zyphra+BlackMamba/repo}
-  if [ -d "$ZY" ]; then
-    mkdir -p "$ST/zyphra"
-    git --git-dir="$ZY" archive HEAD | tar -x -C "$ST/zyphra" --exclude=csrc
-  fi
-  echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- kernels tests/gpu experiments/cmd_bench_gpu.cpp scripts || echo +local-changes)" >"$ST/COMMIT"
+  MIRROR=${MIRROR:-/work/.mirror}
+  for need in Zyphra+BlackMamba state-spaces+mamba Dao-AILab+causal-conv1d; do
+    [ -d "$MIRROR/$need/repo" ] || { echo "gpu_check pack: missing $MIRROR/$need/repo (fetch github:${need/+//})" >&2; exit 1; }
+  done
+  mkdir -p "$ST/peers/zyphra" "$ST/peers/mamba" "$ST/peers/conv"
+  git --git-dir="$MIRROR/Zyphra+BlackMamba/repo" archive HEAD | tar -x -C "$ST/peers/zyphra" --exclude=csrc
+  git --git-dir="$MIRROR/state-spaces+mamba/repo" archive "$MAMBA_TAG" csrc/selective_scan mamba_ssm \
+    | tar -x -C "$ST/peers/mamba"
+  git --git-dir="$MIRROR/Dao-AILab+causal-conv1d/repo" archive "$CONV_TAG" csrc causal_conv1d \
+    | tar -x -C "$ST/peers/conv"
+  echo "$hash" >"$ST/COMMIT"
   rm -rf "$CARRY" && mkdir -p "$CARRY"
   tar -C "$ST" -cJf "$CARRY/bundle.tar.xz" .
   du -sh "$CARRY"
   exit 0
 fi
 
-MODE=all
-QUICK=0
-for a in "$@"; do
-  case "$a" in
-    --tests-only) MODE=tests ;;
-    --bench-only) MODE=bench ;;
-    --quick) QUICK=1 ;;
-    --kernels-only) MODE=kernels ;;
-  esac
-done
+MODE=${1:-tests}
+case "$MODE" in tests|bench|sanitize) ;; *) echo "usage: $0 pack [--allow-dirty] | tests | bench | sanitize" >&2; exit 2 ;; esac
 if [ -f "$CARRY/bundle.tar.xz" ] && [ ! -d "$CARRY/bin" ]; then tar -C "$CARRY" -xJf "$CARRY/bundle.tar.xz"; fi
+[ -x "$CARRY/bin/bmh" ] || { echo "gpu_check: no $CARRY/bin (run 'scripts/gpu_check.sh pack' here first)" >&2; exit 2; }
 O=${OUT:-gpu_check_out}
 mkdir -p "$O"
-LOG="$O/gpu_check.log"
+LOG="$O/gpu_check_$MODE.log"
 : >"$LOG"
 say() { echo "$@" | tee -a "$LOG"; }
+COMMIT=$(cat "$CARRY/COMMIT")
 
 # cuBLAS from the machine's CUDA 13 (toolkit or the pip wheel torch uses); our other libraries from .carry/lib.
 CUBLAS_DIR=""
@@ -71,43 +83,107 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
 done
 BINLIB="$PWD/$CARRY/lib${CUBLAS_DIR:+:$CUBLAS_DIR}"
 run_bin() { LD_LIBRARY_PATH="$BINLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
-export BMH_TEST_DIR="$PWD/tests"
+export BMH_TEST_DIR="$PWD/tests" BMH_REQUIRE_GPU=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 
-say "== gpu_check $(date -u +%Y-%m-%dT%H:%MZ) on $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
-say "== cuBLAS from ${CUBLAS_DIR:-?}; binaries built here from commit $(cat "$CARRY/COMMIT" 2>/dev/null || echo '?')"
+DEVICE=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+say "== gpu_check $MODE $(date -u +%Y-%m-%dT%H:%MZ) on $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
+say "== binaries of commit $COMMIT; cuBLAS from ${CUBLAS_DIR:-?}"
 STATUS=0
-if [ "$MODE" != bench ]; then
-  for t in gpu_test_ops gpu_test_cuda_model; do
-    say "== $t"
-    run_bin "$CARRY/bin/$t" --gtest_brief=1 2>&1 | tee -a "$LOG" | tail -n 40
+
+# Runs one gtest binary; counts failures and skips from its JSON report (any skip fails the check).
+gtest() {
+  local name=$1; shift
+  say "== $name $*"
+  run_bin "$CARRY/bin/$name" --gtest_brief=1 --gtest_output="json:/tmp/$name.json" "$@" 2>&1 | tee -a "$LOG" | tail -n 30
+  local rc=${PIPESTATUS[0]}
+  local counts
+  counts=$(python3 - "/tmp/$name.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+tests = [t for s in d["testsuites"] for t in s["testsuite"]]
+skipped = [t["classname"] + "." + t["name"] for t in tests if t.get("result") == "SKIPPED"]
+failed = [t["classname"] + "." + t["name"] for t in tests if t.get("failures")]
+# The op table's largest relative error per op and dtype (test property max_rel_err), against its tolerance.
+worst = {}
+for t in tests:
+    if "max_rel_err" in t:
+        case = t["name"].split("/")[-1] if "/" in t["name"] else t.get("value_param", t["name"])
+        parts = case.split("_")
+        cut = next((i for i, x in enumerate(parts) if x in ("f32", "bf16", "f16", "fp32", "fp16")), 1)
+        key = "_".join(parts[:cut + 1])
+        worst[key] = max(worst.get(key, 0.0), float(t["max_rel_err"]))
+for k in sorted(worst): print(f"  max rel err {k}: {worst[k]:.3g}")
+print(f"{len(tests)} run, {len(failed)} failed, {len(skipped)} skipped")
+for n in skipped: print("  skipped:", n)
+for n in failed: print("  failed:", n)
+sys.exit(1 if skipped or failed else 0)
+EOF
+  )
+  local crc=$?
+  say "== $name exit $rc: $counts"
+  [ "$rc" = 0 ] && [ "$crc" = 0 ] || STATUS=1
+}
+
+if [ "$MODE" = tests ]; then
+  gtest gpu_test_ops
+  gtest gpu_test_cuda_model
+fi
+
+if [ "$MODE" = sanitize ]; then
+  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  # memcheck: every model test but the deliberate out-of-memory one; our kernels must be clean.
+  say "== compute-sanitizer memcheck gpu_test_cuda_model"
+  # (the 1000-call leak test is left to the tests mode: it checks host/device memory growth, not accesses)
+  run_bin "$CS" --tool memcheck --error-exitcode 97 --leak-check no "$CARRY/bin/gpu_test_cuda_model" \
+    --gtest_brief=1 --gtest_filter='-*OutOfMemory*:*NoLeakOver1000*' 2>&1 | tee -a "$LOG" | tail -n 25
+  rc=${PIPESTATUS[0]}; say "== memcheck exit $rc"; [ "$rc" = 0 ] || STATUS=1
+  # racecheck: shared-memory hazards over the op table's correctness cases (model-sized ones would take hours).
+  for tool in racecheck initcheck; do
+    say "== compute-sanitizer $tool gpu_test_ops (correctness cases)"
+    BMH_OPS_CORRECTNESS_ONLY=1 run_bin "$CS" --tool "$tool" --error-exitcode 97 --print-limit 1000000 "$CARRY/bin/gpu_test_ops" \
+      --gtest_brief=1 --gtest_filter='-*OutOfMemory*' 2>&1 | tee "/tmp/$tool.log" | tail -n 25 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
-    say "== $t exit $rc"
-    [ "$rc" = 0 ] || STATUS=1
+    # Reports inside cuBLAS (nvjet / cublasLt kernels) are listed, not counted: only ones whose device frame names
+    # our kernels (namespace bmh::cuda) fail the check.
+    grep -A1 -E "^========= .*(Error|Hazard|Uninitialized|Race reported)" "/tmp/$tool.log" \
+      | grep -oE "(at|access at) (void )?[^ (<]+" | sed -E 's/^(access )?at (void )?//; s/\+0x[0-9a-f]+$//' | sort | uniq -c \
+      | sort -rn | head -n 20 >"/tmp/$tool.kernels"
+    ours=$(grep -c -E "bmh::" "/tmp/$tool.kernels" || true)
+    say "== $tool exit $rc; kernels with reports (count, kernel):"
+    cat "/tmp/$tool.kernels" | tee -a "$LOG"
+    say "== $tool: kernels of ours with reports: $ours"
+    [ "$ours" = 0 ] || STATUS=1
+    [ "$rc" = 0 ] || [ "$rc" = 97 ] || STATUS=1
   done
 fi
-if [ "$MODE" = kernels ]; then
-  say "== bmh bench-gpu --skip-models"
-  run_bin "$CARRY/bin/bmh" bench-gpu --skip-models --json "$O/bench_gpu.json" 2>&1 | tee -a "$LOG"
+
+if [ "$MODE" = bench ]; then
+  P=scripts/gpu_peers
+  PEERS="$PWD/$CARRY/peers"
+  OA=$(cd "$O" && pwd)
+  KB=/tmp/peer_kernels
+  # The peers' kernels build on the CPUs while our benchmark runs on the GPU.
+  (PYTHONUNBUFFERED=1 python3 $P/build_peer_kernels.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --out "$KB" \
+     >/tmp/peer_build.log 2>&1; echo "exit $?" >>/tmp/peer_build.log) &
+  BUILD_PID=$!
+  say "== bmh bench-gpu"
+  run_bin "$CARRY/bin/bmh" bench-gpu --json "$OA/bench_gpu.json" \
+    --presets blackmamba-2.8b,blackmamba-1.5b,mamba-2.8b,mamba-1.4b,pythia-1.4b 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
-elif [ "$MODE" != tests ]; then
-  if [ "$QUICK" = 1 ]; then
-    BARGS=(--presets blackmamba-2.8b --decode-tokens 32 --forward-batch 2)
-  else
-    BARGS=()
-  fi
-  say "== bmh bench-gpu ${BARGS[*]}"
-  run_bin "$CARRY/bin/bmh" bench-gpu --json "$O/bench_gpu.json" "${BARGS[@]}" 2>&1 | tee -a "$LOG"
-  [ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
+  wait $BUILD_PID
+  say "== peer kernels: $(grep -E 'built in|^exit' /tmp/peer_build.log | tr '\n' ' ')"
+  grep -q "^exit 0" /tmp/peer_build.log || tail -n 40 /tmp/peer_build.log | tee -a "$LOG"
   say "== peers"
-  PYTHONUNBUFFERED=1 timeout 240 python3 scripts/gpu_peers/hf_peers.py --json "$O/peers_hf.json" \
-    $([ "$QUICK" = 1 ] && echo --forward-batch 2) 2>&1 | grep -v Warning | tee -a "$LOG"
-  if [ -d "$CARRY/zyphra" ]; then
-    PYTHONUNBUFFERED=1 timeout 180 python3 scripts/gpu_peers/zyphra_peer.py --src "$CARRY/zyphra" \
-      --json "$O/peers_zyphra.json" 2>&1 | tail -n 20 | tee -a "$LOG"
-  fi
+  PY="env PYTHONUNBUFFERED=1 timeout"
+  $PY 200 python3 $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
+    --json "$OA/peers_mamba_ssm.json" 2>&1 | grep -v Warning | tee -a "$LOG"
+  $PY 150 python3 $P/zyphra_peer.py --src "$PEERS/zyphra" --conv "$PEERS/conv" --kernels "$KB" \
+    --json "$OA/peers_zyphra.json" 2>&1 | grep -v Warning | tee -a "$LOG"
+  $PY 300 python3 $P/hf_peers.py --json "$OA/peers_transformers.json" 2>&1 | grep -v Warning | tee -a "$LOG"
   say ""
-  say "== summary"
-  python3 scripts/gpu_peers/table.py "$O/bench_gpu.json" "$O"/peers_*.json 2>&1 | tee "$O/table.md" | tee -a "$LOG"
+  python3 $P/table.py --bench "$OA/bench_gpu.json" --peers "$OA"/peers_*.json --commit "$COMMIT" \
+    --command "scripts/gpu_check.sh bench" --out "$OA" 2>&1 | tee -a "$LOG"
 fi
-say "== gpu_check status $STATUS"
+say "== gpu_check $MODE status $STATUS"
 exit $STATUS

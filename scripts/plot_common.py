@@ -15,6 +15,8 @@ ARCH_COLORS = {
     "mamba": "#1f77b4",
     "transformer": "#2ca02c",
     "transformer-moe": "#ff7f0e",
+    "hybrid-moe": "#9467bd",
+    "hybrid": "#8c564b",
     "other": "#7f7f7f",
 }
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]

@@ -37,7 +37,7 @@ def main():
         ax.set_yticklabels([str(b) for b in blocks])
         ax.set_xlabel("expert")
         ax.set_ylabel("MoE block (layer index)")
-        ax.set_title(f"{label}\ntokens per expert (uniform = {1 / E:.3f})", fontsize=10)
+        ax.set_title(f"{label}\nshare of expert assignments, k per token (uniform = {1 / E:.3f})", fontsize=10)
         fig.colorbar(im, ax=ax, label="fraction of tokens")
     fig.suptitle(f"{title_of(f)}: expert load")
     save(fig, out, "routing_load.png")

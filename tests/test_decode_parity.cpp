@@ -43,7 +43,8 @@ TEST_P(DecodeParity, RecurrentEqualsFullForward) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DecodeParity,
                          ::testing::Combine(::testing::Values("blackmamba-tiny", "blackmamba-tiny-variant",
-                                                              "mamba-tiny-hf", "pythia-tiny"),
+                                                              "mamba-tiny-hf", "pythia-tiny", "mixtral-tiny",
+                                                              "jamba-tiny"),
                                             ::testing::Values(1, 2, 3, 4, 50)),
                          [](const auto& info) {
                            std::string s = std::get<0>(info.param) + "_T" + std::to_string(std::get<1>(info.param));

@@ -1,8 +1,10 @@
 // The CPU reference against the official implementations' outputs (tests/fixtures/*/expected.safetensors):
-// logits within 1e-4 relative (the oracle ran in fp32 on a GPU with TF32 off; summation order alone moves
-// fp32 results by ~1e-6 relative, and 1e-4 leaves room for the longer reductions of the head), identical
-// routes and greedy tokens, decode logits within 1e-4, and our fp32 and fp64 paths within 1e-5 of each other.
+// logits and decode logits within 1e-5 relative (the oracle ran in fp32 on a GPU with TF32 off; summation order
+// alone moves fp32 results by ~1e-6 relative; observed 1e-7 .. 1e-6, printed per case), identical routes and
+// greedy tokens, hidden states within 1e-4, and our fp32 and fp64 paths within 1e-5 of each other.
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 #include "evals/model_loader.h"
 #include "test_util.h"
@@ -31,8 +33,14 @@ TEST_P(FixtureTest, LogitsRoutesAndHiddenStatesMatchOracle) {
   ForwardOptions opt;
   opt.hidden_states = true;
   ForwardOutput f = model->forward(exp.at("input_ids"), opt);
-  EXPECT_LT(test::rel_frobenius(f.logits, exp.at("logits")), 1e-4) << name << " " << dtype;
-  for (const RouteRecord& r : f.routes) {
+  const double err = test::rel_frobenius(f.logits, exp.at("logits"));
+  std::printf("%s %s: logits rel error %.3g\n", name.c_str(), dtype.c_str(), err);
+  EXPECT_LT(err, 1e-5) << name << " " << dtype;
+  int n_route_tensors = 0;
+  for (const auto& [k, t] : exp) n_route_tensors += k.rfind("route.", 0) == 0 && k.find(".expert") != std::string::npos;
+  // transformers' oracles (Mixtral, Jamba) store no routes; where a fixture has routes, every one is checked.
+  if (n_route_tensors > 0) EXPECT_EQ(int(f.routes.size()), n_route_tensors) << "every fixture route must be produced";
+  for (const RouteRecord& r : n_route_tensors > 0 ? f.routes : std::vector<RouteRecord>{}) {
     const std::string p = "route." + std::to_string(r.block) + ".";
     ASSERT_TRUE(exp.count(p + "expert")) << "fixture has no routes for block " << r.block;
     EXPECT_EQ(r.expert, exp.at(p + "expert").to_i64()) << name << " block " << r.block;
@@ -40,9 +48,6 @@ TEST_P(FixtureTest, LogitsRoutesAndHiddenStatesMatchOracle) {
     EXPECT_LT(test::rel_frobenius(prob, exp.at(p + "prob").to_f64()), 1e-5);
     EXPECT_LT(test::rel_frobenius(logits, exp.at(p + "router_logits").to_f64()), 1e-4);
   }
-  int n_route_tensors = 0;
-  for (const auto& [k, t] : exp) n_route_tensors += k.rfind("route.", 0) == 0 && k.find(".expert") != std::string::npos;
-  EXPECT_EQ(int(f.routes.size()), n_route_tensors) << "every fixture route must be produced";
   for (size_t i = 0; exp.count("hidden_states." + std::to_string(i)); ++i) {
     ASSERT_LT(i, f.hidden_states.size());
     EXPECT_LT(test::rel_frobenius(f.hidden_states[i], exp.at("hidden_states." + std::to_string(i))), 1e-4)
@@ -59,12 +64,15 @@ TEST_P(FixtureTest, GreedyDecodeMatchesOracle) {
   Tensor logits;
   Tensor ids = generate_greedy(*model, exp.at("input_ids"), n_new, &logits);
   EXPECT_EQ(ids.to_i64(), want.to_i64()) << name << " " << dtype;
-  EXPECT_LT(test::rel_frobenius(logits, exp.at("generated_logits")), 1e-4) << name << " " << dtype;
+  const double err = test::rel_frobenius(logits, exp.at("generated_logits"));
+  std::printf("%s %s: decode logits rel error %.3g\n", name.c_str(), dtype.c_str(), err);
+  EXPECT_LT(err, 1e-5) << name << " " << dtype;
 }
 
 std::vector<FixtureCase> cases() {
   std::vector<FixtureCase> c;
-  for (std::string n : {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-ssm", "mamba-tiny-hf", "pythia-tiny"})
+  for (std::string n : {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-ssm", "mamba-tiny-hf", "pythia-tiny",
+                        "mixtral-tiny", "jamba-tiny"})
     for (std::string d : {"fp32", "fp64"}) c.push_back({n, d});
   return c;
 }
@@ -77,7 +85,8 @@ INSTANTIATE_TEST_SUITE_P(Oracle, FixtureTest, ::testing::ValuesIn(cases()), [](c
 });
 
 TEST(FixturePrecision, Fp32AndFp64AgreeWithin1e5) {
-  for (std::string n : {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-ssm", "mamba-tiny-hf", "pythia-tiny"}) {
+  for (std::string n : {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-ssm", "mamba-tiny-hf", "pythia-tiny",
+                        "mixtral-tiny", "jamba-tiny"}) {
     TensorMap exp = test::expected(n);
     ForwardOutput a = load(n, "fp32")->forward(exp.at("input_ids"));
     ForwardOutput b = load(n, "fp64")->forward(exp.at("input_ids"));

@@ -1,43 +1,47 @@
 #!/usr/bin/env python3
-"""PyTorch peers for bmh bench-gpu: random-weight transformers MambaForCausalLM (Mamba-2.8B shape) and
-GPTNeoXForCausalLM (Pythia-1.4B shape) in bf16, eager (no mamba_ssm / causal_conv1d kernels on the GPU machine),
-timed the way our benchmark times: batch-1 decode ms/token after a 64-token prompt, and a B x T forward.
+"""transformers GPT-NeoX (Pythia-1.4B shape, EleutherAI/pythia-1.4b config) with SDPA attention as the transformer
+peer, bf16, random weights:
+- forward B x T: one call returning all B*T logits;
+- decode b=1: the fastest `generate()` setup that runs here — a static cache with torch.compile(mode=
+  "reduce-overhead") (CUDA graphs), else with torch.compile's default mode, else the default dynamic cache; the row
+  names which ran and why the faster ones did not. Timed as the difference of two generation lengths, per token.
 
-Usage: python3 hf_peers.py --json OUT.json [--forward-batch 8] [--forward-len 2048] [--mamba-forward-batch 1]
-The Mamba slow path costs ~9.5 s per 2048-token sequence at this size, so by default its forward runs at batch 1
-and the JSON says so (forward_batch_measured); the table scales it to the asked batch and labels it.
+Usage: python3 hf_peers.py --json OUT.json [--forward-batch 8] [--forward-len 2048]
 """
-import argparse, json, time, sys
-import torch
+import argparse
+import peer_common as pc
 
 
-def sync():
-    torch.cuda.synchronize()
+def pythia():
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    kw = dict(vocab_size=50304, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16,
+              intermediate_size=8192, use_parallel_residual=True, tie_word_embeddings=False,
+              max_position_embeddings=4096)
+    try:
+        cfg = GPTNeoXConfig(**kw, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                   "partial_rotary_factor": 0.25})
+    except TypeError:
+        cfg = GPTNeoXConfig(**kw, rotary_pct=0.25, rotary_emb_base=10000)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        return GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa",
+                                               torch_dtype=torch.bfloat16).eval()
 
 
-def decode_ms_per_token(model, vocab, prompt=64, n=32):
-    ids = torch.randint(0, vocab, (1, prompt), device="cuda")
+def decode_ms(m, static, prompt_len=64, n1=16, n2=80):
+    import torch
+    ids = torch.randint(0, 50304, (1, prompt_len), device="cuda")
     kw = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
-    model.generate(ids, max_new_tokens=4, min_new_tokens=4, **kw)  # warm-up
-    def run(k):
-        sync(); t = time.perf_counter()
-        model.generate(ids, max_new_tokens=k, min_new_tokens=k, **kw)
-        sync(); return time.perf_counter() - t
-    t1 = min(run(1) for _ in range(2))
-    tn = run(n + 1)
-    return 1e3 * (tn - t1) / n
+    if static:
+        kw["cache_implementation"] = "static"
 
-
-@torch.no_grad()
-def forward_ms(model, vocab, B, T, reps=2):
-    ids = torch.randint(0, vocab, (B, T), device="cuda")
-    model(ids)  # warm-up
-    best = []
-    for _ in range(reps):
-        sync(); t = time.perf_counter()
-        model(ids)
-        sync(); best.append(time.perf_counter() - t)
-    return 1e3 * sorted(best)[len(best) // 2]
+    def gen(n):
+        return lambda: m.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
+    with torch.no_grad():
+        t1 = pc.median_ms(gen(n1), reps=3, warmup=2)
+        t2 = pc.median_ms(gen(n2), reps=3, warmup=2)
+    return (t2 - t1) / (n2 - n1)
 
 
 def main():
@@ -45,58 +49,41 @@ def main():
     ap.add_argument("--json", required=True)
     ap.add_argument("--forward-batch", type=int, default=8)
     ap.add_argument("--forward-len", type=int, default=2048)
-    ap.add_argument("--mamba-forward-batch", type=int, default=1)
     a = ap.parse_args()
-    import transformers
-    from transformers import MambaConfig, MambaForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
-    torch.manual_seed(0)
-    out = {"torch": torch.__version__, "transformers": transformers.__version__, "device": torch.cuda.get_device_name(0),
-           "peers": []}
-    torch.set_default_dtype(torch.bfloat16)
-    # Mamba-2.8B shape (state-spaces/mamba-2.8b config).
-    try:
-        cfg = MambaConfig(vocab_size=50280, hidden_size=2560, state_size=16, num_hidden_layers=64, expand=2,
-                          conv_kernel=4, time_step_rank=160, use_bias=False, use_conv_bias=True,
-                          residual_in_fp32=True, tie_word_embeddings=True)
-        with torch.device("cuda"):
-            m = MambaForCausalLM(cfg).to(torch.bfloat16).eval()
-        d = decode_ms_per_token(m, cfg.vocab_size)
-        Bm = a.mamba_forward_batch
-        f = forward_ms(m, cfg.vocab_size, Bm, a.forward_len, reps=1)
-        out["peers"].append({"preset": "mamba-2.8b", "peer": "transformers MambaForCausalLM bf16 eager",
-                             "decode_ms": d, "forward_ms_measured": f, "forward_batch_measured": Bm,
-                             "forward_len": a.forward_len})
-        print(f"mamba-2.8b peer: decode {d:.2f} ms/token, forward {Bm}x{a.forward_len} {f:.0f} ms", flush=True)
-        del m
-        torch.cuda.empty_cache()
-    except Exception as e:  # report, never hide
-        print(f"mamba peer failed: {type(e).__name__}: {e}", flush=True)
-        out["peers"].append({"preset": "mamba-2.8b", "error": f"{type(e).__name__}: {e}"})
-    # Pythia-1.4B shape (EleutherAI/pythia-1.4b config).
-    try:
-        kw = dict(vocab_size=50304, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16,
-                  intermediate_size=8192, use_parallel_residual=True, tie_word_embeddings=False,
-                  max_position_embeddings=4096)
-        try:
-            cfg = GPTNeoXConfig(**kw, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                       "partial_rotary_factor": 0.25})
-        except TypeError:
-            cfg = GPTNeoXConfig(**kw, rotary_pct=0.25, rotary_emb_base=10000)
-        cfg._attn_implementation = "eager"
-        with torch.device("cuda"):
-            m = GPTNeoXForCausalLM(cfg).to(torch.bfloat16).eval()
-        d = decode_ms_per_token(m, cfg.vocab_size)
-        f = forward_ms(m, cfg.vocab_size, a.forward_batch, a.forward_len)
-        out["peers"].append({"preset": "pythia-1.4b", "peer": "transformers GPTNeoXForCausalLM bf16 eager",
-                             "decode_ms": d, "forward_ms_measured": f, "forward_batch_measured": a.forward_batch,
-                             "forward_len": a.forward_len})
-        print(f"pythia-1.4b peer: decode {d:.2f} ms/token, forward {a.forward_batch}x{a.forward_len} {f:.0f} ms",
-              flush=True)
-    except Exception as e:
-        print(f"pythia peer failed: {type(e).__name__}: {e}", flush=True)
-        out["peers"].append({"preset": "pythia-1.4b", "error": f"{type(e).__name__}: {e}"})
-    json.dump(out, open(a.json, "w"), indent=1)
+    import torch, transformers
+    rep = pc.Report(a.json)
+    rep.meta["transformers"] = transformers.__version__
+    m = pythia()
+    B, T = a.forward_batch, a.forward_len
+    ids = torch.randint(0, 50304, (B, T), device="cuda")
 
+    def fwd():
+        with torch.no_grad():
+            return {"preset": "pythia-1.4b", "what": "forward", "batch": B, "len": T,
+                    "peer": f"transformers {transformers.__version__} GPT-NeoX SDPA",
+                    "peer_ms": pc.median_ms(lambda: m(ids).logits, reps=3, warmup=1)}
+    rep.run("pythia-1.4b/forward", fwd)
+
+    # The fastest generation setup that runs: static cache + torch.compile with CUDA graphs, then without them,
+    # then the default dynamic cache; each failure is named in the row that ran.
+    failures = []
+    for how, mode in (("static cache + torch.compile(reduce-overhead)", "reduce-overhead"),
+                      ("static cache + torch.compile(default)", "default"), ("dynamic cache", None)):
+        m = pythia()
+        try:
+            if mode:
+                m.forward = torch.compile(m.forward, mode=mode, fullgraph=True)
+            d = decode_ms(m, static=mode is not None)
+        except Exception as e:
+            failures.append(f"{how}: " + f"{type(e).__name__}: {e}".splitlines()[0][:120])
+            print(f"{how} failed: {failures[-1]}", flush=True)
+            continue
+        note = f" (failed here: {'; '.join(failures)})" if failures else ""
+        rep.run("pythia-1.4b/decode", lambda: {"preset": "pythia-1.4b", "what": "decode", "batch": 1,
+                                               "peer": f"transformers generate(), {how}{note}", "peer_ms": d})
+        break
+    else:
+        rep.run("pythia-1.4b/decode", lambda: (_ for _ in ()).throw(RuntimeError("; ".join(failures))))
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-// The CUDA backend at model level: fp32 against every shared fixture (logits, hidden states and router logits
+// The CUDA backend at model level (Mixtral and Jamba included: their routes, which transformers' oracles do not
+// store, are checked against the CPU reference's): fp32 against every shared fixture (logits, hidden states and router logits
 // within 1e-4 relative, the oracle's tolerance for fp32 on a GPU with TF32 off; identical routes and greedy tokens),
 // bf16/fp16 with the fixture's routes forced within 2e-2 (a handful of bf16 roundings per block on logits of
 // O(1)), decode-vs-forward parity, CUDA vs the CPU reference on presets, fused scoring vs the generic path, no
@@ -13,6 +14,7 @@
 #include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/presets.h"
+#include "core/router.h"
 #include "evals/model_loader.h"
 #include "gpu_test_util.h"
 #include "kernels/cuda_model.h"
@@ -22,7 +24,7 @@ namespace bmh {
 namespace {
 
 const std::vector<std::string> kFixtures = {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-ssm", "mamba-tiny-hf",
-                           "pythia-tiny"};
+                           "pythia-tiny", "mixtral-tiny", "jamba-tiny"};
 
 TensorMap expected(const std::string& f) {
   return read_safetensors(gpu_test::fixture_dir(f) + "/expected.safetensors").tensors;
@@ -63,8 +65,21 @@ TEST_P(CudaFixture, Fp32ForwardMatchesOracle) {
   EXPECT_LT(rel(f.logits, exp.at("logits")), 1e-4) << name;
   int n_routes = 0;
   for (const auto& [k, t] : exp) n_routes += k.rfind("route.", 0) == 0 && k.find(".expert") != std::string::npos;
-  EXPECT_EQ(int(f.routes.size()), n_routes);
-  for (const RouteRecord& r : f.routes) {
+  // transformers' oracles (Mixtral, Jamba) store no routes: theirs are checked against the CPU reference instead.
+  if (n_routes > 0) EXPECT_EQ(int(f.routes.size()), n_routes);
+  if (n_routes == 0 && !f.routes.empty()) {
+    ModelSpec s;
+    s.dir = gpu_test::fixture_dir(name);
+    ForwardOutput c = load_model(s)->forward(exp.at("input_ids"));
+    ASSERT_EQ(c.routes.size(), f.routes.size());
+    for (size_t l = 0; l < f.routes.size(); ++l) {
+      EXPECT_EQ(f.routes[l].top_k, c.routes[l].top_k);
+      EXPECT_EQ(f.routes[l].expert, c.routes[l].expert) << name << " block " << f.routes[l].block;
+      std::vector<double> w(c.routes[l].prob.begin(), c.routes[l].prob.end());
+      EXPECT_LT(rel(f.routes[l].prob, w), 1e-5) << name << " block " << f.routes[l].block;
+    }
+  }
+  for (const RouteRecord& r : n_routes > 0 ? f.routes : std::vector<RouteRecord>{}) {
     const std::string p = "route." + std::to_string(r.block) + ".";
     ASSERT_TRUE(exp.count(p + "expert")) << "fixture has no routes for block " << r.block;
     EXPECT_EQ(r.expert, exp.at(p + "expert").to_i64()) << name << " block " << r.block;
@@ -92,8 +107,10 @@ TEST_P(CudaFixture, Fp32GreedyDecodeMatchesOracle) {
 }
 
 // bf16 and fp16: routes forced to the oracle's, so a near-tie cannot send a token to another expert and the Mamba
-// state carry the difference; the free-running flips are reported, not asserted.
-TEST_P(CudaFixture, HalfPrecisionWithForcedRoutesWithin2e2) {
+// state carry the difference. Logits within 2e-2 (bf16: 5e-3..1.1e-2 measured on H100) and 3e-3 (fp16: <= 1.1e-3
+// measured). Free running, the router still computes in fp32 from half-precision activations: no fixture token may
+// change expert against the fp32 oracle.
+TEST_P(CudaFixture, HalfPrecisionMatchesOracle) {
   BMH_REQUIRE_GPU();
   const std::string name = GetParam();
   TensorMap exp = expected(name);
@@ -101,23 +118,29 @@ TEST_P(CudaFixture, HalfPrecisionWithForcedRoutesWithin2e2) {
   for (const auto& [k, t] : exp)
     if (k.rfind("route.", 0) == 0 && k.size() > 7 && k.substr(k.size() - 7) == ".expert")
       routes.push_back({std::stoi(k.substr(6, k.size() - 13)), t.to_i64()});
+  if (routes.empty()) {  // Mixtral/Jamba: the CPU reference's routes (k slots), which reproduce the oracle's logits
+    ModelSpec s;
+    s.dir = gpu_test::fixture_dir(name);
+    for (const RouteRecord& r : load_model(s)->forward(exp.at("input_ids")).routes) routes.push_back({r.block, r.expert});
+  }
   for (std::string dtype : {"bf16", "fp16"}) {
     auto model = load_fixture(name, dtype);
     ForwardOptions opt;
     opt.force_routes = &routes;
     ForwardOutput f = model->forward(exp.at("input_ids"), opt);
     const double e = rel(f.logits, exp.at("logits"));
-    EXPECT_LT(e, 2e-2) << name << " " << dtype;
+    EXPECT_LT(e, dtype == "bf16" ? 2e-2 : 3e-3) << name << " " << dtype;
     ForwardOutput free_run = model->forward(exp.at("input_ids"));
     int flips = 0, total = 0;
     for (const RouteRecord& r : free_run.routes) {
-      std::vector<int64_t> w = exp.at("route." + std::to_string(r.block) + ".expert").to_i64();
+      std::vector<int64_t> w;
+      for (const auto& [b, e] : routes)
+        if (b == r.block) w = e;
       for (size_t i = 0; i < w.size(); ++i) flips += r.expert[i] != w[i];
       total += int(w.size());
     }
-    std::printf("[ info ] %s %s: logits rel err %.2e with forced routes; free-running route flips %d / %d\n",
-                name.c_str(), dtype.c_str(), e, flips, total);
-    RecordProperty(dtype + "_route_flips", flips);
+    EXPECT_EQ(flips, 0) << name << " " << dtype << ": free-running route flips out of " << total;
+    RecordProperty(dtype + "_logits_rel_err", std::to_string(e));
   }
 }
 
@@ -129,7 +152,8 @@ INSTANTIATE_TEST_SUITE_P(Oracle, CudaFixture, ::testing::ValuesIn(kFixtures), []
 });
 
 // Tiny presets with the real vocabulary and seeded random weights: every block kind the presets use.
-const std::vector<std::string> kPresets = {"tiny-blackmamba-50k", "tiny-mamba-50k", "tiny-pythia-50k", "tiny-transformer-moe-50k"};
+const std::vector<std::string> kPresets = {"tiny-blackmamba-50k", "tiny-mamba-50k", "tiny-pythia-50k", "tiny-transformer-moe-50k",
+                                           "tiny-mixtral-50k", "tiny-jamba-50k"};
 
 class CudaPreset : public ::testing::TestWithParam<std::string> {};
 
@@ -210,6 +234,69 @@ TEST(CudaScore, FusedMatchesGenericPath) {
   for (size_t i = 0; i < fused.size(); ++i) {
     EXPECT_NEAR(fused[i].logprob, generic[i].logprob, 1e-4 * std::max(1.0, std::abs(generic[i].logprob))) << i;
     EXPECT_EQ(fused[i].is_greedy, generic[i].is_greedy) << i;
+  }
+}
+
+// --router-precision model on CUDA: from the router logits the device computed (recorded in fp32), the routes and
+// gates equal core/router.h's model-dtype rule exactly (ties included), in bf16 and fp16, for the sigmoid top-1
+// and both softmax top-k routers; fp32 mode on the same logits gives the exact rule.
+TEST(CudaRouterPrecision, ModelModeFollowsTheHostRuleExactly) {
+  BMH_REQUIRE_GPU();
+  for (std::string name : {"blackmamba-tiny", "mixtral-tiny", "jamba-tiny"})
+    for (std::string dtype : {"bf16", "fp16"}) {
+      ModelSpec s;
+      s.dir = gpu_test::fixture_dir(name);
+      s.backend = "cuda";
+      s.dtype = dtype;
+      s.router_precision = "model";
+      auto m = load_model(s);
+      const DType half = dtype == "bf16" ? DType::BF16 : DType::F16;
+      ForwardOutput f = m->forward(expected(name).at("input_ids"));
+      ASSERT_FALSE(f.routes.empty());
+      for (const RouteRecord& r : f.routes) {
+        const MlpSpec& spec = m->config().blocks[r.block].ffn;
+        const int E = r.n_experts, k = r.top_k;
+        for (size_t t = 0; t * E < r.router_logits.size(); ++t) {
+          const TokenRoute want = route_token<float>(spec, &r.router_logits[t * E], half);
+          for (int j = 0; j < k; ++j) {
+            EXPECT_EQ(r.expert[t * k + j], want.expert[j]) << name << " " << dtype << " block " << r.block << " t " << t;
+            EXPECT_EQ(r.prob[t * k + j], float(want.weight[j])) << name << " " << dtype << " block " << r.block;
+          }
+          EXPECT_EQ(bool(r.tie[t]), want.tie) << name << " " << dtype << " block " << r.block << " t " << t;
+        }
+      }
+    }
+}
+
+// Zyphra's half-precision oracle (tests/fixtures/blackmamba-tiny-halfroute, scripts/gpu_peers/routing_oracle.py):
+// our bf16/fp16 forward with --router-precision model, end to end; the per-layer route agreement is printed for
+// the note (the rest of the network rounds differently from Zyphra's, so it is measured, not asserted equal).
+TEST(CudaRouterPrecision, HalfRouteOracleAgreementEndToEnd) {
+  BMH_REQUIRE_GPU();
+  const std::string dir = gpu_test::fixture_dir("blackmamba-tiny-halfroute");
+  for (std::string dtype : {"bf16", "fp16"}) {
+    const std::string file = dir + "/expected-" + dtype + ".safetensors";
+    std::FILE* fh = std::fopen(file.c_str(), "rb");
+    if (!fh) GTEST_SKIP() << file << " not committed yet";
+    std::fclose(fh);
+    TensorMap exp = read_safetensors(file).tensors;
+    for (std::string mode : {"model", "fp32"}) {
+      ModelSpec s;
+      s.dir = dir;
+      s.backend = "cuda";
+      s.dtype = dtype;
+      s.router_precision = mode;
+      ForwardOutput f = load_model(s)->forward(exp.at("input_ids"));
+      for (const RouteRecord& r : f.routes) {
+        const std::vector<int64_t> want = exp.at("route." + std::to_string(r.block) + ".expert").to_i64();
+        int agree = 0;
+        for (size_t t = 0; t < want.size(); ++t) agree += r.expert[t] == want[t];
+        std::printf("[ info ] halfroute %s, router %s: block %d agrees with Zyphra on %d / %zu routes\n",
+                    dtype.c_str(), mode.c_str(), r.block, agree, want.size());
+        RecordProperty(dtype + "_" + mode + "_block" + std::to_string(r.block) + "_agree", agree);
+        EXPECT_EQ(want.size(), r.expert.size());
+      }
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "core/error.h"
 #include "gpu_test_util.h"
@@ -20,8 +21,7 @@ namespace {
 using cuda::Dt;
 using cuda::OpCase;
 using cuda::OpKind;
-using gpu_test::rel_err;
-using gpu_test::tol_for;
+using gpu_test::unit_roundoff;
 using M = ref::Mat<double>;
 using Vd = ref::Vec<double>;
 
@@ -42,22 +42,42 @@ void append(std::vector<double>& out, const M& m) {
     for (int c = 0; c < m.cols(); ++c) out.push_back(m(r, c));
 }
 
+// Tolerance on an output's relative Frobenius error: c * u, u the unit roundoff of the dtype the output is stored in
+// (gpu_test_util.h), c per op:
+// - bf16/fp16 outputs are one rounding of an fp32 result, whose relative error has RMS u/sqrt(3) = 0.58u; the
+//   H200 run of 2026-12-02 measured 0.43u..0.53u for every op and 0.84u for cuBLAS Linear (tensor-core products
+//   summed in a different order): c = 2 for all of them, except where a kernel rounds an intermediate to the dtype
+//   before the last product: attention prefill rounds the probabilities before P V (two roundings, c = 4), and the
+//   fused norm + GEMV rounds the normalised row before the GEMV, as add_norm does (two roundings, c = 4).
+// - fp32 outputs differ from the fp64 reference by summation order: about sqrt(K) u over K-term sums; K <= 16k
+//   gives 128u, so c = 168 (1e-5). The scan and state update compound T steps of exp/multiply-add: c = 336.
+double op_c(OpKind op, Dt dt) {
+  if (dt != Dt::F32) return (op == OpKind::AttnPrefill || op == OpKind::NormGemv) ? 4 : 2;
+  return (op == OpKind::Scan || op == OpKind::StateUpdate) ? 336 : 168;
+}
+
+// Every comparison of the running case goes through here; the largest error is recorded as the test property
+// "max_rel_err", so a GPU run shows how far each op sits below its tolerance (gpu_check prints them per op).
+double g_max_err = 0;
+double rel_err(const std::vector<float>& a, const std::vector<double>& b) {
+  const double e = gpu_test::rel_err(a, b);
+  g_max_err = std::max(g_max_err, e);
+  return e;
+}
+
 class OpTest : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(OpTest, MatchesReference) {
   BMH_REQUIRE_GPU();
   const OpCase& c = GetParam();
-  if (c.perf && c.dt != Dt::BF16) GTEST_SKIP() << "model-sized case: checked in bf16 only";
-  if (c.perf && c.op == OpKind::Scan && ((c.variant == 0 && c.B == 1) || c.E != 0))
-    GTEST_SKIP() << "checked at the automatic lanes and 8 x 2048 (version 1); the CPU reference costs ~10 s per case";
-  if (c.perf && c.op == OpKind::AttnPrefill) GTEST_SKIP() << "O(T^2) CPU reference too slow; the T = 700 case covers 11 tiles";
+  g_max_err = 0;
   const int R = c.rows();
   for (uint64_t seed = 1; seed <= (c.perf ? 1u : 2u); ++seed) {  // fresh input sets per case
     cuda::OpData d = cuda::make_op_inputs(c, seed * 7919 + 3);
     cuda::run_op(c, d);
     auto& in = d.in;
     auto& out = d.out;
-    const double tol = tol_for(c.dt);
+    const double tol = op_c(c.op, c.dt) * unit_roundoff(c.dt);
     switch (c.op) {
       case OpKind::Linear: {
         M y = ref::linear<double>(mat(in["x"], c.M, c.K), mat(in["W"], c.N, c.K), nullptr);
@@ -127,7 +147,7 @@ TEST_P(OpTest, MatchesReference) {
           append(rs, st);
         }
         // bf16/fp16 round only the output; the state stays fp32 (its error is fp32 summation over T steps).
-        EXPECT_LT(rel_err(out["y"], ry), c.dt == Dt::F32 ? 2e-5 : tol) << c.name();
+        EXPECT_LT(rel_err(out["y"], ry), tol) << c.name();
         EXPECT_LT(rel_err(out["state"], rs), 2e-5) << c.name() << " last state";
         break;
       }
@@ -322,9 +342,30 @@ TEST_P(OpTest, MatchesReference) {
       }
     }
   }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", g_max_err);
+  RecordProperty("max_rel_err", buf);
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, OpTest, ::testing::ValuesIn(cuda::op_cases()),
+// The op table as tests: model-sized cases exist for timing and are checked in bf16 only (not generated in other
+// dtypes, rather than skipped); BMH_OPS_CORRECTNESS_ONLY=1 (gpu_check sanitize) leaves them all out.
+std::vector<OpCase> op_test_cases() {
+  const char* e = std::getenv("BMH_OPS_CORRECTNESS_ONLY");
+  const bool correctness_only = e && std::string(e) == "1";
+  std::vector<OpCase> v;
+  for (const OpCase& c : cuda::op_cases()) {
+    if (c.perf && (c.dt != Dt::BF16 || correctness_only)) continue;
+    // Timing-only rows: the 1 x 16384 staged scan, the scan's lane-count variants (E != 0) and the long attention
+    // prefills have CPU references of ~10 s or O(T^2) each; the same kernels are checked on the 8 x 2048 scan at the
+    // automatic lanes and on the T = 700 attention case (11 tiles).
+    if (c.perf && c.op == OpKind::Scan && ((c.variant == 0 && c.B == 1) || c.E != 0)) continue;
+    if (c.perf && c.op == OpKind::AttnPrefill) continue;
+    v.push_back(c);
+  }
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, OpTest, ::testing::ValuesIn(op_test_cases()),
                          [](const auto& info) { return info.param.name(); });
 
 // The fixtures were computed with TF32 off: our fp32 GEMMs must be true fp32. TF32 (10-bit mantissa inputs) would

@@ -1,0 +1,42 @@
+// The training-time interface: a model whose parameters the optimizer owns and updates in place, with the
+// loss and every parameter's exact gradient at the current parameters. The reference backend implements it
+// (reference/backward_model.cpp); evals/model_loader.h's make_trainable builds one.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/language_model.h"
+#include "core/model_config.h"
+#include "core/tensor.h"
+
+namespace bmh {
+
+// Training-time routing: given one MoE block's fp32 router logits for all rows of the step, choose experts.
+// moe_slot: index among the model's MoE blocks (in block order); logits: [rows * n_experts] row-major.
+// Fills expert[rows]. Null hook = inference routing (Zyphra sigmoid-argmax, switch_mlp.py).
+struct RoutingHook {
+  std::function<void(int moe_slot, int rows, int n_experts, const float* logits, int64_t* expert)> choose;
+};
+
+struct LossAndGrad {
+  double loss = 0;                   // mean next-token cross-entropy of logits[:, :-1] vs ids[:, 1:]
+  TensorMap grads;                   // canonical name (core/model_weights.h) -> same dtype/shape as the parameter
+  std::vector<RouteRecord> routes;   // experts chosen per MoE block this step (for load statistics)
+};
+
+class TrainableModel {
+ public:
+  virtual ~TrainableModel() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::string describe() const = 0;             // "cpu fp32"
+  // Parameters by canonical name (F32 for fp32, F64 for fp64), owned; the optimizer updates them in place.
+  virtual TensorMap& parameters() = 0;
+  // ids int64 [B, T]; forward + backward at the current parameters.
+  virtual LossAndGrad loss_and_grad(const Tensor& ids, const RoutingHook* hook = nullptr) = 0;
+  // Same loss without gradients (held-out evaluation).
+  virtual double loss(const Tensor& ids, const RoutingHook* hook = nullptr) = 0;
+};
+
+}  // namespace bmh
