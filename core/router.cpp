@@ -50,8 +50,11 @@ TokenRoute route_token(const MlpSpec& s, const T* logits, DType half, const int6
     // Half: torch computes the half sigmoid in fp32 from the rounded logit and rounds the result.
     auto prob = [&](int e) -> double {
       if (!rounding) return double(T(1) / (T(1) + std::exp(-logits[e])));
-      const float l = float(round_to(half, double(logits[e])));
-      return round_to(half, double(1.0f / (1.0f + std::exp(-l))));
+      // The fp32 sigmoid of the rounded logit, correctly rounded (exp in double) so that host and device agree
+      // bit for bit; torch's own fp32 sigmoid differs from it by at most an ulp, invisible after rounding to the
+      // half type except within an ulp of a rounding midpoint.
+      const double l = round_to(half, double(logits[e]));
+      return round_to(half, double(float(1.0 / (1.0 + std::exp(-l)))));
     };
     int best = 0;
     double pb = prob(0);
@@ -81,10 +84,12 @@ TokenRoute route_token(const MlpSpec& s, const T* logits, DType half, const int6
     for (int e = 0; e < E; ++e) sum += std::exp(logits[e] - mx);
     for (int e = 0; e < E; ++e) w[e] = double(std::exp(logits[e] - mx) / sum);
   } else {
-    float l[512], mx = -INFINITY, sum = 0;
+    // fp32 softmax of the rounded logits; each exp correctly rounded to fp32 (computed in double) so that the
+    // device's kernel (kernels/router.cu) gives the same bits.
+    float l[512], ex[512], mx = -INFINITY, sum = 0;
     for (int e = 0; e < E; ++e) mx = std::max(mx, l[e] = float(round_to(half, double(logits[e]))));
-    for (int e = 0; e < E; ++e) sum += std::exp(l[e] - mx);
-    for (int e = 0; e < E; ++e) w[e] = double(std::exp(l[e] - mx) / sum);
+    for (int e = 0; e < E; ++e) sum += ex[e] = float(std::exp(double(l[e] - mx)));
+    for (int e = 0; e < E; ++e) w[e] = double(ex[e] / sum);
   }
   // Top-k: descending weight, ties to the lower index (a stable selection).
   int order[512];

@@ -15,15 +15,25 @@ namespace bmh {
 
 // Training-time routing: given one MoE block's fp32 router logits for all rows of the step, choose experts.
 // moe_slot: index among the model's MoE blocks (in block order); logits: [rows * n_experts] row-major.
-// Fills expert[rows]. Null hook = inference routing (Zyphra sigmoid-argmax, switch_mlp.py).
+// Null hook = inference routing (Zyphra sigmoid-argmax, switch_mlp.py; Mixtral/Jamba softmax top-k, core/router.h).
+//   choose        blocks with top_k == 1 (BlackMamba's sigmoid router, or a softmax router with k = 1): fills
+//                 expert[rows].
+//   choose_topk   blocks with top_k > 1 (Mixtral/Jamba): fills expert[rows * k], k distinct experts per row in
+//                 slot order. When it is empty those blocks keep inference routing (softmax top-k), whatever
+//                 `choose` does: a one-expert choice has no meaning for a k-slot block.
+// The gate values stay the router's for the chosen experts, with gradient: the sigmoid of the chosen logit
+// (Zyphra), the softmax weights of the k chosen experts, renormalised over them for Mixtral (as forced routes,
+// core/router.h). An expert outside [0, E) or a repeated expert within a row is an error.
 struct RoutingHook {
   std::function<void(int moe_slot, int rows, int n_experts, const float* logits, int64_t* expert)> choose;
+  std::function<void(int moe_slot, int rows, int n_experts, int k, const float* logits, int64_t* expert)> choose_topk =
+      nullptr;  // initialised so that RoutingHook{choose} stays warning-free
 };
 
 struct LossAndGrad {
   double loss = 0;                   // mean next-token cross-entropy of logits[:, :-1] vs ids[:, 1:]
   TensorMap grads;                   // canonical name (core/model_weights.h) -> same dtype/shape as the parameter
-  std::vector<RouteRecord> routes;   // experts chosen per MoE block this step (for load statistics)
+  std::vector<RouteRecord> routes;   // experts chosen per MoE block this step, k per row (for load statistics)
 };
 
 class TrainableModel {

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <regex>
 
 #include "core/error.h"
 #include "core/flops.h"
@@ -35,6 +36,7 @@ struct BenchArgs {
   std::vector<std::string> presets = {"blackmamba-2.8b", "mamba-2.8b", "pythia-1.4b"};
   int decode_tokens = 64, prompt = 64, fwd_batch = 8, fwd_len = 2048, moe_tokens = 16384;
   bool skip_models = false;
+  std::string ops;      // regex over op case names: only those model-sized cases are timed (empty = all)
   std::string kernels;  // kernel variants for the MoE layer and the presets (op=name,...; see kernels/variants.h)
 };
 
@@ -85,6 +87,7 @@ double gemm_ms(cuda::Blas& blas, int M, int N, int K, int iters) {
 }
 
 void run_bench(const BenchArgs& a) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each row reaches a log as it is measured, even if the run is cut short
   if (!cuda::device_available()) fail("bench-gpu: no CUDA device");
   if (!a.kernels.empty()) cuda::set_kernel_variants(a.kernels);
   nlohmann::json out;
@@ -115,8 +118,9 @@ void run_bench(const BenchArgs& a) {
 
   // Op table: model-sized cases.
   std::printf("\n%-52s %9s %9s %7s %9s %7s\n", "op case", "ms", "GB/s", "%copy", "TFLOP/s", "%gemm");
+  const std::regex ops_re(a.ops.empty() ? std::string(".*") : a.ops);
   for (const cuda::OpCase& c : cuda::op_cases()) {
-    if (!c.perf) continue;
+    if (!c.perf || !std::regex_search(c.name(), ops_re)) continue;
     cuda::OpTiming t = cuda::time_op(c, 30);
     const double gbs = t.bytes / (t.ms * 1e-3) / 1e9, tf = t.flops / (t.ms * 1e-3) / 1e12;
     std::printf("%-52s %9.4f %9.0f %6.1f%% %9.2f %6.1f%%\n", c.name().c_str(), t.ms, gbs, 100 * gbs * 1e9 / copy_Bps,
@@ -239,6 +243,7 @@ void add_bench_gpu_command(CLI::App& app) {
   sub->add_option("--forward-batch", args->fwd_batch, "forward batch")->default_val(8);
   sub->add_option("--forward-len", args->fwd_len, "forward length")->default_val(2048);
   sub->add_option("--moe-tokens", args->moe_tokens, "tokens through the MoE layer")->default_val(16384);
+  sub->add_option("--ops", args->ops, "time only the op table's model-sized cases whose name matches this regex");
   sub->add_flag("--skip-models", args->skip_models, "floors, ops and the MoE layer only");
   sub->add_option("--kernels", args->kernels,
                   "kernel variants for the MoE layer and presets, e.g. scan=chunked,attn_decode=split (the op table "

@@ -31,6 +31,9 @@ enum class OpKind {
   Embedding,     // gather rows into the fp32 residual
   AttnPrefill,   // causal self-attention of B x T tokens from the fused qkv (variants: cuBLAS + softmax, flash)
   NormGemv,      // decode pre-norm then GEMV: variant 0 add_norm + gemv (two kernels), 1 gemv_norm (fused)
+  RouterTopK,    // router_topk (kernels/router.cuh): N = 0 sigmoid top-1 / 1 softmax top-K; flag: renormalise;
+                 // dt F32 = exact routing, BF16/FP16 = --router-precision model in that type; exact ties planted
+  AttnGqa,       // gqa_rotary_split + gqa_attention_decode: H query heads over K key/value heads, rd rotary dims
 };
 const char* to_string(OpKind k);
 

@@ -8,6 +8,8 @@
 
 #include "core/error.h"
 #include "kernels/attention.cuh"
+#include "kernels/attention_gqa.cuh"
+#include "kernels/router.cuh"
 #include "kernels/bias_act.cuh"
 #include "kernels/conv1d.cuh"
 #include "kernels/embedding.cuh"
@@ -40,6 +42,8 @@ const char* to_string(OpKind k) {
     case OpKind::Embedding: return "embedding";
     case OpKind::AttnPrefill: return "attention_prefill";
     case OpKind::NormGemv: return "norm_gemv";
+    case OpKind::RouterTopK: return "router_topk";
+    case OpKind::AttnGqa: return "attention_gqa";
   }
   return "?";
 }
@@ -152,6 +156,14 @@ std::vector<OpCase> op_cases() {
     }
     { OpCase c = C(OpKind::LogSoftmax); c.T = 5; c.V = 1000; v.push_back(c); }
     { OpCase c = C(OpKind::Embedding); c.T = 9; c.V = 50; c.N = 33; v.push_back(c); }
+    // Routers: BlackMamba sigmoid top-1, Mixtral top-2 of 8 renormalised, Jamba top-2 of 16 not, a top-3.
+    { OpCase c = C(OpKind::RouterTopK); c.T = 41; c.N = 0; c.K = 1; c.E = 8; v.push_back(c); }
+    { OpCase c = C(OpKind::RouterTopK); c.T = 41; c.N = 1; c.K = 2; c.E = 8; c.flag = true; v.push_back(c); }
+    { OpCase c = C(OpKind::RouterTopK); c.B = 2; c.T = 19; c.N = 1; c.K = 2; c.E = 16; v.push_back(c); }
+    { OpCase c = C(OpKind::RouterTopK); c.T = 7; c.N = 1; c.K = 3; c.E = 5; c.flag = true; v.push_back(c); }
+    // Grouped-query decode: Mixtral-like (RoPE on all dims, 4 query heads per kv head), Jamba-like (no RoPE).
+    { OpCase c = C(OpKind::AttnGqa); c.B = 2; c.H = 8; c.K = 2; c.hd = 32; c.rd = 32; c.S = 23; v.push_back(c); }
+    { OpCase c = C(OpKind::AttnGqa); c.B = 1; c.H = 6; c.K = 3; c.hd = 64; c.rd = 0; c.S = 70; v.push_back(c); }
   }
   // Model-sized cases for the benchmark (bf16).
   auto P = [&](OpKind k) { OpCase c; c.op = k; c.dt = Dt::BF16; c.perf = true; return c; };
@@ -507,6 +519,34 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       };
       break;
     }
+    case OpKind::RouterTopK: {
+      RouterArgs a;
+      a.logits = static_cast<float*>(D.put("logits", in["logits"], Dt::F32));
+      D.out_dt["logits"] = Dt::F32;
+      a.R = R; a.E = c.E; a.k = c.K; a.softmax = c.N == 1; a.renormalize = c.flag;
+      a.half = dt == Dt::BF16 ? 1 : dt == Dt::F16 ? 2 : 0;
+      a.expert = static_cast<int*>(D.out("expert", size_t(R) * c.K, Dt::F32));
+      a.gate = static_cast<float*>(D.out("gate", size_t(R) * c.K, Dt::F32));
+      a.tie = static_cast<int*>(D.out("tie", R, Dt::F32));
+      a.nan_flag = static_cast<int*>(D.put_int("nan_flag", {0}, true));
+      D.launch = [=](cudaStream_t s) { router_topk(a, s); };
+      break;
+    }
+    case OpKind::AttnGqa: {
+      void* qkv = D.put("qkv", in["qkv"], dt);
+      void* kc = D.put("kcache", in["kcache"], dt);
+      void* vc = D.put("vcache", in["vcache"], dt);
+      int* pos = static_cast<int*>(D.put_int("pos", ints["pos"], true));
+      void* q = D.out("q", size_t(c.B) * c.H * c.hd, dt);
+      float* scores = static_cast<float*>(D.put("scores", std::vector<float>(size_t(c.B) * c.H * c.S, 0.f), Dt::F32));
+      void* o = D.out("out", size_t(c.B) * c.H * c.hd, dt);
+      const float scale = 1.f / std::sqrt(float(c.hd));
+      D.launch = [=, &c](cudaStream_t s) {
+        gqa_rotary_split(dt, qkv, c.B, 1, c.H, c.K, c.hd, c.rd, 1e6f, 0, pos, q, kc, vc, c.S, s);
+        gqa_attention_decode(dt, q, c.B, c.H, c.K, c.hd, kc, vc, c.S, pos, scale, scores, o, s);
+      };
+      break;
+    }
     case OpKind::LogSoftmax: {
       float* lg = static_cast<float*>(D.put("logits", in["logits"], Dt::F32));
       int64_t* tg = static_cast<int64_t*>(D.put_int("target", ints["target"], false));
@@ -529,6 +569,7 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
 
 bool is_int_output(const OpCase& c, const std::string& k) {
   return (c.op == OpKind::MoeRoute && (k == "expert" || k == "perm" || k == "offsets" || k == "scratch")) ||
+         (c.op == OpKind::RouterTopK && (k == "expert" || k == "tie")) ||
          (c.op == OpKind::LogSoftmax && (k == "greedy" || k == "argmax"));
 }
 
@@ -615,6 +656,25 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
     case OpKind::Rotary:
       in["qkv"] = g.normal(size_t(R) * 3 * c.H * c.hd, 1.0, dt);
       break;
+    case OpKind::RouterTopK: {
+      // Logits as the model dtype would carry them, large enough that the half-precision sigmoid saturates for
+      // some; every 4th row gets k+1 equal maximal logits at experts 0..k, so the tie decides the k-th slot.
+      in["logits"] = g.normal(size_t(R) * c.E, 6.0, dt);
+      for (int r = 0; r < R; r += 4) {
+        float* row = &in["logits"][size_t(r) * c.E];
+        const float top = round_to(dt, *std::max_element(row, row + c.E) + 1.f);
+        for (int e = 0; e <= c.K && e < c.E; ++e) row[e] = top;
+      }
+      break;
+    }
+    case OpKind::AttnGqa: {
+      const size_t W = size_t(c.H + 2 * c.K) * c.hd;
+      in["qkv"] = g.normal(size_t(c.B) * W, 1.0, dt);
+      in["kcache"] = g.normal(size_t(c.B) * c.K * c.S * c.hd, 1.0, dt);
+      in["vcache"] = g.normal(size_t(c.B) * c.K * c.S * c.hd, 1.0, dt);
+      d.ints["pos"] = {int64_t(c.S - 4)};  // the new token at S-4 attends to 0..S-4; later slots stay unread
+      break;
+    }
     case OpKind::Softmax:
       in["scores"] = g.normal(size_t(c.H) * c.T * c.S, 3.0, Dt::F32);
       break;

@@ -31,9 +31,12 @@ __global__ void router_topk_kernel(RouterArgs a) {
     for (int j = 0; j < k; ++j) ex[j] = 0, w[j] = 0.f;
   } else if (!a.softmax) {
     // p(e) for the sigmoid router, in the arithmetic of the chosen precision.
+    // Exact mode: fp32 as the existing kernels. Half mode: the sigmoid of the rounded logit correctly rounded to
+    // fp32 (in double), the same bits as core/router.h computes on the host, then rounded to the half type.
     auto prob = [&](int e) {
-      const float l = round_half(row[e], a.half);
-      return round_half(1.f / (1.f + expf(-l)), a.half);
+      if (!a.half) return 1.f / (1.f + expf(-row[e]));
+      const double l = round_half(row[e], a.half);
+      return round_half(float(1.0 / (1.0 + exp(-l))), a.half);
     };
     int best = 0, at_max = 1;
     float pb = prob(0);
@@ -49,8 +52,13 @@ __global__ void router_topk_kernel(RouterArgs a) {
   } else {
     float mx = -INFINITY, sum = 0.f;
     for (int e = 0; e < E; ++e) mx = fmaxf(mx, round_half(row[e], a.half));
-    for (int e = 0; e < E; ++e) sum += expf(round_half(row[e], a.half) - mx);
-    auto prob = [&](int e) { return expf(round_half(row[e], a.half) - mx) / sum; };
+    // Half mode: each exp correctly rounded to fp32 (in double), as core/router.h does, so host and device agree.
+    auto expo = [&](int e) {
+      const float x = round_half(row[e], a.half) - mx;
+      return a.half ? float(exp(double(x))) : expf(x);
+    };
+    for (int e = 0; e < E; ++e) sum += expo(e);
+    auto prob = [&](int e) { return expo(e) / sum; };
     // k passes: the largest not yet taken, lower index first on equal values (strict > keeps the first).
     unsigned taken = 0;  // E <= 32 for the bitmask; larger E checked on the host
     for (int j = 0; j < k; ++j) {

@@ -1,7 +1,8 @@
 // Backward of the Mamba mixer (declared in reference/backward_ops.h): causal conv + SiLU, the selective scan by
 // its reverse-time recurrence, and the whole mixer (in_proj, x_proj, dt_proj, D skip, SiLU(z) gate, out_proj).
 // Forward semantics: Zyphra mamba_layer.py MambaLayer.forward (the non-fused path: torch conv1d, then
-// ops/selective_scan_interface.py selective_scan_ref), which transformers modeling_mamba.py slow_forward equals.
+// ops/selective_scan_interface.py selective_scan_ref), which transformers modeling_mamba.py slow_forward equals;
+// Jamba's JambaMambaMixer.slow_forward (modeling_jamba.py) adds RMSNorms on dt, B and C after x_proj.
 #include <cmath>
 
 #include "core/error.h"
@@ -110,9 +111,14 @@ template <class T> Mat<T> mamba_mixer_backward(const MambaSpec& s, const MambaWe
   Mat<T> xin = xz.leftCols(Di), z = xz.rightCols(Di);
   Mat<T> xc = causal_conv1d_silu<T>(xin, w.conv_w, w.has_conv_b ? &w.conv_b : nullptr, Mat<T>::Zero(K - 1, Di));
   Mat<T> xdbl = linear<T>(xc, w.x_proj, nullptr);
-  Mat<T> dtr = xdbl.leftCols(R);
+  const Mat<T> dtr_raw = xdbl.leftCols(R), B_raw = xdbl.middleCols(R, N), C_raw = xdbl.rightCols(N);
+  Mat<T> dtr = dtr_raw, Bm = B_raw, Cm = C_raw;
+  if (s.inner_norms) {  // Jamba (modeling_jamba.py slow_forward): dt_layernorm, b_layernorm, c_layernorm
+    dtr = rms_norm<T>(dtr_raw, w.dt_norm, nullptr, s.inner_norm_eps);
+    Bm = rms_norm<T>(B_raw, w.b_norm, nullptr, s.inner_norm_eps);
+    Cm = rms_norm<T>(C_raw, w.c_norm, nullptr, s.inner_norm_eps);
+  }
   Mat<T> delta = linear<T>(dtr, w.dt_proj, nullptr);
-  Mat<T> Bm = xdbl.middleCols(R, N), Cm = xdbl.rightCols(N);
   // out_proj: dy_scan = dy W; its weight gradient needs the scan's output, which the scan backward recomputes.
   Mat<T> dyscan = dy * w.out_proj;
   if (w.has_out_proj_b) g->out_proj_b += dy.colwise().sum().transpose();
@@ -128,9 +134,16 @@ template <class T> Mat<T> mamba_mixer_backward(const MambaSpec& s, const MambaWe
   g->A += sg.dA.cwiseProduct(w.A);  // A = -exp(A_log): dA_log = dA * (-exp(A_log)) = dA * A
   // dt = dt_proj.weight @ dt_r (Zyphra mamba_layer.py; the bias enters the scan as delta_bias).
   Mat<T> ddtr = linear_backward<T>(sg.ddelta, dtr, w.dt_proj, &g->dt_proj, nullptr);
+  // Jamba's RMSNorms (JambaRMSNorm, no bias) between x_proj and dt_proj / the scan.
+  Mat<T> dB = std::move(sg.dB), dC = std::move(sg.dC);
+  if (s.inner_norms) {
+    ddtr = norm_backward<T>(NormKind::RMSNorm, ddtr, dtr_raw, w.dt_norm, s.inner_norm_eps, &g->dt_norm, nullptr);
+    dB = norm_backward<T>(NormKind::RMSNorm, dB, B_raw, w.b_norm, s.inner_norm_eps, &g->b_norm, nullptr);
+    dC = norm_backward<T>(NormKind::RMSNorm, dC, C_raw, w.c_norm, s.inner_norm_eps, &g->c_norm, nullptr);
+  }
   // x_proj -> dt_r | B | C.
   Mat<T> dxdbl(xc.rows(), R + 2 * N);
-  dxdbl << ddtr, sg.dB, sg.dC;
+  dxdbl << ddtr, dB, dC;
   Mat<T> dxc = linear_backward<T>(dxdbl, xc, w.x_proj, &g->x_proj, nullptr) + sg.du;
   // Conv + SiLU, then in_proj over x | z.
   Mat<T> dxin = causal_conv1d_silu_backward<T>(dxc, xin, w.conv_w, w.has_conv_b ? &w.conv_b : nullptr, &g->conv_w,
@@ -148,6 +161,7 @@ template <class T> MambaWeights<T> zeros_like(const MambaWeights<T>& w) {
   g.conv_w = zm(w.conv_w), g.conv_b = zv(w.conv_b), g.has_conv_b = w.has_conv_b;
   g.x_proj = zm(w.x_proj), g.dt_proj = zm(w.dt_proj), g.dt_bias = zv(w.dt_bias);
   g.A = zm(w.A), g.D = zv(w.D);
+  g.dt_norm = zv(w.dt_norm), g.b_norm = zv(w.b_norm), g.c_norm = zv(w.c_norm);  // empty unless Jamba
   g.out_proj = zm(w.out_proj), g.out_proj_b = zv(w.out_proj_b), g.has_out_proj_b = w.has_out_proj_b;
   return g;
 }
@@ -156,6 +170,7 @@ template <class T> void add_into(MambaWeights<T>& a, const MambaWeights<T>& b) {
   a.in_proj += b.in_proj, a.in_proj_b += b.in_proj_b, a.conv_w += b.conv_w, a.conv_b += b.conv_b;
   a.x_proj += b.x_proj, a.dt_proj += b.dt_proj, a.dt_bias += b.dt_bias, a.A += b.A, a.D += b.D;
   a.out_proj += b.out_proj, a.out_proj_b += b.out_proj_b;
+  a.dt_norm += b.dt_norm, a.b_norm += b.b_norm, a.c_norm += b.c_norm;
 }
 
 #define BMH_INSTANTIATE(T)                                                                                        \

@@ -35,7 +35,7 @@ template <class T> Vec<T> zv(const Vec<T>& v) { return Vec<T>::Zero(v.size()); }
 // What the backward needs of one block: its input and, for a sequential block, the MLP's input.
 template <class T> struct BlockTape {
   Mat<T> in, mid;
-  std::vector<int64_t> experts;  // MoE: chosen expert per row
+  std::vector<int64_t> experts;  // MoE: chosen experts [rows * k], slot order
 };
 
 template <class T> struct Grads {
@@ -48,15 +48,7 @@ template <class T> class RefTrainable final : public TrainableModel {
  public:
   RefTrainable(ModelConfig cfg, const TensorMap& canonical) : cfg_(std::move(cfg)) {
     const DType dt = std::is_same_v<T, float> ? DType::F32 : DType::F64;
-    for (const BlockConfig& b : cfg_.blocks)
-      if (b.is_moe() && b.ffn.router != RouterKind::SigmoidTop1)
-        fail("training: the backward of the ", to_string(b.ffn.router), " router is not implemented yet");
     for (const WeightSpec& w : expected_weights(cfg_)) {
-      // attention_backward is GPT-NeoX's fused multi-head layout; other layouts (grouped KV) fail here, not silently.
-      const std::string qkv = ".attn.qkv.weight";
-      if (w.name.size() > qkv.size() && w.name.compare(w.name.size() - qkv.size(), qkv.size(), qkv) == 0 &&
-          w.shape != Shape{3 * int64_t(cfg_.d_model), cfg_.d_model})
-        fail("training: ", w.name, " ", shape_str(w.shape), " is not GPT-NeoX's fused multi-head layout; its backward is not implemented yet");
       auto it = canonical.find(w.name);
       if (it == canonical.end()) fail("training: canonical weight '", w.name, "' is missing");
       if (it->second.numel() != shape_numel(w.shape))
@@ -117,7 +109,8 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
           MambaState<T> st;
           return mamba_mixer<T>(bc.mamba, w.mamba, s, st);
         }
-        KvCache<T> kv{Mat<T>(0, d), Mat<T>(0, d)};
+        const int kv_width = bc.attn.kv_heads() * bc.attn.head_dim;
+        KvCache<T> kv{Mat<T>(0, kv_width), Mat<T>(0, kv_width)};
         return attention<T>(bc.attn, w.attn, s, kv);
       });
     };
@@ -125,9 +118,10 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       Mat<T> hn = norm<T>(cfg_.norm, h, w.mlp_norm_w, cfg_.norm_bias ? &w.mlp_norm_b : nullptr, cfg_.norm_eps);
       if (bc.mlp == MlpKind::Dense)
         return per_sequence(hn, d, [&](int, const Mat<T>& s) { return mlp<T>(bc.ffn, w.mlp, s); });
-      const int E = bc.ffn.n_experts;
-      std::vector<int64_t> chosen;
-      if (hook && hook->choose) {
+      const int E = bc.ffn.n_experts, k = bc.ffn.top_k;
+      std::vector<int64_t> chosen;  // [rows * k] when a hook decides this block (core/trainable.h)
+      const bool hooked = hook && (k == 1 ? bool(hook->choose) : bool(hook->choose_topk));
+      if (hooked) {
         // The router's logits for every row of the step (as switch_mlp computes them), then the hook's choice.
         Mat<T> lg = per_sequence(hn, E, [&](int, const Mat<T>& s) {
           return linear<T>(s, w.moe.router, bc.ffn.router_bias ? &w.moe.router_b : nullptr);
@@ -135,23 +129,32 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
         std::vector<float> lf(size_t(rows) * E);
         for (int r = 0; r < rows; ++r)
           for (int e = 0; e < E; ++e) lf[size_t(r) * E + e] = float(lg(r, e));
-        chosen.assign(rows, -1);
-        hook->choose(moe_slot, rows, E, lf.data(), chosen.data());
+        chosen.assign(size_t(rows) * k, -1);
+        if (k == 1) hook->choose(moe_slot, rows, E, lf.data(), chosen.data());
+        else hook->choose_topk(moe_slot, rows, E, k, lf.data(), chosen.data());
         for (int r = 0; r < rows; ++r)
-          if (chosen[r] < 0 || chosen[r] >= E)
-            fail("routing hook chose expert ", chosen[r], " for row ", r, " of MoE block ", i, "; expected [0, ", E, ")");
+          for (int j = 0; j < k; ++j) {
+            const int64_t e = chosen[size_t(r) * k + j];
+            if (e < 0 || e >= E)
+              fail("routing hook chose expert ", e, " for row ", r, " slot ", j, " of MoE block ", i, "; expected [0, ", E, ")");
+            for (int j2 = 0; j2 < j; ++j2)
+              if (chosen[size_t(r) * k + j2] == e)
+                fail("routing hook chose expert ", e, " twice for row ", r, " of MoE block ", i);
+          }
       }
       std::vector<MoeRoutes> routes(B);
       Mat<T> y = per_sequence(hn, d, [&](int b, const Mat<T>& s) {
         std::vector<int64_t> f;
-        if (!chosen.empty()) f.assign(chosen.begin() + int64_t(b) * Tn, chosen.begin() + int64_t(b + 1) * Tn);
-        return switch_mlp<T>(bc.ffn, w.moe, s, &routes[b], chosen.empty() ? nullptr : &f);
+        if (hooked) f.assign(chosen.begin() + int64_t(b) * Tn * k, chosen.begin() + int64_t(b + 1) * Tn * k);
+        return switch_mlp<T>(bc.ffn, w.moe, s, &routes[b], hooked ? &f : nullptr);
       });
       RouteRecord rec;
       rec.block = i;
       rec.n_experts = E;
+      rec.top_k = k;
       for (const MoeRoutes& r : routes) {
         rec.expert.insert(rec.expert.end(), r.expert.begin(), r.expert.end());
+        rec.tie.insert(rec.tie.end(), r.tie.begin(), r.tie.end());
         for (double p : r.prob) rec.prob.push_back(float(p));
         for (double l : r.router_logits) rec.router_logits.push_back(float(l));
       }
@@ -306,6 +309,8 @@ template <class T> void RefTrainable<T>::export_grads(const Grads<T>& g, TensorM
       if (bc.mamba.conv_bias) pv(q + "conv1d.bias", m.conv_b);
       pm(q + "x_proj.weight", m.x_proj), pm(q + "dt_proj.weight", m.dt_proj), pv(q + "dt_proj.bias", m.dt_bias);
       pm(q + "A_log", m.A), pv(q + "D", m.D), pm(q + "out_proj.weight", m.out_proj);
+      if (bc.mamba.inner_norms)
+        pv(q + "dt_norm.weight", m.dt_norm), pv(q + "b_norm.weight", m.b_norm), pv(q + "c_norm.weight", m.c_norm);
       if (bc.mamba.out_proj_bias) pv(q + "out_proj.bias", m.out_proj_b);
     } else if (bc.mixer == MixerKind::Attention) {
       pm(p + "attn.qkv.weight", b.attn.qkv);

@@ -88,7 +88,7 @@ template <class T> Mat<T> mlp_backward(const MlpSpec& s, const MlpWeights<T>& w,
 template <class T> Mat<T> switch_mlp_backward(const MlpSpec& s, const MoeWeights<T>& w, const Mat<T>& x,
                                               const std::vector<int64_t>& expert, const Mat<T>& dy,
                                               MoeWeights<T>* g) {
-  if (s.router != RouterKind::SigmoidTop1) fail("switch_mlp_backward: only the sigmoid top-1 router is implemented");
+  if (s.router == RouterKind::SoftmaxTopK) return softmax_topk_moe_backward<T>(s, w, x, expert, dy, g);
   const int E = s.n_experts;
   const Eigen::Index rows = x.rows();
   if (int64_t(expert.size()) != int64_t(rows)) fail("switch_mlp_backward: ", expert.size(), " routes for ", rows, " rows");

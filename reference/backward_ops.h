@@ -45,7 +45,8 @@ template <class T> void selective_scan_backward(const Mat<T>& dy, const Mat<T>& 
                                                 const Mat<T>* z, const Vec<T>& delta_bias, ScanGrads<T>* g);
 
 // The whole Mamba mixer over one sequence from a zero state. The gradient of A is returned for A_log
-// (A = -exp(A_log) so dA_log = dA * A) in g->A.
+// (A = -exp(A_log) so dA_log = dA * A) in g->A. With s.inner_norms (Jamba) also through the dt/B/C RMSNorms
+// (g->dt_norm, b_norm, c_norm).
 template <class T> Mat<T> mamba_mixer_backward(const MambaSpec& s, const MambaWeights<T>& w, const Mat<T>& x,
                                                const Mat<T>& dy, MambaWeights<T>* g);
 
@@ -56,11 +57,23 @@ template <class T> Mat<T> mlp_backward(const MlpSpec& s, const MlpWeights<T>& w,
 // Zyphra switch_mlp.py with the experts already chosen (expert[row]): y = expert_e(x) * sigmoid(logit_e).
 // Gradient through the expert and through the sigmoid gate value (router weight and bias, and x through the
 // router); the argmax itself is not differentiated, as in PyTorch. Rows are independent, so x is any set of rows.
+// A SoftmaxTopK block (expert [rows * k]) is passed on to softmax_topk_moe_backward.
 template <class T> Mat<T> switch_mlp_backward(const MlpSpec& s, const MoeWeights<T>& w, const Mat<T>& x,
                                               const std::vector<int64_t>& expert, const Mat<T>& dy,
                                               MoeWeights<T>* g);
 
-// GPT-NeoX attention over one sequence from position 0 (transformers modeling_gpt_neox.py, eager path).
+// Mixtral / Jamba sparse MoE (modeling_mixtral.py, modeling_jamba.py) with the k experts of each row already
+// chosen (expert [rows * k], slot order): y = sum_j w_j expert_{e_j}(x), w_j the softmax weight of e_j (fp32 softmax
+// over all E logits), divided by the sum over the row's k slots when s.renormalize (Mixtral). Gradient through
+// the experts, the k weights, the renormalisation and the softmax (so every router row gets a gradient); top-k
+// itself is not differentiated (reference/backward_moe.cpp).
+template <class T> Mat<T> softmax_topk_moe_backward(const MlpSpec& s, const MoeWeights<T>& w, const Mat<T>& x,
+                                                    const std::vector<int64_t>& expert, const Mat<T>& dy,
+                                                    MoeWeights<T>* g);
+
+// Causal attention over one sequence from position 0, both layouts of reference/ops.h attention: GPT-NeoX
+// (modeling_gpt_neox.py, eager path) and grouped q/k/v with GQA, full or no RoPE and the optional sliding window
+// (modeling_mixtral.py, modeling_jamba.py); the fused qkv gradient keeps the fused row order.
 template <class T> Mat<T> attention_backward(const AttentionSpec& s, const AttentionWeights<T>& w, const Mat<T>& x,
                                              const Mat<T>& dy, AttentionWeights<T>* g);
 

@@ -12,6 +12,10 @@
 #   scripts/gpu_check.sh bench      bmh bench-gpu, then the peers built and run in the same call, then the table
 #   scripts/gpu_check.sh sanitize   compute-sanitizer memcheck over the model tests (the OOM test excluded),
 #                                   racecheck (shared-memory hazards) and initcheck over the op table
+#   scripts/gpu_check.sh all        the three in one call (the peers' kernels build on the CPUs meanwhile)
+# The tests need the half-precision routing oracle (tests/fixtures/blackmamba-tiny-halfroute, made from Zyphra's code
+# by scripts/gpu_peers/routing_oracle.py): where it is not committed yet it is made first and returned as
+# halfroute.tgz, to be committed.
 # Output (logs, JSON, table.md/table.json) goes to $OUT (the device tool's folder) or ./gpu_check_out; copy it to
 # results/gpu/<date>-<device>-<full hash>/ (scripts/gpu_results.sh does that and regenerates README's table).
 set -uo pipefail
@@ -65,7 +69,8 @@ if [ "${1:-}" = pack ]; then
 fi
 
 MODE=${1:-tests}
-case "$MODE" in tests|bench|sanitize) ;; *) echo "usage: $0 pack [--allow-dirty] | tests | bench | sanitize" >&2; exit 2 ;; esac
+case "$MODE" in tests|bench|sanitize|all) ;; *) echo "usage: $0 pack [--allow-dirty] | tests | bench | sanitize | all" >&2; exit 2 ;; esac
+want() { [ "$MODE" = "$1" ] || [ "$MODE" = all ]; }
 if [ -f "$CARRY/bundle.tar.xz" ] && [ ! -d "$CARRY/bin" ]; then tar -C "$CARRY" -xJf "$CARRY/bundle.tar.xz"; fi
 [ -x "$CARRY/bin/bmh" ] || { echo "gpu_check: no $CARRY/bin (run 'scripts/gpu_check.sh pack' here first)" >&2; exit 2; }
 O=${OUT:-gpu_check_out}
@@ -125,23 +130,63 @@ EOF
   [ "$rc" = 0 ] && [ "$crc" = 0 ] || STATUS=1
 }
 
-if [ "$MODE" = tests ]; then
+P=scripts/gpu_peers
+PEERS="$PWD/$CARRY/peers"
+OA=$(cd "$O" && pwd)
+KB=/tmp/peer_kernels
+if want bench; then
+  # The peers' kernels build on the CPUs while our tests and benchmark run on the GPU.
+  (PYTHONUNBUFFERED=1 python3 $P/build_peer_kernels.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --out "$KB" \
+     >/tmp/peer_build.log 2>&1; echo "exit $?" >>/tmp/peer_build.log) &
+  BUILD_PID=$!
+fi
+
+if want tests; then
+  HR=tests/fixtures/blackmamba-tiny-halfroute
+  if [ ! -f "$HR/expected.json" ]; then
+    say "== making the half-precision routing oracle (Zyphra's code, bf16 and fp16) into $HR"
+    PYTHONUNBUFFERED=1 timeout 120 python3 $P/routing_oracle.py --src "$PEERS/zyphra" \
+      --fixture tests/fixtures/blackmamba-tiny --out "$HR" 2>&1 | tail -n 8 | tee -a "$LOG"
+    tar -czf "$OA/halfroute.tgz" -C tests/fixtures blackmamba-tiny-halfroute
+  fi
   gtest gpu_test_ops
   gtest gpu_test_cuda_model
 fi
 
-if [ "$MODE" = sanitize ]; then
+if want bench; then
+  say "== bmh bench-gpu"
+  # Op rows: the scan's versions side by side (8 x 2048 and 1 x 16384), decode attention at 32k cached positions,
+  # attention prefill 8 x 2048; every version stays in the op table for `bmh bench-gpu` without --ops.
+  OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048'
+  run_bin "$CARRY/bin/bmh" bench-gpu --json "$OA/bench_gpu.json" --ops "$OPS" \
+    --presets blackmamba-2.8b,blackmamba-1.5b,mamba-2.8b,mamba-1.4b,pythia-1.4b 2>&1 | tee -a "$LOG"
+  [ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
+  wait $BUILD_PID
+  say "== peer kernels: $(grep -E 'built in|^exit' /tmp/peer_build.log | tr '\n' ' ')"
+  grep -q "^exit 0" /tmp/peer_build.log || tail -n 40 /tmp/peer_build.log | tee -a "$LOG"
+  say "== peers"
+  PY="env PYTHONUNBUFFERED=1 timeout"
+  $PY 150 python3 $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
+    --json "$OA/peers_mamba_ssm.json" 2>&1 | grep -v Warning | tee -a "$LOG"
+  $PY 100 python3 $P/zyphra_peer.py --src "$PEERS/zyphra" --conv "$PEERS/conv" --kernels "$KB" \
+    --json "$OA/peers_zyphra.json" 2>&1 | grep -v Warning | tee -a "$LOG"
+  $PY 170 python3 $P/hf_peers.py --json "$OA/peers_transformers.json" 2>&1 | grep -v Warning | tee -a "$LOG"
+  say ""
+  python3 $P/table.py --bench "$OA/bench_gpu.json" --peers "$OA"/peers_*.json --commit "$COMMIT" \
+    --command "scripts/gpu_check.sh bench" --out "$OA" 2>&1 | tee -a "$LOG"
+fi
+if want sanitize; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   # memcheck: every model test but the deliberate out-of-memory one; our kernels must be clean.
   say "== compute-sanitizer memcheck gpu_test_cuda_model"
   # (the 1000-call leak test is left to the tests mode: it checks host/device memory growth, not accesses)
-  run_bin "$CS" --tool memcheck --error-exitcode 97 --leak-check no "$CARRY/bin/gpu_test_cuda_model" \
+  run_bin timeout 150 "$CS" --tool memcheck --error-exitcode 97 --leak-check no "$CARRY/bin/gpu_test_cuda_model" \
     --gtest_brief=1 --gtest_filter='-*OutOfMemory*:*NoLeakOver1000*' 2>&1 | tee -a "$LOG" | tail -n 25
   rc=${PIPESTATUS[0]}; say "== memcheck exit $rc"; [ "$rc" = 0 ] || STATUS=1
   # racecheck: shared-memory hazards over the op table's correctness cases (model-sized ones would take hours).
   for tool in racecheck initcheck; do
     say "== compute-sanitizer $tool gpu_test_ops (correctness cases)"
-    BMH_OPS_CORRECTNESS_ONLY=1 run_bin "$CS" --tool "$tool" --error-exitcode 97 --print-limit 1000000 "$CARRY/bin/gpu_test_ops" \
+    BMH_OPS_CORRECTNESS_ONLY=1 run_bin timeout 150 "$CS" --tool "$tool" --error-exitcode 97 --print-limit 1000000 "$CARRY/bin/gpu_test_ops" \
       --gtest_brief=1 --gtest_filter='-*OutOfMemory*' 2>&1 | tee "/tmp/$tool.log" | tail -n 25 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
     # Reports inside cuBLAS (nvjet / cublasLt kernels) are listed, not counted: only ones whose device frame names
@@ -158,32 +203,5 @@ if [ "$MODE" = sanitize ]; then
   done
 fi
 
-if [ "$MODE" = bench ]; then
-  P=scripts/gpu_peers
-  PEERS="$PWD/$CARRY/peers"
-  OA=$(cd "$O" && pwd)
-  KB=/tmp/peer_kernels
-  # The peers' kernels build on the CPUs while our benchmark runs on the GPU.
-  (PYTHONUNBUFFERED=1 python3 $P/build_peer_kernels.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --out "$KB" \
-     >/tmp/peer_build.log 2>&1; echo "exit $?" >>/tmp/peer_build.log) &
-  BUILD_PID=$!
-  say "== bmh bench-gpu"
-  run_bin "$CARRY/bin/bmh" bench-gpu --json "$OA/bench_gpu.json" \
-    --presets blackmamba-2.8b,blackmamba-1.5b,mamba-2.8b,mamba-1.4b,pythia-1.4b 2>&1 | tee -a "$LOG"
-  [ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
-  wait $BUILD_PID
-  say "== peer kernels: $(grep -E 'built in|^exit' /tmp/peer_build.log | tr '\n' ' ')"
-  grep -q "^exit 0" /tmp/peer_build.log || tail -n 40 /tmp/peer_build.log | tee -a "$LOG"
-  say "== peers"
-  PY="env PYTHONUNBUFFERED=1 timeout"
-  $PY 200 python3 $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
-    --json "$OA/peers_mamba_ssm.json" 2>&1 | grep -v Warning | tee -a "$LOG"
-  $PY 150 python3 $P/zyphra_peer.py --src "$PEERS/zyphra" --conv "$PEERS/conv" --kernels "$KB" \
-    --json "$OA/peers_zyphra.json" 2>&1 | grep -v Warning | tee -a "$LOG"
-  $PY 300 python3 $P/hf_peers.py --json "$OA/peers_transformers.json" 2>&1 | grep -v Warning | tee -a "$LOG"
-  say ""
-  python3 $P/table.py --bench "$OA/bench_gpu.json" --peers "$OA"/peers_*.json --commit "$COMMIT" \
-    --command "scripts/gpu_check.sh bench" --out "$OA" 2>&1 | tee -a "$LOG"
-fi
 say "== gpu_check $MODE status $STATUS"
 exit $STATUS

@@ -2,7 +2,9 @@
 // its own loss in fp64, on small random models that exercise every composition the families use: sequential and
 // parallel residuals, a MoE block with no mixer, a parallel Mamba + MoE block (Zyphra "rN"), tied head with bias
 // and LayerNorm-with-bias final norm (Zyphra), untied head with LayerNorm blocks and partial rotary (GPT-NeoX),
-// gated and plain MLPs. Routes are held fixed through a RoutingHook (the argmax is not differentiated).
+// gated and plain MLPs, grouped-query attention with and without RoPE, softmax top-2 MoE with and without
+// renormalisation and Jamba's inner RMSNorms (Mixtral, Jamba). Routes are held fixed through a RoutingHook (the
+// argmax / top-k is not differentiated).
 // Step and tolerance: tests/fd_check.h. The fp32 path is checked against the fp64 gradients.
 #include <gtest/gtest.h>
 
@@ -51,6 +53,40 @@ ModelConfig neox_config() {
   return c;
 }
 
+// Mixtral's composition (modeling_mixtral.py): RMSNorm, grouped-query attention with full RoPE, softmax top-2 of
+// 3 experts renormalised, untied head without bias.
+ModelConfig mixtral_like_config() {
+  ModelConfig c;
+  c.family = "preset", c.name = "fd-mixtral", c.d_model = 6, c.vocab_size = 11, c.tie_embeddings = false;
+  AttentionSpec a;
+  a.n_heads = 4, a.n_kv_heads = 2, a.head_dim = 2, a.rotary_dim = 2, a.rope_theta = 1e6, a.grouped_qkv = true;
+  MlpSpec moe;
+  moe.d_ff = 4, moe.gated = true, moe.act = Activation::Silu, moe.n_experts = 3, moe.top_k = 2;
+  moe.router = RouterKind::SoftmaxTopK, moe.renormalize = true, moe.router_bias = false;
+  c.blocks = {BlockConfig{MixerKind::Attention, MlpKind::Moe, false, {}, a, moe},
+              BlockConfig{MixerKind::Attention, MlpKind::Moe, false, {}, a, moe}};
+  return c;
+}
+
+// Jamba's composition (modeling_jamba.py): Mamba with dt/B/C RMSNorms and a dense SwiGLU, Mamba with a softmax
+// top-2 MoE (not renormalised), attention without positional encoding.
+ModelConfig jamba_like_config() {
+  ModelConfig c;
+  c.family = "preset", c.name = "fd-jamba", c.d_model = 6, c.vocab_size = 11, c.tie_embeddings = false;
+  MambaSpec m;
+  m.d_inner = 8, m.d_state = 3, m.d_conv = 3, m.dt_rank = 2, m.inner_norms = true, m.inner_norm_eps = 1e-6;
+  AttentionSpec a;
+  a.n_heads = 2, a.n_kv_heads = 1, a.head_dim = 3, a.rotary_dim = 0, a.grouped_qkv = true;
+  MlpSpec dense;
+  dense.d_ff = 5, dense.gated = true, dense.act = Activation::Silu;
+  MlpSpec moe = dense;
+  moe.n_experts = 3, moe.top_k = 2, moe.router = RouterKind::SoftmaxTopK, moe.renormalize = false, moe.router_bias = false;
+  c.blocks = {BlockConfig{MixerKind::Mamba, MlpKind::Dense, false, m, {}, dense},
+              BlockConfig{MixerKind::Mamba, MlpKind::Moe, false, m, {}, moe},
+              BlockConfig{MixerKind::Attention, MlpKind::Moe, false, {}, a, moe}};
+  return c;
+}
+
 // O(1) random weights (the presets' 0.02-scale init would leave every nonlinearity nearly linear).
 TensorMap fd_weights(const ModelConfig& cfg) {
   TensorMap w;
@@ -73,8 +109,13 @@ void check_model(const ModelConfig& cfg) {
   auto model = make_trainable(cfg, w, "cpu", "fp64");
   const LossAndGrad ref = model->loss_and_grad(ids);
   RoutingHook fixed{[&](int slot, int rows, int, const float*, int64_t* expert) {
-    std::copy(ref.routes.at(slot).expert.begin(), ref.routes.at(slot).expert.begin() + rows, expert);
-  }};
+                      std::copy(ref.routes.at(slot).expert.begin(), ref.routes.at(slot).expert.begin() + rows, expert);
+                    },
+                    [&](int slot, int rows, int, int k, const float*, int64_t* expert) {
+                      const auto& e = ref.routes.at(slot).expert;
+                      ASSERT_EQ(int64_t(e.size()), int64_t(rows) * k);
+                      std::copy(e.begin(), e.end(), expert);
+                    }};
   EXPECT_EQ(model->loss(ids, &fixed), ref.loss);
   double worst = 0;
   std::mt19937_64 pick(5);
@@ -108,6 +149,8 @@ void check_model(const ModelConfig& cfg) {
 
 TEST(BackwardModel, HybridMambaMoeMatchesFiniteDifferences) { check_model(hybrid_config()); }
 TEST(BackwardModel, GptNeoxParallelAndSequentialMatchFiniteDifferences) { check_model(neox_config()); }
+TEST(BackwardModel, MixtralLikeGqaRopeTop2MatchesFiniteDifferences) { check_model(mixtral_like_config()); }
+TEST(BackwardModel, JambaLikeInnerNormsNoRopeTop2MatchesFiniteDifferences) { check_model(jamba_like_config()); }
 
 // The parameters the optimizer updates are the ones the loss reads.
 TEST(BackwardModel, ParametersAreLiveAndOwned) {

@@ -138,6 +138,37 @@ TEST(BackwardOps, MambaMixerAllWeights) {
   std::printf("mamba mixer worst %.2e\n", worst);
 }
 
+// Jamba's mixer (modeling_jamba.py JambaMambaMixer): RMSNorms on dt, B and C after x_proj, conv bias, no
+// in/out projection biases.
+TEST(BackwardOps, JambaMambaMixerInnerNorms) {
+  MambaSpec s;
+  s.d_inner = 6, s.d_state = 3, s.d_conv = 3, s.dt_rank = 2, s.inner_norms = true, s.inner_norm_eps = 1e-6;
+  const int d = 4, T = 5;
+  r::MambaWeights<double> w;
+  w.in_proj = rand_mat(12, d, 0.5), w.conv_w = rand_mat(6, 3, 0.5), w.conv_b = rand_vec(6, 0.3), w.has_conv_b = true;
+  w.x_proj = rand_mat(2 + 6, 6, 0.5), w.dt_proj = rand_mat(6, 2, 0.5), w.dt_bias = rand_vec(6, 0.5);
+  w.dt_norm = Vd::Ones(2) + rand_vec(2, 0.3), w.b_norm = Vd::Ones(3) + rand_vec(3, 0.3), w.c_norm = Vd::Ones(3) + rand_vec(3, 0.3);
+  M A_log = rand_mat(6, 3, 0.5);
+  w.D = rand_vec(6), w.out_proj = rand_mat(d, 6, 0.5);
+  M x = rand_mat(T, d), R = rand_mat(T, d);
+  auto f = [&] {
+    w.A = -(A_log.array().exp()).matrix();
+    r::MambaState<double> st;
+    return dot(R, r::mamba_mixer<double>(s, w, x, st));
+  };
+  f();
+  r::MambaWeights<double> g = r::zeros_like(w);
+  M dx = r::mamba_mixer_backward<double>(s, w, x, R, &g);
+  double worst = std::max({fd_check("x", x, dx, f), fd_check("in_proj", w.in_proj, g.in_proj, f),
+                           fd_check("conv_w", w.conv_w, g.conv_w, f), fd_check("conv_b", w.conv_b, g.conv_b, f),
+                           fd_check("x_proj", w.x_proj, g.x_proj, f), fd_check("dt_proj", w.dt_proj, g.dt_proj, f),
+                           fd_check("dt_bias", w.dt_bias, g.dt_bias, f), fd_check("dt_norm", w.dt_norm, g.dt_norm, f),
+                           fd_check("b_norm", w.b_norm, g.b_norm, f), fd_check("c_norm", w.c_norm, g.c_norm, f),
+                           fd_check("A_log", A_log, g.A, f), fd_check("D", w.D, g.D, f),
+                           fd_check("out_proj", w.out_proj, g.out_proj, f)});
+  std::printf("jamba mamba mixer worst %.2e\n", worst);
+}
+
 r::MlpWeights<double> rand_mlp(const MlpSpec& s, int d) {
   r::MlpWeights<double> w;
   w.fc1 = rand_mat(s.gated ? 2 * s.d_ff : s.d_ff, d, 0.6), w.fc2 = rand_mat(d, s.d_ff, 0.6);
@@ -184,6 +215,59 @@ TEST(BackwardOps, SwitchMlpThroughExpertAndSigmoidGate) {
   }
   EXPECT_TRUE((g.experts[1].fc1.array() == 0).all() && (g.experts[1].fc2.array() == 0).all());
   std::printf("switch mlp worst %.2e\n", worst);
+}
+
+// Mixtral (renormalised top-k weights) and Jamba (raw softmax weights) with the routes held fixed, as torch.topk's
+// indices are constants to autograd. Expert 1 is never chosen: its gradient must stay exactly zero.
+TEST(BackwardOps, SoftmaxTopKMoeThroughExpertsWeightsAndSoftmax) {
+  for (bool renormalize : {true, false}) {
+    MlpSpec s;
+    s.d_ff = 4, s.gated = true, s.act = Activation::Silu, s.n_experts = 4, s.top_k = 2;
+    s.router = RouterKind::SoftmaxTopK, s.renormalize = renormalize, s.router_bias = false;
+    const int d = 5, T = 6;
+    r::MoeWeights<double> w;
+    w.router = rand_mat(4, d);
+    for (int e = 0; e < 4; ++e) w.experts.push_back(rand_mlp(s, d));
+    const std::vector<int64_t> routes = {0, 2, 3, 0, 2, 3, 0, 3, 3, 2, 2, 0};  // [T * k], slot order
+    M x = rand_mat(T, d), R = rand_mat(T, d);
+    auto f = [&] { return dot(R, r::switch_mlp<double>(s, w, x, nullptr, &routes)); };
+    r::MoeWeights<double> g = r::zeros_like(w);
+    M dx = r::switch_mlp_backward<double>(s, w, x, routes, R, &g);  // dispatches to softmax_topk_moe_backward
+    double worst = std::max(fd_check("x", x, dx, f), fd_check("router", w.router, g.router, f));
+    for (int e = 0; e < 4; ++e) {
+      const std::string p = "expert" + std::to_string(e) + ".";
+      worst = std::max({worst, fd_check(p + "fc1", w.experts[e].fc1, g.experts[e].fc1, f),
+                        fd_check(p + "fc2", w.experts[e].fc2, g.experts[e].fc2, f)});
+    }
+    EXPECT_TRUE((g.experts[1].fc1.array() == 0).all() && (g.experts[1].fc2.array() == 0).all());
+    EXPECT_GT(g.router.row(1).norm(), 0);  // the softmax sends gradient to unchosen logits too
+    std::printf("softmax top-2 moe (renormalise %d) worst %.2e\n", int(renormalize), worst);
+  }
+}
+
+// Grouped q/k/v (Mixtral/Jamba fused at load) with 4 query heads on 2 key/value heads: full RoPE at Mixtral's
+// rope_theta, no positional encoding (Jamba), and a sliding window shorter than the sequence (Mistral mask).
+TEST(BackwardOps, GroupedQueryAttentionRopeNoRopeSlidingWindow) {
+  AttentionSpec s;
+  s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 4, s.grouped_qkv = true, s.qkv_bias = true, s.out_bias = true;
+  const int d = 6, T = 6, rows = (4 + 2 * 2) * 4;
+  r::AttentionWeights<double> w;
+  w.qkv = rand_mat(rows, d, 0.6), w.qkv_b = rand_vec(rows, 0.3), w.has_qkv_b = true;
+  w.dense = rand_mat(d, 16, 0.5), w.dense_b = rand_vec(d, 0.3), w.has_dense_b = true;
+  M x = rand_mat(T, d), R = rand_mat(T, d);
+  auto f = [&] {
+    r::KvCache<double> kv{M(0, 8), M(0, 8)};
+    return dot(R, r::attention<double>(s, w, x, kv));
+  };
+  struct Case { int rotary_dim; double theta; int window; };
+  for (Case c : {Case{4, 1e6, 0}, Case{0, 1e4, 0}, Case{4, 1e4, 3}}) {
+    s.rotary_dim = c.rotary_dim, s.rope_theta = c.theta, s.sliding_window = c.window;
+    r::AttentionWeights<double> g = r::zeros_like(w);
+    M dx = r::attention_backward<double>(s, w, x, R, &g);
+    double worst = std::max({fd_check("x", x, dx, f), fd_check("qkv", w.qkv, g.qkv, f), fd_check("qkv_b", w.qkv_b, g.qkv_b, f),
+                             fd_check("dense", w.dense, g.dense, f), fd_check("dense_b", w.dense_b, g.dense_b, f)});
+    std::printf("gqa attention rotary_dim %d theta %.0e window %d worst %.2e\n", c.rotary_dim, c.theta, c.window, worst);
+  }
 }
 
 TEST(BackwardOps, GptNeoxAttentionPartialRotary) {

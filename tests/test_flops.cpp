@@ -131,7 +131,8 @@ TEST(Flops, ParamsAgreeWithWeightList) {
 
 std::vector<ModelConfig> counted_configs() {
   std::vector<ModelConfig> out;
-  for (const char* dir : {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-hf", "pythia-tiny"})
+  for (const char* dir : {"blackmamba-tiny", "blackmamba-tiny-variant", "mamba-tiny-hf", "pythia-tiny", "mixtral-tiny",
+                          "jamba-tiny"})
     out.push_back(load_model_config(std::string(BMH_TEST_DIR) + "/fixtures/" + dir));
   for (const char* name : {"tiny-transformer-moe-50k", "tiny-transformer-50k"}) {
     ModelConfig c = preset_config(name);

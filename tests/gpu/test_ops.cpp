@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/router.h"
 #include "gpu_test_util.h"
 #include "kernels/device.h"
 #include "kernels/gemm.h"
@@ -224,6 +225,71 @@ TEST_P(OpTest, MatchesReference) {
           }
         EXPECT_EQ(rel_err(out["xs"], want_xs), 0.0) << c.name() << " permuted rows are copies";
         EXPECT_LT(rel_err(out["residual"], want_res), 1e-6) << c.name();
+        break;
+      }
+      case OpKind::RouterTopK: {
+        // core/router.h on the same logits: experts, ties and (model-dtype mode) gates bit for bit; exact fp32 gates
+        // within 1e-6 (device expf vs host exp).
+        MlpSpec spec;
+        spec.n_experts = c.E;
+        spec.top_k = c.K;
+        spec.router = c.N == 1 ? RouterKind::SoftmaxTopK : RouterKind::SigmoidTop1;
+        spec.renormalize = c.flag;
+        const DType half = c.dt == Dt::BF16 ? DType::BF16 : c.dt == Dt::F16 ? DType::F16 : DType::F32;
+        std::vector<int64_t> want_e, want_t;
+        std::vector<double> want_g;
+        int ties = 0;
+        for (int r = 0; r < R; ++r) {
+          const TokenRoute t = route_token<float>(spec, &in["logits"][size_t(r) * c.E], half);
+          for (int j = 0; j < c.K; ++j) want_e.push_back(t.expert[j]), want_g.push_back(t.weight[j]);
+          want_t.push_back(t.tie);
+          ties += t.tie;
+        }
+        EXPECT_GT(ties, 0) << c.name() << ": the planted ties must reach the tie rule";
+        EXPECT_EQ(d.out_ints["expert"], want_e) << c.name();
+        EXPECT_EQ(d.out_ints["tie"], want_t) << c.name();
+        if (half == DType::F32) {
+          EXPECT_LT(rel_err(out["gate"], want_g), 1e-6) << c.name();
+        } else {
+          for (size_t i = 0; i < want_g.size(); ++i) EXPECT_EQ(out["gate"][i], float(want_g[i])) << c.name() << " " << i;
+        }
+        break;
+      }
+      case OpKind::AttnGqa: {
+        // Host: RoPE (theta 1e6) on each q and k head at the position, the new k/v into the cache, then each query
+        // head h attends with key/value head h / (H / K).
+        const int H = c.H, Hkv = c.K, hd = c.hd, pos = int(d.ints["pos"][0]), W = (H + 2 * Hkv) * hd;
+        std::vector<double> want;
+        for (int b = 0; b < c.B; ++b) {
+          std::vector<double> x(in["qkv"].begin() + size_t(b) * W, in["qkv"].begin() + size_t(b + 1) * W);
+          for (int h = 0; h < H + Hkv; ++h) ref::apply_rotary<double>(&x[size_t(h) * hd], c.rd, 1e6, pos);
+          for (int h = 0; h < H; ++h) {
+            const int g = h / (H / Hkv);
+            auto key = [&](int s, int i) {
+              return s == pos ? x[size_t(H + g) * hd + i] : double(in["kcache"][((size_t(b) * Hkv + g) * c.S + s) * hd + i]);
+            };
+            auto val = [&](int s, int i) {
+              return s == pos ? x[size_t(H + Hkv + g) * hd + i]
+                              : double(in["vcache"][((size_t(b) * Hkv + g) * c.S + s) * hd + i]);
+            };
+            std::vector<double> sc(pos + 1);
+            double mx = -INFINITY, sum = 0;
+            for (int s = 0; s <= pos; ++s) {
+              double acc = 0;
+              for (int i = 0; i < hd; ++i) acc += x[size_t(h) * hd + i] * key(s, i);
+              sc[s] = acc / std::sqrt(double(hd));
+              mx = std::max(mx, sc[s]);
+            }
+            for (auto& v : sc) sum += (v = std::exp(v - mx));
+            for (int i = 0; i < hd; ++i) {
+              double o = 0;
+              for (int s = 0; s <= pos; ++s) o += sc[s] * val(s, i);
+              want.push_back(o / sum);
+            }
+          }
+        }
+        // bf16/fp16: the rotated q and k are rounded to the dtype before the dot products, as transformers does.
+        EXPECT_LT(rel_err(out["out"], want), c.dt == Dt::F32 ? 1e-5 : 2 * tol) << c.name();
         break;
       }
       case OpKind::Rotary: {
