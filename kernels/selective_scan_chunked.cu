@@ -233,10 +233,9 @@ __global__ void __launch_bounds__(kThreads, 5) scan_chunked_kernel(ScanArgs a) {
         for (int off = 1; off < G; off <<= 1) {
           const float Pp = __shfl_up_sync(0xffffffffu, P, off, G);
           const float hp = __shfl_up_sync(0xffffffffu, h, off, G);
-          if (k >= off) {
-            h = fmaf(P, hp, h);
-            P *= Pp;
-          }
+          const bool in = k >= off;  // lanes below off combine with the identity (1, 0): selects, no branch
+          h = fmaf(P, in ? hp : 0.f, h);
+          P *= in ? Pp : 1.f;
         }
         const float prev = __shfl_up_sync(0xffffffffu, h, 1, G);
         h = k == 0 ? carry : prev;
