@@ -77,8 +77,11 @@ def run(torch, MambaModel, switch_mlp, ckpt, cfg_path, ids, dtype):
         for h in hooks:
             h.remove()
     out = {}
+    starts = sorted(d["calls_before"] for d in layers.values()) + [len(rec.calls)]
     for i, d in layers.items():
-        calls = rec.calls[d["calls_before"]:]
+        # this layer's calls only: up to where the next MoE layer's forward began
+        end = next(x for x in starts if x > d["calls_before"]) if d["calls_before"] < len(rec.calls) else len(rec.calls)
+        calls = rec.calls[d["calls_before"]:end]
         assert len(calls) == 1, f"layer {i}: expected one torch.max call in SwitchMLP.forward, saw {len(calls)}"
         values, indices = calls[0]
         B, T = ids.shape
