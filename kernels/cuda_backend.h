@@ -73,6 +73,7 @@ class CudaModel final : public LanguageModel {
   void ensure_workspace(int B, int T);
   void mamba_prefill(int i, int B, int T, const void* xn, float* conv_state, float* ssm_state);
   void attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max);
+  bool use_flash_prefill(const AttentionSpec& a, int T) const;
   void mlp_prefill(int i, int R, const void* xn);
   void moe_prefill(int i, int R, const void* xn, const int64_t* forced, int half, RouteRecord* rec);
 
