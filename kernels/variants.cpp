@@ -12,6 +12,21 @@ const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::Spli
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
 const char* to_string(GemvVariant v) { return v == GemvVariant::Split ? "split" : "warp"; }
 
+KernelVariants kernel_set_v1() {
+  KernelVariants v;
+  v.scan = ScanVariant::Staged;
+  v.attn_decode = AttnDecodeVariant::PerHead;
+  v.attn_prefill = AttnPrefillVariant::Gemm;
+  v.gemv = GemvVariant::Warp;
+  return v;
+}
+KernelVariants kernel_set_v2() { return KernelVariants{}; }
+
+std::string to_string(const KernelVariants& v) {
+  return std::string("scan=") + to_string(v.scan) + ",attn_decode=" + to_string(v.attn_decode) +
+         ",attn_prefill=" + to_string(v.attn_prefill) + ",gemv=" + to_string(v.gemv);
+}
+
 namespace {
 KernelVariants& storage() {
   static KernelVariants v;
@@ -27,7 +42,9 @@ void set_kernel_variants(const std::string& spec) {
     if (item.empty()) continue;
     const size_t eq = item.find('=');
     const std::string op = item.substr(0, eq), name = eq == std::string::npos ? "" : item.substr(eq + 1);
-    if (op == "scan" && (name == "staged" || name == "chunked")) {
+    if (item == "v1" || item == "v2") {
+      kv = item == "v1" ? kernel_set_v1() : kernel_set_v2();
+    } else if (op == "scan" && (name == "staged" || name == "chunked")) {
       kv.scan = name == "chunked" ? ScanVariant::Chunked : ScanVariant::Staged;
     } else if (op == "attn_decode" && (name == "per_head" || name == "split")) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
@@ -37,7 +54,7 @@ void set_kernel_variants(const std::string& spec) {
       kv.gemv = name == "split" ? GemvVariant::Split : GemvVariant::Warp;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
-           "' (choices: scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split)");
+           "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split)");
     }
   }
 }
