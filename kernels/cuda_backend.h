@@ -54,6 +54,10 @@ class CudaModel final : public LanguageModel {
   ForwardOutput forward(const Tensor& ids, const ForwardOptions& opt = {}) override;
   std::unique_ptr<Decoder> decoder(int batch) override;
   std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests) override;
+  // Batched scoring (cuda_score.cpp): requests sorted by length, right-padded, several per forward; with
+  // opt.deterministic, score() (one request per forward).
+  std::vector<ScoreResult> score_groups(const std::vector<ScoreGroup>& g, const ScoreBatchOptions& o) override;
+  bool batch_invariant() const override { return true; }  // score() runs one request per forward: fixed shapes
 
   // Runs B sequences of T tokens (ids on the device) from the states in `st` (which must be zeroed for a fresh
   // start; they hold the last states on return) and leaves the final-normed hidden rows [B*T, d] in final_hidden().
