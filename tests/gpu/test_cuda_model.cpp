@@ -253,10 +253,13 @@ INSTANTIATE_TEST_SUITE_P(Presets, CudaPreset, ::testing::Combine(::testing::Valu
 // tiny presets (head_dim 16: the row-wise fallback) do not reach: the attention presets with their heads widened,
 // B = 2 sequences of T = 150 (two full 64-query tiles and a partial one; 3 key tiles through the double buffer),
 // GPT-NeoX (partial rotary, per-head qkv), Mixtral (GQA, 2 query heads per kv head, full rotary) and Jamba (GQA,
-// no rotary), MoE routes forced to the CPU reference's. The same model object runs both attention paths, so only the attention kernels differ: their logits
-// agree within the model-level bounds these tests use per dtype (bf16 2e-2, fp16 3e-3; Jamba's inner norms 5e-2 /
-// 1e-2). A wrong key/value head, mask or stride changes attention outputs by O(1), far above these. Both are also
-// compared with the CPU reference in fp32: flash within 1.5x the cuBLAS path's error plus the same bound.
+// no rotary), MoE routes forced to the CPU reference's. The qkv weights are scaled by 8: at the presets' 0.02 init
+// the scores q.k/sqrt(hd) have a spread of ~0.03, the softmax is nearly uniform and a wrong query, rotary or mask
+// would hardly show; scaled, the scores spread ~1.6 and attention dominates the residual (checked below: zeroing
+// the attention output projections must move the logits by more than 5x the bound). The same model object runs
+// both attention paths, so only the attention kernels differ: their logits agree within the model-level bounds
+// these tests use per dtype (bf16 2e-2, fp16 3e-3; Jamba's inner norms 5e-2 / 1e-2). Both are also compared with
+// the CPU reference in fp32: flash within 1.5x the cuBLAS path's error plus the same bound.
 TEST(CudaFlashPrefill, TensorCorePathMatchesGemmPathInTheModel) {
   BMH_REQUIRE_GPU();
   for (std::string preset : {"tiny-pythia-50k", "tiny-mixtral-50k", "tiny-jamba-50k"})
@@ -269,6 +272,17 @@ TEST(CudaFlashPrefill, TensorCorePathMatchesGemmPathInTheModel) {
           b.attn.head_dim = hd;
         }
       TensorMap w = random_weights(cfg, 21);
+      TensorMap w_noattn = random_weights(cfg, 21);
+      for (int i = 0; i < cfg.n_blocks(); ++i) {
+        if (cfg.blocks[i].mixer != MixerKind::Attention) continue;
+        const std::string pre = "blocks." + std::to_string(i) + ".attn.";
+        for (TensorMap* m : {&w, &w_noattn}) {
+          Tensor& q = m->at(pre + "qkv.weight");
+          for (int64_t k = 0; k < q.numel(); ++k) q.data_mut<float>()[k] *= 8.f;
+        }
+        Tensor& dense = w_noattn.at(pre + "dense.weight");
+        std::fill_n(dense.data_mut<float>(), dense.numel(), 0.f);
+      }
       Tensor ids = ids_for(2, 150, cfg.vocab_size, 31);
       const ForwardOutput cpu_out = ref::make_reference_model(cfg, w, "fp32")->forward(ids);
       const Tensor& cpu = cpu_out.logits;
@@ -295,6 +309,11 @@ TEST(CudaFlashPrefill, TensorCorePathMatchesGemmPathInTheModel) {
                     preset.c_str(), hd, dtype.c_str(), e_fg, e_fc, e_gc);
         EXPECT_LT(e_fg, bound) << preset << " head_dim " << hd << " " << dtype;
         EXPECT_LT(e_fc, 1.5 * e_gc + bound) << preset << " head_dim " << hd << " " << dtype;
+        if (dtype == "bf16") {  // the test's power: what removing attention altogether does to these logits
+          const double e_off = rel(make_cuda_model(cfg, w_noattn, dtype)->forward(ids, opt).logits, flash);
+          std::printf("[ info ] %s head_dim %d: logits without attention differ by %.2e\n", preset.c_str(), hd, e_off);
+          EXPECT_GT(e_off, 5 * bound) << preset << " head_dim " << hd << ": attention barely moves these logits";
+        }
       }
     }
 }
