@@ -32,10 +32,9 @@ KernelVariants& storage() {
   static KernelVariants v;
   return v;
 }
-}  // namespace
 
-void set_kernel_variants(const std::string& spec) {
-  KernelVariants& kv = storage();
+// Applies spec's entries to kv in order (throws on the first bad one, naming it).
+void parse_into(const std::string& spec, KernelVariants& kv) {
   std::stringstream ss(spec);
   std::string item;
   while (std::getline(ss, item, ',')) {
@@ -58,10 +57,23 @@ void set_kernel_variants(const std::string& spec) {
     }
   }
 }
+}  // namespace
+
+// BMH_KERNELS is read first (kernel_variants()), so an explicit choice (bench-gpu --kernels, a test) overrides it; the
+// choice changes only when every entry parses: a bad spec changes nothing.
+void set_kernel_variants(const std::string& spec) {
+  KernelVariants kv = kernel_variants();
+  parse_into(spec, kv);
+  storage() = kv;
+}
 
 KernelVariants& kernel_variants() {
   static const bool from_env = [] {
-    if (const char* e = std::getenv("BMH_KERNELS"); e && *e) set_kernel_variants(e);
+    if (const char* e = std::getenv("BMH_KERNELS"); e && *e) {
+      KernelVariants kv = storage();
+      parse_into(e, kv);
+      storage() = kv;
+    }
     return true;
   }();
   (void)from_env;

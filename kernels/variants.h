@@ -43,7 +43,8 @@ KernelVariants kernel_set_v2();
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
 // Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv) left to right; an entry "v1" or "v2" sets
-// every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices.
+// every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices,
+// changing nothing. BMH_KERNELS is applied before the first call, so this overrides it.
 void set_kernel_variants(const std::string& spec);
 const char* to_string(ScanVariant v);         // "staged", "chunked"
 const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
