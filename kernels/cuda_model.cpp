@@ -196,13 +196,20 @@ void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_s
   add_bias(Dt::F32, ws_resid_.get(), d, w.out_proj.bias(), R, d, stream_);
 }
 
-// Flash prefill (kernels/attention_prefill_flash.cu) when it is the chosen variant and serves this layer's shape:
-// bf16/fp16 at head_dim 64/128 on tensor cores, anything else row-wise while T fp32 scores fit in shared memory
-// (T <= 51200); otherwise the layer keeps the cuBLAS path. Decided per layer and the same way in ensure_workspace,
-// which then skips the [H, T, T] buffers.
+// Flash prefill (kernels/attention_prefill_flash.cu) when it is the chosen variant and serves this layer's shape,
+// decided per layer and the same way in ensure_workspace (which then skips the [H, T, T] buffers):
+//   bf16/fp16 at head_dim 64/128: the tensor-core kernel, any T.
+//   otherwise (fp32, other head dims) only the row-wise fallback exists; it re-reads keys and values from L2 once
+//   per query row, H T^2 hd x 4 bytes per layer (pythia-1.4b, T = 2048: ~34 GB, ~3 ms at L2 speed, against ~0.5 ms
+//   for the fp32 cuBLAS path; estimates, not measured), so it runs only where that does not lose: short rows
+//   (T <= 256, where the cuBLAS path's three launches per sequence dominate; every fixture and test shape) or where
+//   the cuBLAS path's scores would take more than 4 GiB (and T <= 51200, the fallback's shared-memory bound).
 bool CudaModel::use_flash_prefill(const AttentionSpec& a, int T) const {
-  return kernel_variants().attn_prefill == AttnPrefillVariant::Flash &&
-         attention_prefill_flash_serves(w_.dt, a.head_dim, T);
+  if (kernel_variants().attn_prefill != AttnPrefillVariant::Flash) return false;
+  const bool tensor_cores = (w_.dt == Dt::BF16 || w_.dt == Dt::F16) && (a.head_dim == 64 || a.head_dim == 128);
+  if (tensor_cores) return true;
+  const double gemm_bytes = double(a.n_heads) * T * T * (4 + dt_size(w_.dt));
+  return attention_prefill_flash_serves(w_.dt, a.head_dim, T) && (T <= 256 || gemm_bytes > 4.0 * (1u << 30));
 }
 
 void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max) {
