@@ -70,17 +70,28 @@ def build_rows(bench, peers):
             rows.append({"benchmark": f"{pe['preset']} {pe['what']} {shape}", "ours_ms": None, "floor_ms": None,
                          "ours_error": bench.get("error", "not run"), "peer": pe.get("peer"),
                          "peer_ms": pe.get("peer_ms"), "peer_error": pe.get("error")})
-    for m in bench.get("models", []):
-        pr = m["preset"]
-        B, T = m["forward_shape"]
-        for what, ours, floor, label in (("decode", m["decode_ms"], m["decode_floor_ms"], f"{pr} decode b=1 (ms/token)"),
-                                         ("forward", m["forward_ms"], m["forward_floor_ms"], f"{pr} forward {B}x{T} (ms)")):
-            pe = find_peer(peers, preset=pr, what=what)
-            if pe is None:
-                pe = next((r for r in peers if r.get("key") == f"{pr}/{what}"), None)
-            rows.append({"benchmark": label, "ours_ms": ours, "floor_ms": floor,
-                         "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
-                         "peer_error": pe.get("error") if pe else ("no peer for this shape" if pe is None else None)})
+    # bench-gpu --kernels-ab times a preset once per kernel set: its decode rows, then its forward rows, adjacent.
+    # The default set ("v2", or no "kernels" key) keeps the plain labels; another set's rows say which, e.g.
+    # "(v1 kernels)", and carry their own "kernels" key.
+    models = bench.get("models", [])
+    for pr in dict.fromkeys(m["preset"] for m in models):
+        for what in ("decode", "forward"):
+            for m in (m for m in models if m["preset"] == pr):
+                B, T = m["forward_shape"]
+                ours, floor = m[f"{what}_ms"], m[f"{what}_floor_ms"]
+                label = f"{pr} decode b=1 (ms/token)" if what == "decode" else f"{pr} forward {B}x{T} (ms)"
+                ks = m.get("kernels")
+                if ks and ks != "v2":
+                    label += f" ({ks} kernels)"
+                pe = find_peer(peers, preset=pr, what=what)
+                if pe is None:
+                    pe = next((r for r in peers if r.get("key") == f"{pr}/{what}"), None)
+                row = {"benchmark": label, "ours_ms": ours, "floor_ms": floor,
+                       "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
+                       "peer_error": pe.get("error") if pe else ("no peer for this shape" if pe is None else None)}
+                if ks:
+                    row["kernels"] = ks
+                rows.append(row)
     for o in bench.get("ops", []):
         if o.get("op") != "selective_scan" or "_B" not in o["name"] and "_T" not in o["name"]:
             continue
