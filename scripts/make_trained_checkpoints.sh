@@ -5,13 +5,20 @@
 # each checkpoint: bmh_forward.safetensors, the logits `bmh forward` gives for OUT/inputs.safetensors (two byte
 # sequences of real text), so the GPU machine needs no bmh binary. The optimizer state is dropped (not needed).
 #
-#   scripts/make_trained_checkpoints.sh [OUT]      (default OUT=trained_ckpts; BMH=path/to/bmh, default build/bmh)
-#   then on the GPU machine:
-#   python3 scripts/check_trained_checkpoints.py --zyphra-src ZYPHRA --mamba-src MAMBA OUT/*/checkpoint
+# OUT/peers/ gets the loaders' Python sources from the fetched mirrors (never committed; OUT is under the ignored
+# build/ so the device tool can carry it): Zyphra/BlackMamba (HEAD, without csrc/) and state-spaces/mamba v2.3.2's
+# mamba_ssm package. About 14 MB in all.
+#
+#   scripts/make_trained_checkpoints.sh [OUT]   (default build/trained_ckpts; BMH=path/to/bmh, default build/bmh;
+#                                                MIRROR=/work/.mirror)
+#   then on the GPU machine, from the repository root with OUT carried:
+#   python3 scripts/check_trained_checkpoints.py --zyphra-src OUT/peers/zyphra --mamba-src OUT/peers/mamba \
+#       OUT/*/checkpoint
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BMH=${BMH:-build/bmh}
-OUT=${1:-trained_ckpts}
+OUT=${1:-build/trained_ckpts}
+MIRROR=${MIRROR:-/work/.mirror}
 TEXT=data/text/tinyshakespeare.input.txt
 [ -x "$BMH" ] || { echo "make_trained_checkpoints: no bmh binary at $BMH (build it, or set BMH)" >&2; exit 2; }
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -46,4 +53,10 @@ train gpt-neox --preset tiny-pythia-50k --vocab 256
 train mixtral --preset tiny-mixtral-50k --vocab 256
 train jamba --preset tiny-jamba-50k --vocab 256
 train transformer-moe --preset tiny-transformer-moe-50k --vocab 256  # bmh layout: the check reports it skipped
+mkdir -p "$OUT/peers/zyphra" "$OUT/peers/mamba"
+for need in Zyphra+BlackMamba state-spaces+mamba; do
+  [ -d "$MIRROR/$need/repo" ] || { echo "make_trained_checkpoints: no $MIRROR/$need/repo (fetch github:${need/+//})" >&2; exit 1; }
+done
+git --git-dir="$MIRROR/Zyphra+BlackMamba/repo" archive HEAD | tar -x -C "$OUT/peers/zyphra" --exclude=csrc
+git --git-dir="$MIRROR/state-spaces+mamba/repo" archive v2.3.2 mamba_ssm | tar -x -C "$OUT/peers/mamba"
 du -sh "$OUT"
