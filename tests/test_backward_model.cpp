@@ -276,8 +276,17 @@ void check_aux_loss(const ModelConfig& cfg) {
   for (const auto& [name, g] : ref.grads)
     if (name.find("moe.router") != std::string::npos) diff = std::max(diff, test::rel_frobenius(g, plain.grads.at(name)));
   EXPECT_GT(diff, 1e-3) << cfg.name;
-  std::printf("%s: aux %.6f (transformers formula %.6f), worst fd %.2e, router gradient changed by %.2e rel\n",
-              cfg.name.c_str(), ref.aux_loss, want, worst, diff);
+  // fp32 at the same weights and routes: the same aux loss and gradients to fp32 rounding (allowed 1e-4, as above).
+  auto model32 = make_trainable(cfg, w, "cpu", "fp32");
+  const LossAndGrad g32 = model32->loss_and_grad(ids, &fixed);
+  EXPECT_NEAR(g32.aux_loss, ref.aux_loss, 1e-5 * ref.aux_loss) << cfg.name;
+  double worst32 = 0;
+  for (const auto& [name, g] : ref.grads) worst32 = std::max(worst32, test::rel_frobenius(g32.grads.at(name), g));
+  EXPECT_LT(worst32, 1e-4) << cfg.name;
+  std::printf("%s: aux %.9f (transformers formula %.9f, |diff| %.1e), worst fd %.2e, router gradient changed by "
+              "%.2e rel; fp32: aux |diff| %.1e, worst gradient rel Frobenius %.2e\n",
+              cfg.name.c_str(), ref.aux_loss, want, std::abs(ref.aux_loss - want), worst, diff,
+              std::abs(g32.aux_loss - ref.aux_loss), worst32);
 }
 
 TEST(BackwardModel, LoadBalancingLossIsTransformersAndMatchesFiniteDifferences) {
