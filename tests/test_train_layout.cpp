@@ -257,6 +257,11 @@ TEST(TrainLayout, EveryFamilyReadsBack) {
     EXPECT_EQ(ck.tensors.at("model.layers.1.mamba.conv1d.weight").shape(), (Shape{128, 1, 4}));  // nn.Conv1d
     const nlohmann::json j = nlohmann::json::parse(std::ifstream(fs::path(testing::TempDir()) / "bmh_train_layout_hf-jamba" / "config.json"));
     EXPECT_EQ(j.at("use_mamba_kernels"), false);  // transformers' slow path, which needs no CUDA kernels
+    // The fixture's own layer pattern, as its config states it.
+    EXPECT_EQ(j.at("attn_layer_period"), 4);
+    EXPECT_EQ(j.at("attn_layer_offset"), 2);
+    EXPECT_EQ(j.at("expert_layer_period"), 2);
+    EXPECT_EQ(j.at("expert_layer_offset"), 1);
   }
   // Zyphra's key layout as the released checkpoints (and the fixture) have it: {"model": {...}}, conv [Di, 1, K].
   const Checkpoint ck = read_torch_zip(fs::path(testing::TempDir()) / "bmh_train_layout_zyphra-blackmamba" / "pytorch_model.bin");

@@ -104,16 +104,21 @@ json mixtral_json(const ModelConfig& cfg) {
   return j;
 }
 
-// The (period, offset) with i % period == offset exactly for the blocks where pred holds; period n+1 with
-// offset n when it holds nowhere. Fails when no such pair exists (checked again by the round trip).
+// The (period, offset) with i % period == offset exactly for the blocks where pred holds, the longest period
+// up to n that does (so a 4-layer model with attention at layer 2 keeps period 4, offset 2, as configs write it;
+// a shorter period describing the same layers would be equivalent); period n+1 with offset n when it holds
+// nowhere. Fails when no such pair exists (checked again by the round trip).
 std::pair<int, int> period_offset(const ModelConfig& cfg, bool (*pred)(const BlockConfig&), const char* what) {
   const int n = cfg.n_blocks();
-  for (int p = 1; p <= n + 1; ++p)
+  for (int p = n; p >= 1; --p)
     for (int o = 0; o < p; ++o) {
       bool ok = true;
       for (int i = 0; i < n && ok; ++i) ok = pred(cfg.blocks[size_t(i)]) == (i % p == o);
       if (ok) return {p, o};
     }
+  bool none = true;
+  for (const auto& b : cfg.blocks) none = none && !pred(b);
+  if (none) return {n + 1, n};
   fail("the ", what, " layers do not repeat with a period and offset");
 }
 
