@@ -463,7 +463,13 @@ TEST(CudaRouterPrecision, HalfRouteOracleAgreementEndToEnd) {
         std::printf("[ info ] halfroute %s, router %s: block %d agrees with Zyphra on %d / %zu routes\n",
                     dtype.c_str(), mode.c_str(), r.block, agree, want.size());
         RecordProperty(dtype + "_" + mode + "_block" + std::to_string(r.block) + "_agree", agree);
-        EXPECT_EQ(want.size(), r.expert.size());
+        ASSERT_EQ(want.size(), r.expert.size());
+        // Measured on the H200 (df63226): model mode 80 and 79 of 80 (bf16), 80 and 80 (fp16) -- the one bf16
+        // miss is our bf16 hidden state differing from torch's by rounding, upstream of the router; fp32 mode
+        // 49/42 (bf16) and 60/55 (fp16). Bound: model mode within 2 of 80 per layer, fp32 mode clearly worse
+        // (this router saturates by design), so a regression to fp32 semantics in "model" mode fails.
+        if (mode == "model") EXPECT_GE(agree, static_cast<int>(want.size()) - 2) << dtype << " block " << r.block;
+        else EXPECT_LE(agree, static_cast<int>(want.size()) - 10) << dtype << " block " << r.block;
       }
     }
   }
