@@ -8,7 +8,7 @@ Usage: python3 table.py --bench BENCH.json --peers P1.json [P2.json ...] --commi
 "% of floor" = floor time / our time (100% = at the floor); "peer / ours" = peer time / our time (> 1: we are
 faster). A peer that failed keeps its row, with its error in place of a time; nothing is filled in from elsewhere.
 """
-import argparse, json, os, re
+import argparse, json, os, re, time
 
 
 def load_peers(paths):
@@ -135,6 +135,7 @@ def main():
     ap.add_argument("--bench-log")
     ap.add_argument("--peers", nargs="*", default=[])
     ap.add_argument("--commit", required=True)
+    ap.add_argument("--measured-at", default="", help="UTC time of the run (default: now)")
     ap.add_argument("--command", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -143,7 +144,9 @@ def main():
     rows = build_rows(bench, peers)
     fl = bench["floors"]
     md = markdown(rows, fl, bench["device"], a.commit, a.command)
+    # measured_at orders two runs of one day (readme_gpu_table.py takes the newest).
     doc = {"device": bench["device"], "commit": a.commit, "command": a.command,
+           "measured_at": a.measured_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "floors": {"copy_GBps": fl["copy_GBps"], "gemm_bf16_TFLOPs": fl["gemm_bf16_TFLOPs"]}, "rows": rows}
     for name, text in (("table.md", md), ("table.json", json.dumps(doc, indent=1) + "\n")):
         tmp = os.path.join(a.out, name + ".tmp")
