@@ -237,6 +237,12 @@ __global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(FlashLayout 
   }
 }
 
+// The fallback's dynamic shared memory: T fp32 scores plus 4 floats of slack, rounded to 16 bytes. The slack is
+// not read by the source, but compute-sanitizer memcheck on the H200 (0ab19a7) caught a 12-byte shared load at
+// sp[t] for t = T - 1 = 4 (T = 5, fp32): ptxas vectorised the unrolled `s <= t` loop past the last score. Padding
+// keeps every such load inside the allocation.
+size_t rowwise_smem_bytes(int T_) { return (size_t(T_) + 4 + 3) / 4 * 4 * sizeof(float); }
+
 // Fallback: one block per (query row, h, b); scores for keys 0..row in shared memory, fp32.
 template <class T>
 __global__ void attn_prefill_rowwise_kernel(FlashLayout L, int T_, int hd, float scale) {
@@ -288,7 +294,7 @@ bool tensor_core_ok(Dt t, const FlashLayout& L, int hd) {
 
 bool attention_prefill_flash_serves(Dt t, int hd, int T_) {
   if ((t == Dt::BF16 || t == Dt::F16) && (hd == 64 || hd == 128)) return true;  // any T (model buffers aligned)
-  return size_t(T_) * sizeof(float) <= kRowwiseSmemMax;
+  return rowwise_smem_bytes(T_) <= kRowwiseSmemMax;
 }
 
 void attention_prefill_flash(Dt t, const FlashLayout& L, int B, int T_, int H, int hd, float scale, cudaStream_t s) {
@@ -300,7 +306,7 @@ void attention_prefill_flash(Dt t, const FlashLayout& L, int B, int T_, int H, i
     else if (hd == 128) launch_flash<__half, 128>(L, B, T_, H, scale, s);
     else launch_flash<__half, 64>(L, B, T_, H, scale, s);
   } else {
-    const size_t smem = size_t(T_) * sizeof(float);
+    const size_t smem = rowwise_smem_bytes(T_);
     if (smem > kRowwiseSmemMax)
       fail("attention_prefill_flash: fallback path (", dt_name(t), ", head_dim ", hd, ") holds T = ", T_,
            " scores per row in shared memory; at most ", kRowwiseSmemMax / sizeof(float));
