@@ -175,15 +175,18 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
   std::vector<int64_t> call_tokens;
   for (const PlannedCall& c : calls) call_tokens.push_back(c.tokens);
   const std::vector<int> owner = dist::assign_by_tokens(call_tokens, dist::size());
+  st.ranks.resize(size_t(dist::size()));
+  for (size_t c = 0; c < calls.size(); ++c) {
+    ScoreStats::RankShare& sh = st.ranks[size_t(owner[c])];
+    ++sh.calls, sh.requests += calls[c].requests, sh.tokens += calls[c].tokens;
+  }
   if (dist::size() > 1 && dist::is_root())
     for (int r = 0; r < dist::size(); ++r) {
-      size_t n_calls = 0, n_req = 0;
-      int64_t n_tok = 0;
-      for (size_t c = 0; c < calls.size(); ++c)
-        if (owner[c] == r) ++n_calls, n_req += calls[c].requests, n_tok += calls[c].tokens;
+      const ScoreStats::RankShare& sh = st.ranks[size_t(r)];
       std::fprintf(stderr, "%s: rank %d of %d: %zu calls, %zu requests, %lld tokens\n", opt.label.c_str(), r,
-                   dist::size(), n_calls, n_req, (long long)n_tok);
+                   dist::size(), sh.calls, sh.requests, (long long)sh.tokens);
     }
+  std::vector<double> busy(size_t(dist::size()), 0.0);   // this rank's seconds in model calls
   auto t0 = std::chrono::steady_clock::now();
   ProgressBar bar(opt.label, todo.size(), pt.computed, opt.progress && dist::is_root());
   ScoreBatchOptions bo;
@@ -222,7 +225,9 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
       for (size_t m : g.members) sg.requests.push_back(*todo[m]);
       groups.push_back(std::move(sg));
     }
+    auto tc = std::chrono::steady_clock::now();
     std::vector<ScoreResult> got = model.score_groups(groups, bo);
+    busy[size_t(dist::rank())] += std::chrono::duration<double>(std::chrono::steady_clock::now() - tc).count();
     if (got.size() != call.requests)
       fail("model ", model.describe(), " returned ", got.size(), " scores for a call of ", call.requests, " requests");
     std::vector<WireResult> wire;
@@ -245,6 +250,8 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
     dist::finish_sends();
   }
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  dist::allreduce_max(busy);
+  for (size_t r = 0; r < busy.size(); ++r) st.ranks[r].busy_seconds = busy[r];
   // Every rank gets every result (each computes the same metrics; rank 0 alone writes them).
   if (dist::size() > 1) {
     std::vector<WireResult> all;

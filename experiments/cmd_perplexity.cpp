@@ -102,7 +102,7 @@ void run_perplexity_command(const PerplexityArgs& a) {
                 {"max_length", model->config().max_seq_len}, {"doc_loglikelihood", r.doc_loglikelihood},
                 {"scoring", {{"token_budget", a.token_budget}, {"deterministic", a.deterministic},
                              {"calls", stats.calls}, {"tokens_computed", stats.tokens_computed},
-                             {"seconds", stats.seconds},
+                             {"seconds", stats.seconds}, {"ranks", stats.ranks.size()},
                              {"budget_check", {{"requests", stats.budget_check_requests},
                                                {"max_abs_loglikelihood_diff", stats.budget_check_max_abs_diff}}}}}};
     eval::write_file_atomic(a.out + "/results.json", j.dump(2) + "\n");

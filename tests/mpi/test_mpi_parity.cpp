@@ -138,7 +138,13 @@ TEST_F(MpiParity, EvalOnTwoAndThreeRanksEqualsOneProcess) {
     EXPECT_EQ(listing(out), (std::vector<std::string>{"requests.h5", "results.json"}));  // no journal, no rank files
     expect_same_eval(*one_, out);
     json j = read_json(out / "results.json");
-    EXPECT_EQ(j["bmh"]["scoring"]["calls"], read_json(*one_ / "results.json")["bmh"]["scoring"]["calls"]);
+    const json& sc = j["bmh"]["scoring"];
+    EXPECT_EQ(sc["calls"], read_json(*one_ / "results.json")["bmh"]["scoring"]["calls"]);
+    ASSERT_EQ(sc["ranks"].size(), size_t(np));  // each rank's share, summing to the one-process plan
+    int64_t calls = 0, tokens = 0;
+    for (const json& rk : sc["ranks"]) calls += rk["calls"].get<int64_t>(), tokens += rk["tokens"].get<int64_t>();
+    EXPECT_EQ(calls, sc["calls"].get<int64_t>());
+    EXPECT_EQ(tokens, sc["tokens_computed"].get<int64_t>());
     // The table is printed once, by rank 0.
     size_t first = r.output.find("wrote "), again = r.output.find("wrote ", first + 1);
     EXPECT_NE(first, std::string::npos);
