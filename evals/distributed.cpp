@@ -9,6 +9,9 @@
 #include "core/error.h"
 
 #ifdef BMH_HAVE_MPI
+// The C API only: OpenMPI's deprecated C++ bindings (pulled in by default) warn under -Wextra.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 #endif
 
