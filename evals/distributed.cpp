@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <numeric>
@@ -174,7 +175,18 @@ void receive_from_any(std::vector<uint8_t>& msg) {
 
 #else  // one process
 
-void init(int*, char***) {}
+// Started by mpirun/srun with several ranks, a build without MPI would run the whole command in each of them
+// (writing the same files at once): refuse instead.
+void init(int*, char***) {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* n = std::getenv(v);
+    if (n && std::atoi(n) > 1) {
+      std::fprintf(stderr, "bmh: error: started as one of %s MPI ranks (%s) but built without MPI: install "
+                           "libopenmpi-dev and rebuild (CMake finds it), or run one process\n", n, v);
+      std::exit(1);
+    }
+  }
+}
 void finalize() {}
 void abort_all(int code) { std::exit(code); }
 void barrier() {}
