@@ -20,7 +20,6 @@ namespace bmh::dist {
 
 namespace {
 int g_rank = 0, g_size = 1, g_local_rank = 0;
-bool g_active = false;   // MPI_Init was called
 }  // namespace
 
 bool built_with_mpi() {
@@ -53,6 +52,7 @@ std::vector<int> assign_by_tokens(const std::vector<int64_t>& cost, int ranks) {
 #ifdef BMH_HAVE_MPI
 
 namespace {
+bool g_active = false;   // MPI_Init was called
 // Results travel under their own tag, so they can never be mistaken for anything a collective sends.
 constexpr int kResultTag = 16;
 std::deque<std::pair<MPI_Request, std::vector<uint8_t>>> g_sends;  // buffers live until their send completes
