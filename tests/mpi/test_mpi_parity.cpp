@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "evals/distributed.h"
 #include "evals/h5_writer.h"
 
 namespace bmh {
@@ -259,6 +260,14 @@ TEST(MpiRouting, TwoAndThreeRanksEqualOneProcess) {
   }
   EXPECT_EQ(listing(dir), (std::vector<std::string>{"np2.json", "np3.json", "one.json"}));
   fs::remove_all(dir);
+}
+
+TEST(MpiShare, LongestFirstToTheLeastLoadedRank) {
+  // Costs 9 7 6 5 4 3 on 3 ranks: 9->0, 7->1, 6->2, then 5->2 (load 11), 4->1 (11), 3->0 (12); ties: lower rank.
+  EXPECT_EQ(dist::assign_by_tokens({5, 9, 3, 7, 6, 4}, 3), (std::vector<int>{2, 0, 0, 1, 2, 1}));
+  EXPECT_EQ(dist::assign_by_tokens({4, 4, 4, 4}, 2), (std::vector<int>{0, 1, 0, 1}));
+  EXPECT_EQ(dist::assign_by_tokens({1, 2}, 1), (std::vector<int>{0, 0}));
+  EXPECT_EQ(dist::assign_by_tokens({1}, 3), (std::vector<int>{0}));
 }
 
 TEST(MpiRefusal, UnshardedCommandsAreRefusedOnSeveralRanks) {
