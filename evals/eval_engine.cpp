@@ -6,9 +6,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "evals/distributed.h"
 #include "evals/journal.h"
 #include "evals/score_plan.h"
 #include "evals/task_sha256.h"
@@ -61,6 +63,35 @@ class ProgressBar {
   size_t last_decile_ = 0;
 };
 
+// One scored request between ranks: its index in the pending list, its log-likelihood, is_greedy. A message is
+// the call's index then its results (the same binary on both ends: plain bytes).
+struct WireResult {
+  uint64_t index;
+  double logprob;
+  uint64_t is_greedy;
+};
+
+std::vector<uint8_t> pack_results(size_t call, const std::vector<WireResult>& v) {
+  std::vector<uint8_t> b(8 + v.size() * sizeof(WireResult));
+  const uint64_t c = call;
+  std::memcpy(b.data(), &c, 8);
+  if (!v.empty()) std::memcpy(b.data() + 8, v.data(), v.size() * sizeof(WireResult));
+  return b;
+}
+
+std::vector<WireResult> unpack_results(const std::vector<uint8_t>& b, size_t n_index, size_t n_calls, size_t& call) {
+  if (b.size() < 8 || (b.size() - 8) % sizeof(WireResult) != 0) fail("scoring: a rank sent a malformed message");
+  uint64_t c = 0;
+  std::memcpy(&c, b.data(), 8);
+  if (c >= n_calls) fail("scoring: a rank sent results of call ", c, " of ", n_calls);
+  call = size_t(c);
+  std::vector<WireResult> v((b.size() - 8) / sizeof(WireResult));
+  if (!v.empty()) std::memcpy(v.data(), b.data() + 8, v.size() * sizeof(WireResult));
+  for (const WireResult& w : v)
+    if (w.index >= n_index) fail("scoring: a rank sent result ", w.index, " of ", n_index);
+  return v;
+}
+
 }  // namespace
 
 // Re-scores a sample of the computed requests alone (one call each, no shared prefix): the largest difference
@@ -71,13 +102,23 @@ static void budget_check(LanguageModel& model, const std::vector<const ScoreRequ
   const size_t stride = std::max<size_t>(1, reqs.size() / opt.budget_check);
   ScoreBatchOptions bo;
   bo.deterministic = opt.deterministic;
-  for (size_t i = 0; i < reqs.size() && st.budget_check_requests < opt.budget_check; i += stride) {
+  // Under MPI the sample is the same and its j-th request is re-scored by rank j % size.
+  size_t j = 0;
+  std::vector<int64_t> counts = {0, 0};   // requests, greedy flips
+  std::vector<double> max_diff = {0};
+  for (size_t i = 0; i < reqs.size() && j < opt.budget_check; i += stride, ++j) {
+    if (int(j % size_t(dist::size())) != dist::rank()) continue;
     ScoreResult alone = model.score_groups({ScoreGroup{0, {*reqs[i]}}}, bo).at(0);
-    st.budget_check_max_abs_diff = std::max(st.budget_check_max_abs_diff, std::abs(alone.logprob - got[i].logprob));
-    st.budget_check_greedy_flips += alone.is_greedy != got[i].is_greedy;
-    ++st.budget_check_requests;
+    max_diff[0] = std::max(max_diff[0], std::abs(alone.logprob - got[i].logprob));
+    counts[1] += alone.is_greedy != got[i].is_greedy;
+    ++counts[0];
   }
-  if (opt.deterministic && (st.budget_check_max_abs_diff != 0 || st.budget_check_greedy_flips != 0))
+  dist::allreduce_sum(counts);
+  dist::allreduce_max(max_diff);
+  st.budget_check_requests = size_t(counts[0]);
+  st.budget_check_greedy_flips = size_t(counts[1]);
+  st.budget_check_max_abs_diff = max_diff[0];
+  if (dist::is_root() && opt.deterministic && (st.budget_check_max_abs_diff != 0 || st.budget_check_greedy_flips != 0))
     std::fprintf(stderr, "%s: warning: --deterministic results changed with the packing (max |diff| %.3g)\n",
                  opt.label.c_str(), st.budget_check_max_abs_diff);
 }
@@ -99,15 +140,20 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
     slot[i] = it->second;
   }
   std::vector<ScoreResult> unique_result(unique_first.size());
-  std::vector<size_t> pending;             // unique ids still to score
-  for (size_t u = 0; u < unique_first.size(); ++u) {
-    const std::string& key = keys[unique_first[u]];
-    if (opt.journal && opt.journal->done().count(key)) {
-      unique_result[u] = opt.journal->done().at(key);
-    } else {
-      pending.push_back(u);
+  // Rank 0 alone holds the journal (the other ranks get none): it says what is already done, and the others take
+  // its word, so every rank plans the same pending list.
+  std::vector<uint8_t> done_flag(unique_first.size(), 0);
+  if (opt.journal && dist::is_root())
+    for (size_t u = 0; u < unique_first.size(); ++u) {
+      auto it = opt.journal->done().find(keys[unique_first[u]]);
+      if (it == opt.journal->done().end()) continue;
+      unique_result[u] = it->second;
+      done_flag[u] = 1;
     }
-  }
+  dist::broadcast(done_flag);
+  std::vector<size_t> pending;             // unique ids still to score
+  for (size_t u = 0; u < unique_first.size(); ++u)
+    if (!done_flag[u]) pending.push_back(u);
   std::vector<const ScoreRequest*> todo;
   for (size_t u : pending) todo.push_back(&requests[unique_first[u]]);
   PlanOptions po;
@@ -124,14 +170,54 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
   if (opt.journal && opt.journal->resumed() > 0)
     std::fprintf(stderr, "%s: resuming: %zu of %zu unique requests already in %s\n", opt.label.c_str(),
                  unique_first.size() - pending.size(), unique_first.size(), opt.journal->path().c_str());
+  // Whole calls of the one-process plan go to the ranks, so each request is computed in exactly the call it would
+  // be in one process: results are bit-identical to it on any backend, --deterministic or not.
+  std::vector<int64_t> call_tokens;
+  for (const PlannedCall& c : calls) call_tokens.push_back(c.tokens);
+  const std::vector<int> owner = dist::assign_by_tokens(call_tokens, dist::size());
+  st.ranks.resize(size_t(dist::size()));
+  for (size_t c = 0; c < calls.size(); ++c) {
+    ScoreStats::RankShare& sh = st.ranks[size_t(owner[c])];
+    ++sh.calls, sh.requests += calls[c].requests, sh.tokens += calls[c].tokens;
+  }
+  if (dist::size() > 1 && dist::is_root())
+    for (int r = 0; r < dist::size(); ++r) {
+      const ScoreStats::RankShare& sh = st.ranks[size_t(r)];
+      std::fprintf(stderr, "%s: rank %d of %d: %zu calls, %zu requests, %lld tokens\n", opt.label.c_str(), r,
+                   dist::size(), sh.calls, sh.requests, (long long)sh.tokens);
+    }
+  std::vector<double> busy(size_t(dist::size()), 0.0);   // this rank's seconds in model calls
   auto t0 = std::chrono::steady_clock::now();
-  ProgressBar bar(opt.label, todo.size(), pt.computed, opt.progress);
+  ProgressBar bar(opt.label, todo.size(), pt.computed, opt.progress && dist::is_root());
   ScoreBatchOptions bo;
   bo.deterministic = opt.deterministic;
   std::vector<ScoreResult> todo_result(todo.size());
   size_t done = 0;
   int64_t done_tokens = 0;
-  for (const PlannedCall& call : calls) {
+  // Rank 0: a call's results (its own or a message from another rank) into the tables, the journal and the bar.
+  auto take = [&](size_t call, const std::vector<WireResult>& got) {
+    if (got.size() != calls[call].requests) fail("scoring: call ", call, " came back with ", got.size(), " results");
+    std::vector<std::pair<std::string, ScoreResult>> journal_batch;
+    for (const WireResult& w : got) {
+      ScoreResult r{w.logprob, w.is_greedy != 0};
+      todo_result[w.index] = r;
+      unique_result[pending[w.index]] = r;
+      journal_batch.emplace_back(keys[unique_first[pending[w.index]]], r);
+    }
+    if (opt.journal) opt.journal->append(journal_batch);
+    done += calls[call].requests;
+    done_tokens += calls[call].tokens;
+    bar.update(done, done_tokens);
+  };
+  auto take_message = [&](const std::vector<uint8_t>& msg) {
+    size_t call = 0;
+    std::vector<WireResult> got = unpack_results(msg, todo.size(), calls.size(), call);
+    take(call, got);
+  };
+  std::vector<uint8_t> msg;
+  for (size_t c = 0; c < calls.size(); ++c) {
+    if (owner[c] != dist::rank()) continue;
+    const PlannedCall& call = calls[c];
     std::vector<ScoreGroup> groups;
     for (const PlannedGroup& g : call.groups) {
       ScoreGroup sg;
@@ -139,23 +225,47 @@ std::vector<ScoreResult> score_requests(LanguageModel& model, const std::vector<
       for (size_t m : g.members) sg.requests.push_back(*todo[m]);
       groups.push_back(std::move(sg));
     }
+    auto tc = std::chrono::steady_clock::now();
     std::vector<ScoreResult> got = model.score_groups(groups, bo);
+    busy[size_t(dist::rank())] += std::chrono::duration<double>(std::chrono::steady_clock::now() - tc).count();
     if (got.size() != call.requests)
       fail("model ", model.describe(), " returned ", got.size(), " scores for a call of ", call.requests, " requests");
-    std::vector<std::pair<std::string, ScoreResult>> journal_batch;
+    std::vector<WireResult> wire;
     size_t k = 0;
     for (const PlannedGroup& g : call.groups)
-      for (size_t m : g.members) {
-        todo_result[m] = got[k++];
-        unique_result[pending[m]] = todo_result[m];
-        journal_batch.emplace_back(keys[unique_first[pending[m]]], todo_result[m]);
-      }
-    if (opt.journal) opt.journal->append(journal_batch);
-    done += call.requests;
-    done_tokens += call.tokens;
-    bar.update(done, done_tokens);
+      for (size_t m : g.members) wire.push_back({uint64_t(m), got[k].logprob, uint64_t(got[k].is_greedy)}), ++k;
+    if (dist::is_root()) {
+      take(c, wire);
+      while (dist::poll_from_any(msg)) take_message(msg);
+    } else {
+      dist::send_to_root(pack_results(c, wire));
+    }
+  }
+  if (dist::is_root()) {
+    while (done < todo.size()) {
+      dist::receive_from_any(msg);
+      take_message(msg);
+    }
+  } else {
+    dist::finish_sends();
   }
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  dist::allreduce_max(busy);
+  for (size_t r = 0; r < busy.size(); ++r) st.ranks[r].busy_seconds = busy[r];
+  // Every rank gets every result (each computes the same metrics; rank 0 alone writes them).
+  if (dist::size() > 1) {
+    std::vector<WireResult> all;
+    if (dist::is_root())
+      for (size_t u = 0; u < unique_result.size(); ++u)
+        all.push_back({uint64_t(u), unique_result[u].logprob, uint64_t(unique_result[u].is_greedy)});
+    std::vector<uint8_t> bytes = dist::is_root() ? pack_results(0, all) : std::vector<uint8_t>{};
+    dist::broadcast(bytes);
+    size_t ignored = 0;
+    all = unpack_results(bytes, unique_result.size(), 1, ignored);
+    if (all.size() != unique_result.size()) fail("scoring: rank 0 sent ", all.size(), " of ", unique_result.size(), " results");
+    for (const WireResult& w : all) unique_result[w.index] = ScoreResult{w.logprob, w.is_greedy != 0};
+    for (size_t m = 0; m < todo.size(); ++m) todo_result[m] = unique_result[pending[m]];
+  }
   budget_check(model, todo, todo_result, opt, st);
   if (opt.unique_requests) *opt.unique_requests = unique_first.size();
   if (opt.stats) *opt.stats = st;

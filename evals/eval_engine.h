@@ -28,6 +28,13 @@ struct ScoreStats {
   double budget_check_max_abs_diff = 0;      // largest |log-likelihood difference| against the packed run
   size_t budget_check_greedy_flips = 0;
   double seconds = 0;              // scoring wall time, budget check excluded
+  // Under mpirun: each rank's share of the calls and the seconds it spent in them (one entry per rank).
+  struct RankShare {
+    size_t calls = 0, requests = 0;
+    int64_t tokens = 0;
+    double busy_seconds = 0;
+  };
+  std::vector<RankShare> ranks;
 };
 
 struct ScoreOptions {

@@ -8,8 +8,11 @@
 #include "core/model_weights.h"
 #include "core/presets.h"
 #include "core/weight_finite.h"
+#include "evals/distributed.h"
 #include "reference/model.h"
 #if defined(BMH_HAVE_CUDA) && __has_include("kernels/cuda_model.h")
+#include <cuda_runtime.h>
+
 #include "kernels/cuda_model.h"
 #define BMH_CUDA_BACKEND 1
 #endif
@@ -22,6 +25,21 @@ std::string model_label(const ModelSpec& spec) {
 }
 
 static std::unique_ptr<LanguageModel> load_model_with(const ModelSpec& spec);
+
+#ifdef BMH_CUDA_BACKEND
+// Under mpirun each rank of a node takes its own GPU: local rank i uses device i (more ranks than GPUs share
+// them round-robin). CUDA_VISIBLE_DEVICES, if set, still decides which GPUs those are.
+static void use_local_rank_gpu() {
+  if (dist::size() == 1) return;
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n < 1)
+    fail("rank ", dist::rank(), ": no CUDA device (", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices", ")");
+  const int dev = dist::local_rank() % n;
+  e = cudaSetDevice(dev);
+  if (e != cudaSuccess) fail("rank ", dist::rank(), ": cudaSetDevice(", dev, "): ", cudaGetErrorString(e));
+}
+#endif
 
 std::unique_ptr<LanguageModel> load_model(const ModelSpec& given) {
   if (given.dir.empty() == given.preset.empty()) fail("give exactly one of --model DIR or --preset NAME");
@@ -56,6 +74,7 @@ std::unique_ptr<LanguageModel> load_model_with(const ModelSpec& spec) {
   if (spec.backend == "cpu") return ref::make_reference_model(cfg, weights, spec.dtype);
   if (spec.backend == "cuda") {
 #ifdef BMH_CUDA_BACKEND
+    use_local_rank_gpu();
     return make_cuda_model(cfg, weights, spec.dtype);
 #else
     fail("this build has no CUDA backend (built without nvcc); use --backend cpu");

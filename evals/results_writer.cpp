@@ -75,6 +75,10 @@ static nlohmann::ordered_json scoring_json(const std::vector<TaskResult>& result
   for (const TaskResult& tr : results)
     tasks[tr.task.name] = {{"tokens_whole", tr.tokens_whole}, {"tokens_computed", tr.tokens_shared},
                            {"computed_over_whole", ratio(tr.tokens_shared, tr.tokens_whole)}};
+  json ranks = json::array();  // one entry per MPI rank (one for a plain run)
+  for (const ScoreStats::RankShare& r : s.ranks)
+    ranks.push_back({{"calls", r.calls}, {"requests", r.requests}, {"tokens", r.tokens},
+                     {"busy_seconds", r.busy_seconds}});
   return {{"token_budget", info.token_budget},
           {"deterministic", info.deterministic},
           {"share_prefixes", info.share_prefixes},
@@ -86,6 +90,7 @@ static nlohmann::ordered_json scoring_json(const std::vector<TaskResult>& result
           {"seconds", s.seconds},
           {"requests_per_second", s.seconds > 0 ? double(s.computed_requests) / s.seconds : 0.0},
           {"tasks", tasks},
+          {"ranks", ranks},
           {"budget_check", {{"against", "each request re-scored alone: a call of its own, no shared prefix"},
                             {"requests", s.budget_check_requests},
                             {"max_abs_loglikelihood_diff", s.budget_check_max_abs_diff},

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/tokenizer.h"
+#include "evals/distributed.h"
 #include "evals/eval_engine.h"
 #include "evals/journal.h"
 #include "evals/results_writer.h"
@@ -93,24 +94,33 @@ void run_eval(const EvalArgs& a) {
   // a resumed run may add tasks or raise --limit and still reuse them.
   nlohmann::json what = {{"model_args", info.model_args}, {"backend", spec.backend}, {"dtype", spec.dtype}};
   if (a.deterministic) what["deterministic"] = true;  // bit-identical results: never mixed with default-mode ones
-  std::filesystem::create_directories(out);
-  eval::Journal journal(out + "/journal.bmhj", eval::run_fingerprint(what));
-  opt.score.journal = &journal;
+  // Under mpirun, rank 0 alone touches the run directory: it owns the journal (the other ranks stream their
+  // results to it, evals/distributed.h), so a killed run resumes with any number of ranks.
+  std::unique_ptr<eval::Journal> journal;
+  if (dist::is_root()) {
+    std::filesystem::create_directories(out);
+    journal = std::make_unique<eval::Journal>(out + "/journal.bmhj", eval::run_fingerprint(what));
+  }
+  opt.score.journal = journal.get();
   opt.score.unique_requests = &info.unique_requests;
   opt.score.stats = &info.score;
   opt.score.label = "eval";
 
-  std::fprintf(stderr, "bmh eval: %s on %s%s -> %s\n", info.model.c_str(), a.tasks.c_str(),
-               a.limit > 0 ? (" (first " + std::to_string(a.limit) + " documents each)").c_str() : "", out.c_str());
-  for (const eval::Task& t : loaded.tasks)
-    if (!t.note.empty()) std::fprintf(stderr, "bmh eval: %s: %s\n", t.name.c_str(), t.note.c_str());
+  if (dist::is_root()) {
+    std::fprintf(stderr, "bmh eval: %s on %s%s -> %s%s\n", info.model.c_str(), a.tasks.c_str(),
+                 a.limit > 0 ? (" (first " + std::to_string(a.limit) + " documents each)").c_str() : "", out.c_str(),
+                 dist::size() > 1 ? (", " + std::to_string(dist::size()) + " MPI ranks").c_str() : "");
+    for (const eval::Task& t : loaded.tasks)
+      if (!t.note.empty()) std::fprintf(stderr, "bmh eval: %s: %s\n", t.name.c_str(), t.note.c_str());
+  }
 
   eval::Encoder encode = [&tok](std::string_view s) { return tok.encode(s); };
   opt.prefix_token = tok.eos_id();
   std::vector<eval::TaskResult> results = eval::run_tasks(*model, encode, opt, std::move(loaded));
   info.seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
+  if (!dist::is_root()) return;  // rank 0 writes and reports for all
   eval::write_results(out, results, info);
-  journal.remove();
+  journal->remove();
   std::printf("%s (%s), limit: %s, token_budget: %lld%s\n%s", info.model.c_str(), info.model_args.c_str(),
               a.limit > 0 ? std::to_string(a.limit).c_str() : "None", (long long)a.token_budget,
               a.deterministic ? ", deterministic" : "", eval::results_table(results).c_str());

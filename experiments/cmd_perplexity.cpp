@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/tokenizer.h"
+#include "evals/distributed.h"
 #include "evals/journal.h"
 #include "evals/perplexity.h"
 #include "evals/results_writer.h"
@@ -59,7 +60,7 @@ void run_perplexity_command(const PerplexityArgs& a) {
   opt.progress = !a.no_progress;
   opt.label = "perplexity";
   std::unique_ptr<eval::Journal> journal;
-  if (!a.out.empty()) {
+  if (!a.out.empty() && dist::is_root()) {  // rank 0 owns the run directory and its journal (see cmd_eval.cpp)
     std::filesystem::create_directories(a.out);
     // Records are keyed by their token sequence: only the model, backend and dtype must match.
     nlohmann::json what = {{"model", model_label(spec)}, {"seed", spec.seed}};
@@ -67,11 +68,13 @@ void run_perplexity_command(const PerplexityArgs& a) {
     journal = std::make_unique<eval::Journal>(a.out + "/journal.bmhj", eval::run_fingerprint(what));
     opt.journal = journal.get();
   }
-  std::fprintf(stderr, "bmh perplexity: %s on %s (%s, %zu document%s, max length %d)\n", model_label(spec).c_str(),
-               a.text.c_str(), format.c_str(), docs.size(), docs.size() == 1 ? "" : "s", model->config().max_seq_len);
+  if (dist::is_root())
+    std::fprintf(stderr, "bmh perplexity: %s on %s (%s, %zu document%s, max length %d)\n", model_label(spec).c_str(),
+                 a.text.c_str(), format.c_str(), docs.size(), docs.size() == 1 ? "" : "s", model->config().max_seq_len);
   eval::Encoder encode = [&tok](std::string_view s) { return tok.encode(s); };
   eval::PerplexityResult r = eval::run_perplexity(*model, encode, docs, tok.eos_id(), opt);
   double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
+  if (!dist::is_root()) return;  // rank 0 writes and reports for all
   std::printf("%s on %s (%s): %zu documents, %lld tokens in %zu windows, %lld words, %lld bytes\n",
               model_label(spec).c_str(), a.text.c_str(), format.c_str(), docs.size(), (long long)r.tokens, r.windows,
               (long long)r.words, (long long)r.bytes);
@@ -99,7 +102,7 @@ void run_perplexity_command(const PerplexityArgs& a) {
                 {"max_length", model->config().max_seq_len}, {"doc_loglikelihood", r.doc_loglikelihood},
                 {"scoring", {{"token_budget", a.token_budget}, {"deterministic", a.deterministic},
                              {"calls", stats.calls}, {"tokens_computed", stats.tokens_computed},
-                             {"seconds", stats.seconds},
+                             {"seconds", stats.seconds}, {"ranks", stats.ranks.size()},
                              {"budget_check", {{"requests", stats.budget_check_requests},
                                                {"max_abs_loglikelihood_diff", stats.budget_check_max_abs_diff}}}}}};
     eval::write_file_atomic(a.out + "/results.json", j.dump(2) + "\n");

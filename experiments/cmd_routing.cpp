@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/tokenizer.h"
+#include "evals/distributed.h"
 #include "evals/router_precision.h"
 #include "experiments/command.h"
 #include "experiments/model_options.h"
@@ -44,14 +45,29 @@ void run_routing(RoutingArgs& a) {
   }
   auto model = load_model(spec);
   RouterPrecisionComparison cmp(*model, mode);
-  for (const Tensor& t : batches) {
-    check_input_ids(t, model->config().vocab_size, "input_ids");
-    cmp.add(t);
+  for (const Tensor& t : batches) check_input_ids(t, model->config().vocab_size, "input_ids");
+  // Under mpirun the batches are shared out by tokens (each batch is routed alone, so the sums of their counts
+  // are the one-process counts exactly); rank 0 prints and writes. One --inputs batch runs on rank 0.
+  std::vector<int64_t> cost;
+  for (const Tensor& t : batches) cost.push_back(t.numel());
+  const std::vector<int> owner = dist::assign_by_tokens(cost, dist::size());
+  for (size_t i = 0; i < batches.size(); ++i)
+    if (owner[i] == dist::rank()) cmp.add(batches[i]);
+  std::vector<PrecisionLayerDiff> layers = cmp.layers();
+  std::vector<int64_t> sums;
+  for (const PrecisionLayerDiff& l : layers) sums.insert(sums.end(), {l.tokens, l.differ, l.ties_model, l.ties_exact});
+  dist::allreduce_sum(sums);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    layers[l].tokens = sums[4 * l];
+    layers[l].differ = sums[4 * l + 1];
+    layers[l].ties_model = sums[4 * l + 2];
+    layers[l].ties_exact = sums[4 * l + 3];
   }
+  if (!dist::is_root()) return;
   std::printf("%s: exact (fp32) routing vs %s, end to end\n", model->describe().c_str(), mode.describe().c_str());
   std::printf("%6s %8s %8s %8s %12s %12s\n", "block", "tokens", "differ", "differ%", "ties(model)", "ties(fp32)");
   nlohmann::json j = nlohmann::json::array();
-  for (const auto& l : cmp.layers()) {
+  for (const auto& l : layers) {
     std::printf("%6d %8lld %8lld %7.1f%% %12lld %12lld\n", l.block, (long long)l.tokens, (long long)l.differ,
                 l.tokens ? 100.0 * double(l.differ) / double(l.tokens) : 0.0, (long long)l.ties_model,
                 (long long)l.ties_exact);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "evals/distributed.h"
 #include "experiments/command.h"
 
 namespace bmh {
@@ -39,32 +40,59 @@ static void print_error(const char* what) {
     }
   }
   if (line.size() >= 2000) line += "...";
-  std::fprintf(stderr, "bmh: error: %s\n", line.c_str());
+  if (dist::size() > 1) {
+    std::fprintf(stderr, "bmh: error: rank %d of %d: %s\n", dist::rank(), dist::size(), line.c_str());
+  } else {
+    std::fprintf(stderr, "bmh: error: %s\n", line.c_str());
+  }
+}
+
+// Under `mpirun -np N` (N > 1) only these commands shard their work over the ranks; any other would run N times
+// and write the same files N times, so it is refused before it starts.
+static void refuse_unsharded_under_mpi(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    const std::string name = sub->get_name();
+    if (name == "eval" || name == "perplexity" || name == "routing") continue;
+    sub->preparse_callback([name](size_t) {
+      if (dist::size() > 1)
+        fail("bmh ", name, " does not shard over MPI ranks (", dist::size(),
+             " here); under mpirun only eval, perplexity and routing do: run it as one process");
+    });
+  }
 }
 
 }  // namespace bmh
 
+// Ends the process: every rank of a multi-rank run is ended too, since the others would wait on this one forever.
+static int finish(int code) {
+  if (code != 0 && bmh::dist::size() > 1) bmh::dist::abort_all(code);
+  bmh::dist::finalize();
+  return code;
+}
+
 int main(int argc, char** argv) {
+  bmh::dist::init(&argc, &argv);
   CLI::App app{"bmh: BlackMamba / Mamba / transformer research harness (CPU reference and CUDA backend)"};
   app.require_subcommand(0, 1);
   bmh::add_registered_commands(app);
+  bmh::refuse_unsharded_under_mpi(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) {
-      std::fputs(app.help().c_str(), stdout);
-      return 0;
+      if (bmh::dist::is_root()) std::fputs(app.help().c_str(), stdout);
+      return finish(0);
     }
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return finish(app.exit(e));
   } catch (const bmh::Error& e) {
     bmh::print_error(e.what());
-    return 1;
+    return finish(1);
   } catch (const std::bad_alloc&) {
     bmh::print_error("out of host memory");
-    return 1;
+    return finish(1);
   } catch (const std::exception& e) {
     bmh::print_error(e.what());
-    return 1;
+    return finish(1);
   }
-  return 0;
+  return finish(0);
 }
