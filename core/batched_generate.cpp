@@ -51,7 +51,7 @@ std::vector<GenerateResult> generate_batched(LanguageModel& model, const std::ve
     if (stats) *stats = st;
     return out;
   }
-  const int B = int(std::min<size_t>(size_t(opt.max_batch), requests.size()));
+  const int B = int(std::min<size_t>(size_t(std::min(opt.max_batch, model.max_decode_batch())), requests.size()));
   std::unique_ptr<Decoder> dec = model.decoder(B);
   if (!dec->per_slot()) {
     // One at a time: the whole-batch interface at B = 1 is the per-slot interface for a single slot.

@@ -24,7 +24,8 @@ struct GenerateResult {
 };
 
 struct BatchedGenerateOptions {
-  int max_batch = 256;          // slots (the decoder's batch is min(max_batch, number of requests))
+  int max_batch = 256;          // slots: the decoder's batch is min(max_batch, the backend's max_decode_batch(),
+                                // the number of requests)
   SamplingOptions sampling;
   int64_t eos = -1;             // stop a sequence once it generates this id; -1: never
 };

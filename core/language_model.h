@@ -94,6 +94,8 @@ class LanguageModel {
   // ids: int64 [B, T]. Errors name any id outside the vocabulary.
   virtual ForwardOutput forward(const Tensor& ids, const ForwardOptions& opt = {}) = 0;
   virtual std::unique_ptr<Decoder> decoder(int batch) = 0;
+  // The largest batch decoder() accepts.
+  virtual int max_decode_batch() const { return 256; }
   // Default: right-padded batches through forward() (causal models: padding after a sequence cannot change
   // it). Backends override with fused log-softmax kernels.
   virtual std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests);
