@@ -78,7 +78,7 @@ nlohmann::json decode_tokens_per_s(LanguageModel& m, int B, int prompt, int step
   Tensor logits = dec->prefill(Tensor::from_i64(ids, {B, prompt}));
   std::vector<double> ms;
   for (int s = 0; s < steps + 4; ++s) {
-    std::vector<int64_t> next(size_t(B));
+    std::vector<int64_t> next(static_cast<size_t>(B));
     for (int b = 0; b < B; ++b) {
       const float* l = logits.data<float>() + int64_t(b) * V;
       next[size_t(b)] = std::max_element(l, l + V) - l;
