@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -36,33 +36,61 @@ int64_t choose_token(const float* logits, int64_t V, const SamplingOptions& o, u
   if (V < 1) fail("choose_token: empty logits row");
   if (o.greedy() || o.top_k == 1) return std::max_element(logits, logits + V) - logits;  // first maximum
   const double inv_t = 1.0 / o.temperature;
-  std::vector<int64_t> order(static_cast<size_t>(V));
-  std::iota(order.begin(), order.end(), int64_t(0));
-  auto before = [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  const int64_t k = o.top_k > 0 ? std::min<int64_t>(o.top_k, V) : V;
-  std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
-  order.resize(size_t(k));
-  // Dividing by T > 0 keeps the order of the float logits, so sorting them first is the same as sorting scores.
-  const double s_max = double(logits[order[0]]) * inv_t;
-  std::vector<double> p(order.size());
-  double total = 0;
-  for (size_t i = 0; i < order.size(); ++i) total += p[i] = std::exp(double(logits[order[i]]) * inv_t - s_max);
-  size_t n = p.size();
-  if (o.top_p < 1) {
+  // Dividing by T > 0 keeps the order of the float logits, so the float logits order the scores.
+  const double s_max = double(*std::max_element(logits, logits + V)) * inv_t;
+  std::vector<double> p(static_cast<size_t>(V));
+  for (int64_t i = 0; i < V; ++i) p[size_t(i)] = std::exp(double(logits[i]) * inv_t - s_max);
+  const double u = counter_uniform(o.seed, request, token);
+  // Walks `ids` (ascending) and returns the first whose running sum of p exceeds u * (their total).
+  auto draw = [&](auto&& each) {
+    double total = 0;
+    each([&](int64_t i) { total += p[size_t(i)]; return false; });
+    const double target = u * total;
     double cum = 0;
-    for (n = 0; n < p.size();) {
-      cum += p[n++];
-      if (cum >= o.top_p * total) break;
+    int64_t chosen = -1, last = -1;
+    each([&](int64_t i) {
+      last = i;
+      cum += p[size_t(i)];
+      if (cum > target) chosen = i;
+      return chosen >= 0;
+    });
+    return chosen >= 0 ? chosen : last;  // rounding: target at the very top of the mass
+  };
+  if (o.top_k == 0 && o.top_p == 1)  // no filter: every token, no sort
+    return draw([&](auto&& f) {
+      for (int64_t i = 0; i < V; ++i)
+        if (f(i)) return;
+    });
+  // (-logit, id) ascending is logit descending, equal logits by id ascending; contiguous keys sort fast.
+  std::vector<std::pair<float, int64_t>> order(static_cast<size_t>(V));
+  for (int64_t i = 0; i < V; ++i) order[size_t(i)] = {-logits[i], i};
+  size_t n = size_t(V);
+  if (o.top_k > 0 && o.top_k < V) {
+    std::nth_element(order.begin(), order.begin() + o.top_k, order.end());
+    n = size_t(o.top_k);
+  }
+  if (o.top_p < 1) {
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) total += p[size_t(order[i].second)];
+    // Sort the first 256 only, which hold a peaked distribution's nucleus; else all of them.
+    for (size_t m = std::min<size_t>(n, 256);; m = n) {
+      std::partial_sort(order.begin(), order.begin() + m, order.begin() + n);
+      double cum = 0;
+      size_t j = 0;
+      while (j < m && (cum += p[size_t(order[j].second)], ++j, cum < o.top_p * total)) {}
+      if (cum >= o.top_p * total || m == n) {
+        n = j;
+        break;
+      }
     }
-    total = cum;
   }
-  const double target = counter_uniform(o.seed, request, token) * total;
-  double cum = 0;
-  for (size_t i = 0; i < n; ++i) {
-    cum += p[i];
-    if (cum > target) return order[i];
-  }
-  return order[n - 1];  // rounding: target at the very top of the kept mass
+  std::vector<int64_t> kept(n);
+  for (size_t i = 0; i < n; ++i) kept[i] = order[i].second;
+  std::sort(kept.begin(), kept.end());
+  return draw([&](auto&& f) {
+    for (int64_t i : kept)
+      if (f(i)) return;
+  });
 }
 
 }  // namespace bmh

@@ -28,11 +28,12 @@ double counter_uniform(uint64_t seed, uint64_t request, uint64_t token);
 
 // The next token from logits[0..V). Sampling follows HF transformers' warper order (generation/logits_process.py:
 // TemperatureLogitsWarper, then TopKLogitsWarper, then TopPLogitsWarper keeping the token that crosses top_p):
-//   1. scores s_i = logits_i / T in double; tokens ordered by score descending, equal scores by id ascending;
+//   1. p_i = exp(logits_i / T - max_j logits_j / T) in double; tokens ordered by logit descending, equal logits by
+//      id ascending;
 //   2. the first k of that order are kept (all when top_k = 0);
-//   3. p_i = exp(s_i - s_max) over the kept ones; the shortest prefix whose sum reaches top_p * total is kept;
-//   4. with u = counter_uniform(seed, request, token), the chosen token is the first in that order whose running
-//      sum of p exceeds u * (sum of kept p).
+//   3. of those, the shortest prefix of that order whose sum of p reaches top_p * (their sum of p) is kept;
+//   4. with u = counter_uniform(seed, request, token), the chosen token is the first kept token in ascending id
+//      order whose running sum of p exceeds u * (the kept tokens' sum of p).
 // As T -> 0 every token whose logit is below the maximum gets p = 0 (exp underflows), so the draw is uniform over
 // the tokens tied at the maximum: the greedy token when the maximum is unique. top_k = 1 is exactly greedy.
 int64_t choose_token(const float* logits, int64_t V, const SamplingOptions& o, uint64_t request, uint64_t token);
