@@ -109,7 +109,10 @@ void add_generate_command(CLI::App& app) {
       sub->add_option("--max-batch", b.max_batch,
                       "sequences decoded together (slots); a finished sequence's slot goes to the next waiting prompt")
           ->default_val(256)->check(CLI::Range(1, 256)),
-      sub->add_option("--temperature", b.sampling.temperature, "0 = greedy (the first argmax, as --inputs); > 0 samples from softmax(logits / T), then --top-k, then --top-p (HF's order); as T -> 0 the draw is uniform over the tokens tied at the maximum (core/sampling.h)")
+      sub->add_option("--temperature", b.sampling.temperature,
+                      "0 = greedy (the first argmax, as --inputs); > 0 samples from softmax(logits / T), then --top-k, "
+                      "then --top-p (HF's order); as T -> 0 the draw is uniform over the tokens tied at the maximum "
+                      "(core/sampling.h)")
           ->default_val(0.0),
       sub->add_option("--top-k", b.sampling.top_k, "sample among the k most likely tokens (0 = all)")->default_val(0),
       sub->add_option("--top-p", b.sampling.top_p, "sample among the smallest most-likely set of probability >= p")
