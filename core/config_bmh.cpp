@@ -1,6 +1,9 @@
 // The harness's own config.json ("model_type": "bmh"): a ModelConfig written out field by field, for models no
 // family's layout can hold (the paper's transformer baselines: GPT-NeoX attention in BlackMamba's RMSNorm block
 // list, with or without switch MLPs). Its weights are safetensors under canonical names (core/model_weights.h).
+// Every ModelConfig field that changes the computation is written (train/family_layout.cpp compares configs
+// through this JSON); the fields added with Mixtral/Jamba (grouped heads, sliding window, renormalisation, Mamba
+// inner norms) are optional on reading, with the defaults the older files meant.
 #include "core/config_parsers.h"
 
 namespace bmh {
@@ -59,21 +62,32 @@ ModelConfig parse_bmh_config(const ConfigJson& c) {
     bc.parallel = b.get_or<bool>("parallel", false);
     if (bc.mixer == MixerKind::Mamba) {
       ConfigJson m{where + " mamba", b.j.at("mamba")};
-      m.check_keys({"d_inner", "d_state", "d_conv", "dt_rank", "in_proj_bias", "out_proj_bias", "conv_bias"}, {},
-                   "bmh mamba");
+      m.check_keys({"d_inner", "d_state", "d_conv", "dt_rank", "in_proj_bias", "out_proj_bias", "conv_bias",
+                    "inner_norms", "inner_norm_eps"}, {}, "bmh mamba");
       bc.mamba = {m.get<int>("d_inner"), m.get<int>("d_state"), m.get<int>("d_conv"), m.get<int>("dt_rank"),
                   m.get<bool>("in_proj_bias"), m.get<bool>("out_proj_bias"), m.get<bool>("conv_bias")};
+      bc.mamba.inner_norms = m.get_or<bool>("inner_norms", false);
+      bc.mamba.inner_norm_eps = m.get_or<double>("inner_norm_eps", bc.mamba.inner_norm_eps);
     } else if (bc.mixer == MixerKind::Attention) {
       ConfigJson a{where + " attention", b.j.at("attention")};
-      a.check_keys({"n_heads", "head_dim", "rotary_dim", "rope_theta", "qkv_bias", "out_bias"}, {}, "bmh attention");
+      a.check_keys({"n_heads", "head_dim", "rotary_dim", "rope_theta", "qkv_bias", "out_bias", "n_kv_heads",
+                    "grouped_qkv", "sliding_window"}, {}, "bmh attention");
       bc.attn = {a.get<int>("n_heads"), a.get<int>("head_dim"), a.get<int>("rotary_dim"), a.get<double>("rope_theta"),
                  a.get<bool>("qkv_bias"), a.get<bool>("out_bias")};
+      bc.attn.n_kv_heads = a.get_or<int>("n_kv_heads", 0);
+      bc.attn.grouped_qkv = a.get_or<bool>("grouped_qkv", false);
+      bc.attn.sliding_window = a.get_or<int>("sliding_window", 0);
+      if (bc.attn.n_kv_heads < 0 || (bc.attn.n_kv_heads > 0 && bc.attn.n_heads % bc.attn.n_kv_heads) ||
+          bc.attn.sliding_window < 0)
+        fail(where, ": n_kv_heads ", bc.attn.n_kv_heads, " must divide n_heads ", bc.attn.n_heads,
+             " and sliding_window ", bc.attn.sliding_window, " be >= 0");
       if (bc.attn.n_heads * bc.attn.head_dim != cfg.d_model)
         fail(where, ": n_heads * head_dim = ", bc.attn.n_heads * bc.attn.head_dim, " != d_model ", cfg.d_model);
     }
     if (bc.mlp != MlpKind::None) {
       ConfigJson f{where + " ffn", b.j.at("ffn")};
-      f.check_keys({"d_ff", "gated", "act", "bias", "n_experts", "top_k", "router", "router_bias"}, {}, "bmh ffn");
+      f.check_keys({"d_ff", "gated", "act", "bias", "n_experts", "top_k", "router", "router_bias", "renormalize"}, {},
+                   "bmh ffn");
       bc.ffn.d_ff = f.get<int>("d_ff");
       bc.ffn.gated = f.get<bool>("gated");
       const std::string act = f.get<std::string>("act");
@@ -84,6 +98,7 @@ ModelConfig parse_bmh_config(const ConfigJson& c) {
         bc.ffn.top_k = f.get<int>("top_k");
         bc.ffn.router = enum_of(f, "router", {RouterKind::SigmoidTop1, RouterKind::SoftmaxTopK});
         bc.ffn.router_bias = f.get<bool>("router_bias");
+        bc.ffn.renormalize = f.get_or<bool>("renormalize", false);
         if (bc.ffn.n_experts < 1 || bc.ffn.top_k < 1 || bc.ffn.top_k > bc.ffn.n_experts)
           fail(where, ": n_experts ", bc.ffn.n_experts, ", top_k ", bc.ffn.top_k);
       }
@@ -105,11 +120,15 @@ json bmh_config_json(const ModelConfig& cfg) {
     if (b.mixer == MixerKind::Mamba) {
       const MambaSpec& m = b.mamba;
       o["mamba"] = {{"d_inner", m.d_inner}, {"d_state", m.d_state}, {"d_conv", m.d_conv}, {"dt_rank", m.dt_rank},
-                    {"in_proj_bias", m.in_proj_bias}, {"out_proj_bias", m.out_proj_bias}, {"conv_bias", m.conv_bias}};
+                    {"in_proj_bias", m.in_proj_bias}, {"out_proj_bias", m.out_proj_bias}, {"conv_bias", m.conv_bias},
+                    {"inner_norms", m.inner_norms}};
+      if (m.inner_norms) o["mamba"]["inner_norm_eps"] = m.inner_norm_eps;  // unused otherwise
     } else if (b.mixer == MixerKind::Attention) {
       const AttentionSpec& a = b.attn;
       o["attention"] = {{"n_heads", a.n_heads}, {"head_dim", a.head_dim}, {"rotary_dim", a.rotary_dim},
-                        {"rope_theta", a.rope_theta}, {"qkv_bias", a.qkv_bias}, {"out_bias", a.out_bias}};
+                        {"rope_theta", a.rope_theta}, {"qkv_bias", a.qkv_bias}, {"out_bias", a.out_bias},
+                        {"n_kv_heads", a.kv_heads()}, {"grouped_qkv", a.grouped_qkv},
+                        {"sliding_window", a.sliding_window}};
     }
     if (b.mlp != MlpKind::None) {
       const MlpSpec& f = b.ffn;
@@ -119,6 +138,7 @@ json bmh_config_json(const ModelConfig& cfg) {
         o["ffn"]["top_k"] = f.top_k;
         o["ffn"]["router"] = to_string(f.router);
         o["ffn"]["router_bias"] = f.router_bias;
+        o["ffn"]["renormalize"] = f.renormalize;
       }
     }
     blocks.push_back(o);

@@ -24,16 +24,34 @@ namespace bmh {
 // The gate values stay the router's for the chosen experts, with gradient: the sigmoid of the chosen logit
 // (Zyphra), the softmax weights of the k chosen experts, renormalised over them for Mixtral (as forced routes,
 // core/router.h). An expert outside [0, E) or a repeated expert within a row is an error.
+//   softmax_gate  sigmoid top-1 blocks (Zyphra's router) decided by `choose`: the gate is instead the softmax probability of the chosen
+//                 expert over all E logits, with gradient through the softmax (Zyphra switch_mlp.py, the
+//                 non-sinkhorn branch: `route = torch.softmax(route, dim=1); max_prob, max_ind = torch.max(route,
+//                 dim=1)`; output * max_prob).
+//   aux_loss_coef the Switch Transformer load-balancing loss (transformers modeling_mixtral.py
+//                 load_balancing_loss_func, see LossAndGrad::aux_loss) enters the gradient with this weight
+//                 (MixtralForCausalLM: loss += router_aux_loss_coef * aux_loss); 0 = not differentiated.
+// A hook with neither function set keeps inference routing everywhere (it may still carry aux_loss_coef).
 struct RoutingHook {
   std::function<void(int moe_slot, int rows, int n_experts, const float* logits, int64_t* expert)> choose;
   std::function<void(int moe_slot, int rows, int n_experts, int k, const float* logits, int64_t* expert)> choose_topk =
       nullptr;  // initialised so that RoutingHook{choose} stays warning-free
+  bool softmax_gate = false;
+  double aux_loss_coef = 0;
 };
 
 struct LossAndGrad {
   double loss = 0;                   // mean next-token cross-entropy of logits[:, :-1] vs ids[:, 1:]
   TensorMap grads;                   // canonical name (core/model_weights.h) -> same dtype/shape as the parameter
   std::vector<RouteRecord> routes;   // experts chosen per MoE block this step, k per row (for load statistics)
+  // Switch Transformer load-balancing loss (transformers modeling_mixtral.py load_balancing_loss_func, no
+  // attention mask): the router logits of every MoE block concatenated over all B*T rows (N = n_moe * B * T
+  // rows), p = softmax(logits), f_e = (slots routed to e) / N (k slots per row, so sum_e f_e = k; transformers
+  // means its one-hot [N, k, E] over rows and sums over k), P_e = mean_n p_{n,e}; aux_loss = E * sum_e f_e P_e
+  // (1 per slot when balanced: k for top-k). f is a constant (top-k is not differentiated); the gradient holds
+  // aux_loss_coef * d aux_loss through P only. -1 when the model has no MoE block or its blocks differ in E
+  // (transformers concatenates the layers' logits, which needs one E). Not included in `loss`.
+  double aux_loss = -1;
 };
 
 class TrainableModel {

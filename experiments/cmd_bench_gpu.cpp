@@ -38,6 +38,8 @@ struct BenchArgs {
   bool skip_models = false;
   std::string ops;      // regex over op case names: only those model-sized cases are timed (empty = all)
   std::string kernels;  // kernel variants for the MoE layer and the presets (op=name,...; see kernels/variants.h)
+  // Named kernel sets ("v1", "v2") each preset is timed with, as adjacent rows (empty = the current variants only).
+  std::vector<std::string> kernels_ab;
 };
 
 double median(std::vector<double> v) {
@@ -117,9 +119,9 @@ void run_bench(const BenchArgs& a) {
   nlohmann::json out;
   const cuda::KernelVariants& kv = cuda::kernel_variants();
   out["kernel_variants"] = {{"scan", cuda::to_string(kv.scan)}, {"attn_decode", cuda::to_string(kv.attn_decode)},
-                            {"attn_prefill", cuda::to_string(kv.attn_prefill)}};
-  std::printf("kernel variants for the MoE layer and presets: scan=%s attn_decode=%s attn_prefill=%s\n",
-              cuda::to_string(kv.scan), cuda::to_string(kv.attn_decode), cuda::to_string(kv.attn_prefill));
+                            {"attn_prefill", cuda::to_string(kv.attn_prefill)}, {"gemv", cuda::to_string(kv.gemv)}};
+  std::printf("kernel variants for the MoE layer%s: %s\n", a.kernels_ab.empty() ? " and presets" : "",
+              cuda::to_string(kv).c_str());
   cudaDeviceProp prop;
   BMH_CUDA(cudaGetDeviceProperties(&prop, 0));
   out["device"] = prop.name;
@@ -205,59 +207,77 @@ void run_bench(const BenchArgs& a) {
                   {"floor_ms", 1e3 * flops / gemm_flops}, {"tokens_per_expert_of_4096", per}};
   }
 
+  // Kernel sets for the preset rows: each set is applied as a whole (then --kernels on top) before its decoder is
+  // made and its forward runs; one model (same weights) serves every set, so the rows of one preset are an A/B.
+  const cuda::KernelVariants base = cuda::kernel_variants();
+  std::vector<std::string> sets = a.kernels_ab.empty() ? std::vector<std::string>{""} : a.kernels_ab;
   for (const std::string& name : a.skip_models ? std::vector<std::string>{} : a.presets) {
     ModelConfig cfg = preset_config(name);
     auto t_load = Clock::now();
     cuda::CudaModel m(cfg, random_weights(cfg, 1, DType::BF16), Dt::BF16);
     const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
     ParamBreakdown p = param_breakdown(cfg);
-    // Decode: batch 1, random prompt, per-step wall time (H2D ids, graph replay, D2H logits, sync).
-    std::mt19937_64 rng(3);
-    std::vector<int64_t> prompt(a.prompt);
-    for (auto& x : prompt) x = int64_t(rng() % uint64_t(cfg.vocab_size));
-    auto dec = m.decoder(1);
-    Tensor logits = dec->prefill(Tensor::from_i64(prompt, {1, a.prompt}));
-    std::vector<double> steps;
-    for (int s = 0; s < a.decode_tokens + 4; ++s) {
-      const float* l = logits.data<float>();
-      int64_t next = std::max_element(l, l + cfg.vocab_size) - l;
-      auto t0 = Clock::now();
-      logits = dec->step({next});
-      if (s >= 4) steps.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    }
-    const double dec_ms = median(steps);
-    nlohmann::json tps = nlohmann::json::object();
-    for (int B : {1, 8, 64, 256}) tps[std::to_string(B)] = decode_tokens_per_s(m, B, a.prompt, a.decode_tokens);
-    std::printf("\n%s decode tokens/s by batch: %s (null: over the CUDA decoder's batch of %d)\n", name.c_str(),
-                tps.dump().c_str(), m.max_decode_batch());
-    const double dec_bytes = 2.0 * double(p.active);
-    const double dec_floor_ms = 1e3 * dec_bytes / copy_Bps;
-    // Forward B x T.
-    std::vector<int64_t> fids(size_t(a.fwd_batch) * a.fwd_len);
-    for (auto& x : fids) x = int64_t(rng() % uint64_t(cfg.vocab_size));
-    Tensor ft = Tensor::from_i64(fids, {a.fwd_batch, a.fwd_len});
-    m.forward_device(ft);
-    std::vector<double> fms;
-    for (int i = 0; i < 3; ++i) {
-      auto t0 = Clock::now();
+    for (const std::string& set : sets) {
+      if (set.empty()) {
+        cuda::kernel_variants() = base;
+      } else {
+        cuda::set_kernel_variants(set);
+        if (!a.kernels.empty()) cuda::set_kernel_variants(a.kernels);
+      }
+      const std::string spec = cuda::to_string(cuda::kernel_variants());
+      // Decode: batch 1, random prompt, per-step wall time (H2D ids, graph replay, D2H logits, sync).
+      std::mt19937_64 rng(3);
+      std::vector<int64_t> prompt(a.prompt);
+      for (auto& x : prompt) x = int64_t(rng() % uint64_t(cfg.vocab_size));
+      auto dec = m.decoder(1);
+      Tensor logits = dec->prefill(Tensor::from_i64(prompt, {1, a.prompt}));
+      std::vector<double> steps;
+      for (int s = 0; s < a.decode_tokens + 4; ++s) {
+        const float* l = logits.data<float>();
+        int64_t next = std::max_element(l, l + cfg.vocab_size) - l;
+        auto t0 = Clock::now();
+        logits = dec->step({next});
+        if (s >= 4) steps.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+      const double dec_ms = median(steps);
+      // Throughput by batch, with the first kernel set only (the A/B rows compare batch-1 latency).
+      nlohmann::json tps = nullptr;
+      if (&set == &sets.front()) {
+        tps = nlohmann::json::object();
+        for (int B : {1, 8, 64, 256}) tps[std::to_string(B)] = decode_tokens_per_s(m, B, a.prompt, a.decode_tokens);
+        std::printf("\n%s decode tokens/s by batch: %s (null: over the CUDA decoder's batch of %d)\n", name.c_str(),
+                    tps.dump().c_str(), m.max_decode_batch());
+      }
+      const double dec_bytes = 2.0 * double(p.active);
+      const double dec_floor_ms = 1e3 * dec_bytes / copy_Bps;
+      // Forward B x T.
+      std::vector<int64_t> fids(size_t(a.fwd_batch) * a.fwd_len);
+      for (auto& x : fids) x = int64_t(rng() % uint64_t(cfg.vocab_size));
+      Tensor ft = Tensor::from_i64(fids, {a.fwd_batch, a.fwd_len});
       m.forward_device(ft);
-      fms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      std::vector<double> fms;
+      for (int i = 0; i < 3; ++i) {
+        auto t0 = Clock::now();
+        m.forward_device(ft);
+        fms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+      const double fwd_ms = median(fms);
+      const double fwd_flops = a.fwd_batch * flops_sequence(cfg, a.fwd_len).flops();
+      const double fwd_floor_ms = 1e3 * fwd_flops / gemm_flops;
+      std::printf("\n%s%s (%.2fB params, %.0fM active; upload %.1f s): decode %.3f ms/token (floor %.3f ms: %.2f GB "
+                  "active bf16 weights at copy bandwidth; %.0f%% of floor speed); forward %dx%d %.1f ms (%.1f TFLOP, "
+                  "floor %.1f ms at the GEMM rate; %.0f%%) [kernels %s]\n",
+                  name.c_str(), set.empty() ? "" : (" (" + set + " kernels)").c_str(), p.total / 1e9, p.active / 1e6,
+                  load_s, dec_ms, dec_floor_ms, dec_bytes / 1e9, 100 * dec_floor_ms / dec_ms, a.fwd_batch, a.fwd_len,
+                  fwd_ms, fwd_flops / 1e12, fwd_floor_ms, 100 * fwd_floor_ms / fwd_ms, spec.c_str());
+      out["models"].push_back({{"preset", name}, {"params", p.total}, {"active", p.active}, {"decode_ms", dec_ms},
+                               {"decode_floor_ms", dec_floor_ms}, {"prompt", a.prompt}, {"decode_tokens_per_s", tps},
+                               {"forward_ms", fwd_ms}, {"forward_flops", fwd_flops}, {"forward_floor_ms", fwd_floor_ms},
+                               {"forward_shape", {a.fwd_batch, a.fwd_len}}, {"kernel_variants", spec}});
+      if (!set.empty()) out["models"].back()["kernels"] = set;
     }
-    const double fwd_ms = median(fms);
-    const double fwd_flops = a.fwd_batch * flops_sequence(cfg, a.fwd_len).flops();
-    const double fwd_floor_ms = 1e3 * fwd_flops / gemm_flops;
-    std::printf("\n%s (%.2fB params, %.0fM active; upload %.1f s): decode %.3f ms/token (floor %.3f ms: %.2f GB "
-                "active bf16 weights at copy bandwidth; %.0f%% of floor speed); forward %dx%d %.1f ms (%.1f TFLOP, "
-                "floor %.1f ms at the GEMM rate; %.0f%%)\n",
-                name.c_str(), p.total / 1e9, p.active / 1e6, load_s, dec_ms, dec_floor_ms, dec_bytes / 1e9,
-                100 * dec_floor_ms / dec_ms, a.fwd_batch, a.fwd_len, fwd_ms, fwd_flops / 1e12, fwd_floor_ms,
-                100 * fwd_floor_ms / fwd_ms);
-    out["models"].push_back({{"preset", name}, {"params", p.total}, {"active", p.active}, {"decode_ms", dec_ms},
-                             {"decode_floor_ms", dec_floor_ms}, {"prompt", a.prompt},
-                             {"decode_tokens_per_s", tps},
-                             {"forward_ms", fwd_ms}, {"forward_flops", fwd_flops}, {"forward_floor_ms", fwd_floor_ms},
-                             {"forward_shape", {a.fwd_batch, a.fwd_len}}});
   }
+  cuda::kernel_variants() = base;
   std::ofstream(a.json) << out.dump(1) << "\n";
   std::printf("\nwrote %s\n", a.json.c_str());
 }
@@ -277,6 +297,11 @@ void add_bench_gpu_command(CLI::App& app) {
   sub->add_option("--kernels", args->kernels,
                   "kernel variants for the MoE layer and presets, e.g. scan=chunked,attn_decode=split (the op table "
                   "times every variant regardless)");
+  sub->add_option("--kernels-ab", args->kernels_ab,
+                  "time each preset with each of these named kernel sets (v1, v2 = the default), comma-separated, as "
+                  "adjacent rows; --kernels then applies on top of each")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"v1", "v2"}));
   sub->callback([args] { run_bench(*args); });
 }
 

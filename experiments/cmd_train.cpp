@@ -140,6 +140,9 @@ void add_train_command(CLI::App& app) {
   num("--weight-decay", "weight_decay", "AdamW weight decay (matrices only; not A_log, D, biases, norms)");
   num("--grad-clip", "grad_clip", "global gradient-norm clip (0: off)");
   str("--routing", "routing", "switch-MLP training routing: sinkhorn | top1 | argmax");
+  num("--aux-loss-coef", "aux_loss_coef",
+      "weight of the Switch load-balancing loss (transformers load_balancing_loss_func); default 0.02 (Mixtral-8x7B's "
+      "router_aux_loss_coef) for softmax top-k MoE, else 0");
   str("--sinkhorn-init", "sinkhorn_init", "zyphra (exp(2x), d1 = 1/(E colsum)) | megatron (exp(x), d1 = 1)");
   integer("--log-every", "log_every", "steps between log rows");
   integer("--eval-every", "eval_every", "steps between held-out evaluations");

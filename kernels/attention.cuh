@@ -9,6 +9,8 @@
 //   attention_decode: one query per (b, h) (rotary applied) over cache positions 0..*pos_dev inclusive, softmax
 //     with `scale`, out [B, d] dtype (heads concatenated).
 #pragma once
+#include <cstdint>
+
 #include "kernels/device.h"
 #include "kernels/variants.h"
 
@@ -33,4 +35,23 @@ void attention_decode_split(Dt t, const void* qkv, int B, int H, int hd, const v
 // gemm_strided + causal_softmax + gemm_strided when the prefill starts at position 0.
 void attention_prefill_flash(Dt t, const void* qkv, int B, int T, int H, int hd, float scale, void* out, int ldo,
                              cudaStream_t s);
+// Where q, k and v live (element offsets, dtype t): q of (b, t, h) at q + b q_bs + t q_ld + h q_hs; k and v of
+// (b, s, key/value head g) at k/v + b kv_bs + s kv_ld + g kv_hs; query head h reads key/value head h / rep
+// (grouped-query attention, transformers repeat_kv). out row (b, t) at out + (b T + t) ldo, head h at h hd.
+//   GPT-NeoX fused qkv (the overload above): q_ld = kv_ld = 3 H hd, q_hs = kv_hs = 3 hd, k = q + hd, v = q + 2 hd.
+//   Mixtral/Jamba: q from gqa_rotary_split's q_out [B*T, H hd] (q_ld = H hd, q_hs = hd), k and v from the KV cache
+//   [B, Hkv, S_max, hd] (kv_ld = hd, kv_hs = S_max hd, kv_bs = Hkv S_max hd), rep = H / Hkv.
+struct FlashLayout {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t q_bs = 0, q_hs = 0, kv_bs = 0, kv_hs = 0;
+  int q_ld = 0, kv_ld = 0, rep = 1;
+  void* out = nullptr;
+  int ldo = 0;
+};
+void attention_prefill_flash(Dt t, const FlashLayout& L, int B, int T, int H, int hd, float scale, cudaStream_t s);
+// Whether attention_prefill_flash runs this shape (with the model's aligned buffers): the tensor-core path for
+// bf16/fp16 at head_dim 64 or 128 (any T), else the row-wise fallback while T fp32 scores fit in shared memory.
+bool attention_prefill_flash_serves(Dt t, int hd, int T);
 }

@@ -18,6 +18,7 @@ namespace {
 
 constexpr int kBr = 64, kBc = 64, kWarps = 4;
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr size_t kRowwiseSmemMax = 200 * 1024;  // the fallback's [T] fp32 scores per block (H200: 227 KB max)
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -92,8 +93,7 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int ld, int r0,
 }
 
 template <class T, int HD>
-__global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(const T* __restrict__ qkv, int T_, int H,
-                                                                     float scale_log2, T* __restrict__ out, int ldo) {
+__global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(FlashLayout L, int T_, float scale_log2) {
   constexpr int NT = kBc / 8;   // key n-tiles per tile (S columns)
   constexpr int KS = HD / 16;   // k-steps over the head dim
   constexpr int ND = HD / 8;    // head-dim n-tiles of O
@@ -104,15 +104,17 @@ __global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(const T* __r
   const int qt = gridDim.x - 1 - blockIdx.x;  // the longest rows first
   const int h = blockIdx.y, b = blockIdx.z, q0 = qt * kBr;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, tig = lane & 3;
-  const int ld = 3 * H * HD;
-  const T* Qg = qkv + (int64_t)b * T_ * ld + (int64_t)h * 3 * HD;
-  const T* Kg = Qg + HD;
-  const T* Vg = Qg + 2 * HD;
+  // Query head h reads key/value head h / rep (transformers repeat_kv; rep = 1 for GPT-NeoX).
+  const int hk = h / L.rep;
+  const T* Qg = static_cast<const T*>(L.q) + (int64_t)b * L.q_bs + (int64_t)h * L.q_hs;
+  const T* Kg = static_cast<const T*>(L.k) + (int64_t)b * L.kv_bs + (int64_t)hk * L.kv_hs;
+  const T* Vg = static_cast<const T*>(L.v) + (int64_t)b * L.kv_bs + (int64_t)hk * L.kv_hs;
+  const int ldq = L.q_ld, ldkv = L.kv_ld;
   const int nkt = qt + 1;  // key tiles 0..qt (causal; tile qt is the diagonal)
 
-  load_tile<T, HD>(sQ, Qg, ld, q0, T_);
-  load_tile<T, HD>(sK, Kg, ld, 0, T_);
-  load_tile<T, HD>(sV, Vg, ld, 0, T_);
+  load_tile<T, HD>(sQ, Qg, ldq, q0, T_);
+  load_tile<T, HD>(sK, Kg, ldkv, 0, T_);
+  load_tile<T, HD>(sV, Vg, ldkv, 0, T_);
   cp_commit();
 
   uint32_t qf[KS][4];
@@ -125,8 +127,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(const T* __r
   for (int j = 0; j < nkt; ++j) {
     const int buf = j & 1;
     if (j + 1 < nkt) {  // prefetch the next K/V tile into the other buffer (freed by the last iteration's barrier)
-      load_tile<T, HD>(sK + (buf ^ 1) * kBc * HD, Kg, ld, (j + 1) * kBc, T_);
-      load_tile<T, HD>(sV + (buf ^ 1) * kBc * HD, Vg, ld, (j + 1) * kBc, T_);
+      load_tile<T, HD>(sK + (buf ^ 1) * kBc * HD, Kg, ldkv, (j + 1) * kBc, T_);
+      load_tile<T, HD>(sV + (buf ^ 1) * kBc * HD, Vg, ldkv, (j + 1) * kBc, T_);
       cp_commit();
       cp_wait<1>();
     } else {
@@ -223,7 +225,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(const T* __r
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
   }
   const float inv[2] = {1.f / l[0], 1.f / l[1]};
-  T* Og = out + (int64_t)b * T_ * ldo + (int64_t)h * HD;
+  const int ldo = L.ldo;
+  T* Og = static_cast<T*>(L.out) + (int64_t)b * T_ * ldo + (int64_t)h * HD;
 #pragma unroll
   for (int nd = 0; nd < ND; ++nd) {
     const int col = nd * 8 + tig * 2;
@@ -236,16 +239,16 @@ __global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(const T* __r
 
 // Fallback: one block per (query row, h, b); scores for keys 0..row in shared memory, fp32.
 template <class T>
-__global__ void attn_prefill_rowwise_kernel(const T* __restrict__ qkv, int T_, int H, int hd, float scale,
-                                            T* __restrict__ out, int ldo) {
+__global__ void attn_prefill_rowwise_kernel(FlashLayout L, int T_, int hd, float scale) {
   extern __shared__ float sp[];  // [T]
   __shared__ float red[32];
-  const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z, ld = 3 * H * hd;
-  const T* base = qkv + (int64_t)b * T_ * ld + (int64_t)h * 3 * hd;
-  const T* q = base + (int64_t)t * ld;
+  const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z, hk = h / L.rep;
+  const T* q = static_cast<const T*>(L.q) + (int64_t)b * L.q_bs + (int64_t)t * L.q_ld + (int64_t)h * L.q_hs;
+  const T* kb = static_cast<const T*>(L.k) + (int64_t)b * L.kv_bs + (int64_t)hk * L.kv_hs;
+  const T* vb = static_cast<const T*>(L.v) + (int64_t)b * L.kv_bs + (int64_t)hk * L.kv_hs;
   float mx = -INFINITY;
   for (int s = threadIdx.x; s <= t; s += blockDim.x) {
-    const T* k = base + (int64_t)s * ld + hd;
+    const T* k = kb + (int64_t)s * L.kv_ld;
     float acc = 0.f;
     for (int i = 0; i < hd; ++i) acc += to_f(q[i]) * to_f(k[i]);
     sp[s] = acc * scale;
@@ -255,46 +258,78 @@ __global__ void attn_prefill_rowwise_kernel(const T* __restrict__ qkv, int T_, i
   float sum = 0.f;
   for (int s = threadIdx.x; s <= t; s += blockDim.x) sum += (sp[s] = expf(sp[s] - mx));
   sum = block_sum(sum, red);  // its barriers order the sp[] writes before the reads below
+  T* out = static_cast<T*>(L.out) + ((int64_t)b * T_ + t) * L.ldo + (int64_t)h * hd;
   for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     float acc = 0.f;
-    for (int s = 0; s <= t; ++s) acc += sp[s] * to_f(base[(int64_t)s * ld + 2 * hd + i]);
-    out[((int64_t)b * T_ + t) * ldo + (int64_t)h * hd + i] = from_f<T>(acc / sum);
+    for (int s = 0; s <= t; ++s) acc += sp[s] * to_f(vb[(int64_t)s * L.kv_ld + i]);
+    out[i] = from_f<T>(acc / sum);
   }
 }
 
 template <class T, int HD>
-void launch_flash(const void* qkv, int B, int T_, int H, float scale, void* out, int ldo, cudaStream_t s) {
+void launch_flash(const FlashLayout& L, int B, int T_, int H, float scale, cudaStream_t s) {
   const size_t smem = size_t(kBr + 4 * kBc) * HD * sizeof(T);
   BMH_CUDA(cudaFuncSetAttribute(flash_prefill_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   dim3 grid((T_ + kBr - 1) / kBr, H, B);
-  flash_prefill_kernel<T, HD><<<grid, kWarps * 32, smem, s>>>(static_cast<const T*>(qkv), T_, H, scale * kLog2e,
-                                                              static_cast<T*>(out), ldo);
+  flash_prefill_kernel<T, HD><<<grid, kWarps * 32, smem, s>>>(L, T_, scale * kLog2e);
+}
+
+// The tensor-core path moves 16-byte chunks with cp.async and writes 4-byte pairs: every base pointer 16-byte
+// aligned and every stride a multiple of 8 elements (2-byte types), so each row start is 16-byte aligned too.
+bool tensor_core_ok(Dt t, const FlashLayout& L, int hd) {
+  auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  auto m8 = [](int64_t x) { return x % 8 == 0; };
+  return (t == Dt::BF16 || t == Dt::F16) && (hd == 64 || hd == 128) && a16(L.q) && a16(L.k) && a16(L.v) &&
+         a16(L.out) && m8(L.q_bs) && m8(L.q_ld) && m8(L.q_hs) && m8(L.kv_bs) && m8(L.kv_ld) && m8(L.kv_hs) &&
+         m8(L.ldo);
 }
 
 }  // namespace
 
-void attention_prefill_flash(Dt t, const void* qkv, int B, int T_, int H, int hd, float scale, void* out, int ldo,
-                             cudaStream_t s) {
+bool attention_prefill_flash_serves(Dt t, int hd, int T_) {
+  if ((t == Dt::BF16 || t == Dt::F16) && (hd == 64 || hd == 128)) return true;  // any T (model buffers aligned)
+  return size_t(T_) * sizeof(float) <= kRowwiseSmemMax;
+}
+
+void attention_prefill_flash(Dt t, const FlashLayout& L, int B, int T_, int H, int hd, float scale, cudaStream_t s) {
   if (B == 0 || T_ == 0) return;
-  const bool aligned = ldo % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(qkv) % 16 == 0;
-  if (t == Dt::BF16 && aligned && hd == 128) launch_flash<__nv_bfloat16, 128>(qkv, B, T_, H, scale, out, ldo, s);
-  else if (t == Dt::BF16 && aligned && hd == 64) launch_flash<__nv_bfloat16, 64>(qkv, B, T_, H, scale, out, ldo, s);
-  else if (t == Dt::F16 && aligned && hd == 128) launch_flash<__half, 128>(qkv, B, T_, H, scale, out, ldo, s);
-  else if (t == Dt::F16 && aligned && hd == 64) launch_flash<__half, 64>(qkv, B, T_, H, scale, out, ldo, s);
-  else {
+  if (L.rep < 1 || H % L.rep) fail("attention_prefill_flash: ", H, " query heads are not a multiple of rep ", L.rep);
+  if (tensor_core_ok(t, L, hd)) {
+    if (t == Dt::BF16 && hd == 128) launch_flash<__nv_bfloat16, 128>(L, B, T_, H, scale, s);
+    else if (t == Dt::BF16) launch_flash<__nv_bfloat16, 64>(L, B, T_, H, scale, s);
+    else if (hd == 128) launch_flash<__half, 128>(L, B, T_, H, scale, s);
+    else launch_flash<__half, 64>(L, B, T_, H, scale, s);
+  } else {
     const size_t smem = size_t(T_) * sizeof(float);
-    if (smem > 200 * 1024) fail("attention_prefill_flash: fallback path (", dt_name(t), ", head_dim ", hd,
-                                ") holds T = ", T_, " scores per row in shared memory; at most 51200");
+    if (smem > kRowwiseSmemMax)
+      fail("attention_prefill_flash: fallback path (", dt_name(t), ", head_dim ", hd, ") holds T = ", T_,
+           " scores per row in shared memory; at most ", kRowwiseSmemMax / sizeof(float));
     BMH_DISPATCH_DT(t, T, {
       if (smem > 48 * 1024)
         BMH_CUDA(cudaFuncSetAttribute(attn_prefill_rowwise_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       int(smem)));
-      attn_prefill_rowwise_kernel<T><<<dim3(T_, H, B), 128, smem, s>>>(static_cast<const T*>(qkv), T_, H, hd, scale,
-                                                                       static_cast<T*>(out), ldo);
+      attn_prefill_rowwise_kernel<T><<<dim3(T_, H, B), 128, smem, s>>>(L, T_, hd, scale);
     });
   }
   BMH_LAUNCH("attention_prefill_flash");
+}
+
+void attention_prefill_flash(Dt t, const void* qkv, int B, int T_, int H, int hd, float scale, void* out, int ldo,
+                             cudaStream_t s) {
+  // GPT-NeoX fused qkv [B*T, 3 H hd]: per head h the columns [3h hd, 3h hd + hd) q, then k, then v.
+  const size_t es = dt_size(t);
+  const char* base = static_cast<const char*>(qkv);
+  FlashLayout L;
+  L.q = base;
+  L.k = base + size_t(hd) * es;
+  L.v = base + size_t(2 * hd) * es;
+  L.q_ld = L.kv_ld = 3 * H * hd;
+  L.q_bs = L.kv_bs = int64_t(T_) * 3 * H * hd;
+  L.q_hs = L.kv_hs = 3 * hd;
+  L.rep = 1;
+  L.out = out;
+  L.ldo = ldo;
+  attention_prefill_flash(t, L, B, T_, H, hd, scale, s);
 }
 
 }  // namespace bmh::cuda

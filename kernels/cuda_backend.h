@@ -60,6 +60,10 @@ class CudaModel final : public LanguageModel {
   std::unique_ptr<Decoder> decoder(int batch) override;
   int max_decode_batch() const override { return 8; }  // the decode GEMV's rows (kernels/gemv.cuh)
   std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests) override;
+  // Batched scoring (cuda_score.cpp): requests sorted by length, right-padded, several per forward; with
+  // opt.deterministic, score() (one request per forward).
+  std::vector<ScoreResult> score_groups(const std::vector<ScoreGroup>& g, const ScoreBatchOptions& o) override;
+  bool batch_invariant() const override { return true; }  // score() runs one request per forward: fixed shapes
 
   // Runs B sequences of T tokens (ids on the device) from the states in `st` (which must be zeroed for a fresh
   // start; they hold the last states on return) and leaves the final-normed hidden rows [B*T, d] in final_hidden().
@@ -79,6 +83,7 @@ class CudaModel final : public LanguageModel {
   void ensure_workspace(int B, int T);
   void mamba_prefill(int i, int B, int T, const void* xn, float* conv_state, float* ssm_state);
   void attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max);
+  bool use_flash_prefill(const AttentionSpec& a, int T) const;
   void mlp_prefill(int i, int R, const void* xn);
   void moe_prefill(int i, int R, const void* xn, const int64_t* forced, int half, RouteRecord* rec);
 

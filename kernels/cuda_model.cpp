@@ -102,8 +102,10 @@ void CudaModel::ensure_workspace(int B, int T) {
       a = std::max(a, size_t(R) * (bc.attn.n_heads + 2 * bc.attn.kv_heads()) * bc.attn.head_dim);
       b = std::max(b, size_t(R) * hd);
       dd = std::max(dd, size_t(R) * hd);  // grouped: rotated queries
-      c = std::max(c, size_t(bc.attn.n_heads) * T * T);
-      f32 = std::max(f32, size_t(bc.attn.n_heads) * T * T);
+      if (!use_flash_prefill(bc.attn, T)) {  // the cuBLAS path's [H, T, T] scores (fp32) and probabilities
+        c = std::max(c, size_t(bc.attn.n_heads) * T * T);
+        f32 = std::max(f32, size_t(bc.attn.n_heads) * T * T);
+      }
     }
     if (bc.mlp != MlpKind::None) {
       const int F = bc.ffn.d_ff, F1 = bc.ffn.gated ? 2 * F : F;
@@ -194,6 +196,22 @@ void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_s
   add_bias(Dt::F32, ws_resid_.get(), d, w.out_proj.bias(), R, d, stream_);
 }
 
+// Flash prefill (kernels/attention_prefill_flash.cu) when it is the chosen variant and serves this layer's shape,
+// decided per layer and the same way in ensure_workspace (which then skips the [H, T, T] buffers):
+//   bf16/fp16 at head_dim 64/128: the tensor-core kernel, any T.
+//   otherwise (fp32, other head dims) only the row-wise fallback exists; it re-reads keys and values from L2 once
+//   per query row, H T^2 hd x 4 bytes per layer (pythia-1.4b, T = 2048: ~34 GB, ~3 ms at L2 speed, against ~0.5 ms
+//   for the fp32 cuBLAS path; estimates, not measured), so it runs only where that does not lose: short rows
+//   (T <= 256, where the cuBLAS path's three launches per sequence dominate; every fixture and test shape) or where
+//   the cuBLAS path's scores would take more than 4 GiB (and T <= 51200, the fallback's shared-memory bound).
+bool CudaModel::use_flash_prefill(const AttentionSpec& a, int T) const {
+  if (kernel_variants().attn_prefill != AttnPrefillVariant::Flash) return false;
+  const bool tensor_cores = (w_.dt == Dt::BF16 || w_.dt == Dt::F16) && (a.head_dim == 64 || a.head_dim == 128);
+  if (tensor_cores) return true;
+  const double gemm_bytes = double(a.n_heads) * T * T * (4 + dt_size(w_.dt));
+  return attention_prefill_flash_serves(w_.dt, a.head_dim, T) && (T <= 256 || gemm_bytes > 4.0 * (1u << 30));
+}
+
 void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max) {
   const AttentionSpec& a = cfg_.blocks[i].attn;
   const DevBlock& w = w_.blocks[i];
@@ -210,19 +228,38 @@ void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc,
     gqa_rotary_split(dt, qkv, B, T, H, Hkv, hd, a.rotary_dim, float(a.rope_theta), 0, nullptr, q, kc, vc, S_max,
                      stream_);
     const float scale = 1.f / std::sqrt(float(hd));
-    for (int b = 0; b < B; ++b)
-      for (int g = 0; g < Hkv; ++g) {
-        const char* qg = q + (size_t(b) * T * dh + size_t(g) * rep * hd) * es;
-        const char* kb = static_cast<const char*>(kc) + (size_t(b) * Hkv + g) * S_max * hd * es;
-        const char* vb = static_cast<const char*>(vc) + (size_t(b) * Hkv + g) * S_max * hd * es;
-        // The group's rep query heads share one K (stride 0): scores [rep, T, T] as in the per-head path below.
-        gemm_strided(*blas_, dt, Dt::F32, true, false, T, T, hd, scale, kb, hd, 0LL, qg, dh, (long long)hd, 0.f,
-                     ws_f32_.get(), T, (long long)T * T, rep);
-        causal_softmax(dt, ws_f32_.as<float>(), rep, T, T, 0, ws_c_.get(), stream_);
-        char* o = ws_b_.as<char>() + (size_t(b) * T * dh + size_t(g) * rep * hd) * es;
-        gemm_strided(*blas_, dt, dt, false, false, hd, T, T, 1.f, vb, hd, 0LL, ws_c_.get(), T, (long long)T * T, 0.f,
-                     o, dh, hd, rep);
-      }
+    if (use_flash_prefill(a, T)) {
+      // q (rotated) [R, H hd] from gqa_rotary_split; k, v from the cache [B, Hkv, S_max, hd] at positions 0..T-1,
+      // which gqa_rotary_split has just written (rotated k; v as projected).
+      FlashLayout L;
+      L.q = q;
+      L.q_ld = dh;
+      L.q_hs = hd;
+      L.q_bs = int64_t(T) * dh;
+      L.k = kc;
+      L.v = vc;
+      L.kv_ld = hd;
+      L.kv_hs = int64_t(S_max) * hd;
+      L.kv_bs = int64_t(Hkv) * S_max * hd;
+      L.rep = rep;
+      L.out = ws_b_.get();
+      L.ldo = dh;
+      attention_prefill_flash(dt, L, B, T, H, hd, scale, stream_);
+    } else {
+      for (int b = 0; b < B; ++b)
+        for (int g = 0; g < Hkv; ++g) {
+          const char* qg = q + (size_t(b) * T * dh + size_t(g) * rep * hd) * es;
+          const char* kb = static_cast<const char*>(kc) + (size_t(b) * Hkv + g) * S_max * hd * es;
+          const char* vb = static_cast<const char*>(vc) + (size_t(b) * Hkv + g) * S_max * hd * es;
+          // The group's rep query heads share one K (stride 0): scores [rep, T, T] as in the per-head path below.
+          gemm_strided(*blas_, dt, Dt::F32, true, false, T, T, hd, scale, kb, hd, 0LL, qg, dh, (long long)hd, 0.f,
+                       ws_f32_.get(), T, (long long)T * T, rep);
+          causal_softmax(dt, ws_f32_.as<float>(), rep, T, T, 0, ws_c_.get(), stream_);
+          char* o = ws_b_.as<char>() + (size_t(b) * T * dh + size_t(g) * rep * hd) * es;
+          gemm_strided(*blas_, dt, dt, false, false, hd, T, T, 1.f, vb, hd, 0LL, ws_c_.get(), T, (long long)T * T,
+                       0.f, o, dh, hd, rep);
+        }
+    }
     linear(*blas_, dt, Dt::F32, R, d, dh, ws_b_.get(), dh, w.dense.w.get(), dh, ws_resid_.get(), d, 1.f, 1.f);
     add_bias(Dt::F32, ws_resid_.get(), d, w.dense.bias(), R, d, stream_);
     return;
@@ -231,18 +268,23 @@ void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc,
   add_bias(dt, qkv, 3 * dh, w.qkv.bias(), R, 3 * dh, stream_);
   rotary_qkv_to_cache(dt, qkv, B, T, H, hd, a.rotary_dim, float(a.rope_theta), 0, nullptr, kc, vc, S_max, stream_);
   const float scale = 1.f / std::sqrt(float(hd));
-  for (int b = 0; b < B; ++b) {
-    const char* q = qkv + size_t(b) * T * 3 * dh * es;
-    const char* kb = static_cast<const char*>(kc) + size_t(b) * H * S_max * hd * es;
-    const char* vb = static_cast<const char*>(vc) + size_t(b) * H * S_max * hd * es;
-    // scores[h] [T, T] (row-major) = scale * Q_h K_h^T: column-major C[s, t] = K^T... op(A) = K (transposed).
-    gemm_strided(*blas_, dt, Dt::F32, true, false, T, T, hd, scale, kb, hd, (long long)S_max * hd, q, 3 * dh,
-                 3LL * hd, 0.f, ws_f32_.get(), T, (long long)T * T, H);
-    causal_softmax(dt, ws_f32_.as<float>(), H, T, T, 0, ws_c_.get(), stream_);
-    // out[t, h*hd + i] = sum_s P[t, s] V[s, i]: column-major O^T [hd, T] = V^T [hd, S] P^T [S, T].
-    char* o = ws_b_.as<char>() + size_t(b) * T * dh * es;
-    gemm_strided(*blas_, dt, dt, false, false, hd, T, T, 1.f, vb, hd, (long long)S_max * hd, ws_c_.get(), T,
-                 (long long)T * T, 0.f, o, dh, hd, H);
+  if (use_flash_prefill(a, T)) {
+    // rotary_qkv_to_cache rotated q and k in place in qkv (positions 0..T-1), so the kernel reads all three there.
+    attention_prefill_flash(dt, qkv, B, T, H, hd, scale, ws_b_.get(), dh, stream_);
+  } else {
+    for (int b = 0; b < B; ++b) {
+      const char* q = qkv + size_t(b) * T * 3 * dh * es;
+      const char* kb = static_cast<const char*>(kc) + size_t(b) * H * S_max * hd * es;
+      const char* vb = static_cast<const char*>(vc) + size_t(b) * H * S_max * hd * es;
+      // scores[h] [T, T] (row-major) = scale * Q_h K_h^T: column-major C[s, t] = K^T... op(A) = K (transposed).
+      gemm_strided(*blas_, dt, Dt::F32, true, false, T, T, hd, scale, kb, hd, (long long)S_max * hd, q, 3 * dh,
+                   3LL * hd, 0.f, ws_f32_.get(), T, (long long)T * T, H);
+      causal_softmax(dt, ws_f32_.as<float>(), H, T, T, 0, ws_c_.get(), stream_);
+      // out[t, h*hd + i] = sum_s P[t, s] V[s, i]: column-major O^T [hd, T] = V^T [hd, S] P^T [S, T].
+      char* o = ws_b_.as<char>() + size_t(b) * T * dh * es;
+      gemm_strided(*blas_, dt, dt, false, false, hd, T, T, 1.f, vb, hd, (long long)S_max * hd, ws_c_.get(), T,
+                   (long long)T * T, 0.f, o, dh, hd, H);
+    }
   }
   linear(*blas_, dt, Dt::F32, R, d, dh, ws_b_.get(), dh, w.dense.w.get(), dh, ws_resid_.get(), d, 1.f, 1.f);
   add_bias(Dt::F32, ws_resid_.get(), d, w.dense.bias(), R, d, stream_);

@@ -42,7 +42,8 @@ struct OpCase {
   Dt dt = Dt::F32;
   int B = 1, T = 1;              // sequences x tokens; rows R = B*T
   int M = 0, N = 0, K = 0;       // Linear/Gemv: x [M or B, K], W [N, K]; Conv: Di = N, taps K; Scan: Di = N, d_state K;
-                                 // AttnDecode: K > 0 attends to positions 0..K-1 only
+                                 // AttnDecode: K > 0 attends to positions 0..K-1 only; AttnPrefill: K > 0
+                                 // key/value heads, grouped-query qkv rows [q heads | k heads | v heads]
   int E = 0;                     // experts (Gemv, MoeRoute); Scan: lanes per channel of the chunked scan (0 = auto)
   int H = 0, hd = 0, rd = 0, S = 0;  // heads, head_dim, rotary dims, key positions (Softmax/AttnDecode/Rotary cache)
   int V = 0;                     // vocabulary (LogSoftmax, Embedding)

@@ -154,6 +154,14 @@ std::vector<OpCase> op_cases() {
       { OpCase c = A(); c.B = 2; c.T = 20; c.H = 2; c.hd = 36; v.push_back(c); }
       { OpCase c = A(); c.B = 1; c.T = 700; c.H = 1; c.hd = 128; v.push_back(c); }  // 11 tiles, heaviest first
     }
+    // Grouped-query layout (K = key/value heads; qkv rows [q heads | k heads | v heads], Mixtral/Jamba), flash only
+    // (the model's GQA gemm path is checked by the fixtures): 4 query heads per kv head on tensor cores (hd 64,
+    // partial tiles; hd 128, 3 key tiles), 2 per kv head on the row-wise fallback (hd 16, fp32 and half).
+    for (auto [B, T, H, K, hd] : std::vector<std::tuple<int, int, int, int, int>>{
+             {2, 37, 8, 2, 64}, {1, 150, 4, 2, 128}, {2, 21, 4, 2, 16}}) {
+      OpCase c = C(OpKind::AttnPrefill); c.variant = int(AttnPrefillVariant::Flash);
+      c.B = B; c.T = T; c.H = H; c.K = K; c.hd = hd; v.push_back(c);
+    }
     { OpCase c = C(OpKind::LogSoftmax); c.T = 5; c.V = 1000; v.push_back(c); }
     { OpCase c = C(OpKind::Embedding); c.T = 9; c.V = 50; c.N = 33; v.push_back(c); }
     // Routers: BlackMamba sigmoid top-1, Mixtral top-2 of 8 renormalised, Jamba top-2 of 16 not, a top-3.
@@ -493,6 +501,23 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       char* qkv = static_cast<char*>(D.put("qkv", in["qkv"], dt));
       void* o = D.out("out", size_t(R) * dh, dt);
       const float scale = 1.f / std::sqrt(float(hd));
+      if (c.K > 0) {  // grouped-query rows [q (H hd) | k (K hd) | v (K hd)]; query head h reads kv head h / (H / K)
+        if (AttnPrefillVariant(c.variant) != AttnPrefillVariant::Flash || H % c.K)
+          fail("op case ", c.name(), ": the grouped-query layout is a flash case with H a multiple of K");
+        const int W = (H + 2 * c.K) * hd;
+        FlashLayout L;
+        L.q = qkv;
+        L.k = qkv + size_t(H) * hd * es;
+        L.v = qkv + size_t(H + c.K) * hd * es;
+        L.q_ld = L.kv_ld = W;
+        L.q_bs = L.kv_bs = int64_t(T) * W;
+        L.q_hs = L.kv_hs = hd;
+        L.rep = H / c.K;
+        L.out = o;
+        L.ldo = dh;
+        D.launch = [=](cudaStream_t s) { attention_prefill_flash(dt, L, c.B, T, H, hd, scale, s); };
+        break;
+      }
       if (AttnPrefillVariant(c.variant) == AttnPrefillVariant::Flash) {
         D.launch = [=](cudaStream_t s) { attention_prefill_flash(dt, qkv, c.B, T, H, hd, scale, o, dh, s); };
         break;
@@ -685,8 +710,8 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       // attend to all but the last 3 cached positions, or to the first K when K is set
       d.ints["pos"] = {int64_t(c.K > 0 ? c.K - 1 : c.S - 1 - (c.S > 4 ? 3 : 0))};
       break;
-    case OpKind::AttnPrefill:
-      in["qkv"] = g.normal(size_t(R) * 3 * c.H * c.hd, 1.0, dt);
+    case OpKind::AttnPrefill:  // GPT-NeoX [q|k|v] per head, or (K > 0) grouped [q heads | K k heads | K v heads]
+      in["qkv"] = g.normal(size_t(R) * (c.K > 0 ? c.H + 2 * c.K : 3 * c.H) * c.hd, 1.0, dt);
       break;
     case OpKind::LogSoftmax:
       in["logits"] = g.normal(size_t(R) * c.V, 3.0, Dt::F32);

@@ -12,22 +12,38 @@ const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::Spli
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
 const char* to_string(GemvVariant v) { return v == GemvVariant::Split ? "split" : "warp"; }
 
+KernelVariants kernel_set_v1() {
+  KernelVariants v;
+  v.scan = ScanVariant::Staged;
+  v.attn_decode = AttnDecodeVariant::PerHead;
+  v.attn_prefill = AttnPrefillVariant::Gemm;
+  v.gemv = GemvVariant::Warp;
+  return v;
+}
+KernelVariants kernel_set_v2() { return KernelVariants{}; }
+
+std::string to_string(const KernelVariants& v) {
+  return std::string("scan=") + to_string(v.scan) + ",attn_decode=" + to_string(v.attn_decode) +
+         ",attn_prefill=" + to_string(v.attn_prefill) + ",gemv=" + to_string(v.gemv);
+}
+
 namespace {
 KernelVariants& storage() {
   static KernelVariants v;
   return v;
 }
-}  // namespace
 
-void set_kernel_variants(const std::string& spec) {
-  KernelVariants& kv = storage();
+// Applies spec's entries to kv in order (throws on the first bad one, naming it).
+void parse_into(const std::string& spec, KernelVariants& kv) {
   std::stringstream ss(spec);
   std::string item;
   while (std::getline(ss, item, ',')) {
     if (item.empty()) continue;
     const size_t eq = item.find('=');
     const std::string op = item.substr(0, eq), name = eq == std::string::npos ? "" : item.substr(eq + 1);
-    if (op == "scan" && (name == "staged" || name == "chunked")) {
+    if (item == "v1" || item == "v2") {
+      kv = item == "v1" ? kernel_set_v1() : kernel_set_v2();
+    } else if (op == "scan" && (name == "staged" || name == "chunked")) {
       kv.scan = name == "chunked" ? ScanVariant::Chunked : ScanVariant::Staged;
     } else if (op == "attn_decode" && (name == "per_head" || name == "split")) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
@@ -37,14 +53,27 @@ void set_kernel_variants(const std::string& spec) {
       kv.gemv = name == "split" ? GemvVariant::Split : GemvVariant::Warp;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
-           "' (choices: scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split)");
+           "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split)");
     }
   }
+}
+}  // namespace
+
+// BMH_KERNELS is read first (kernel_variants()), so an explicit choice (bench-gpu --kernels, a test) overrides it; the
+// choice changes only when every entry parses: a bad spec changes nothing.
+void set_kernel_variants(const std::string& spec) {
+  KernelVariants kv = kernel_variants();
+  parse_into(spec, kv);
+  storage() = kv;
 }
 
 KernelVariants& kernel_variants() {
   static const bool from_env = [] {
-    if (const char* e = std::getenv("BMH_KERNELS"); e && *e) set_kernel_variants(e);
+    if (const char* e = std::getenv("BMH_KERNELS"); e && *e) {
+      KernelVariants kv = storage();
+      parse_into(e, kv);
+      storage() = kv;
+    }
     return true;
   }();
   (void)from_env;

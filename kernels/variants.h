@@ -2,7 +2,7 @@
 // has a variant enum here. The op table (op_cases.h) lists a case per variant, so the GPU test checks each against
 // reference/ and `bmh bench-gpu` times them in the same run. The model's entry points (the .cuh functions
 // cuda_model / cuda_decoder call) use the process-wide choice below; BMH_KERNELS (or bench-gpu --kernels) overrides
-// it, e.g. BMH_KERNELS=scan=chunked,attn_decode=split.
+// it, e.g. BMH_KERNELS=scan=staged,attn_decode=per_head or BMH_KERNELS=v1 (every op's version 1).
 #pragma once
 #include <string>
 
@@ -27,20 +27,30 @@ enum class GemvVariant : int {
   Split = 1,  // LPR lanes per row (short rows) or WPR warps splitting K (few long rows) (gemv_split.cu)
 };
 
+// Defaults: the version-2 kernels, each faster on the H200 op table of 2026-12-02 and within its op-table
+// tolerance there (kernels/NOTES.md): chunked scan, split-key decode attention, flash prefill, split GEMV.
+// The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
-  ScanVariant scan = ScanVariant::Staged;
-  AttnDecodeVariant attn_decode = AttnDecodeVariant::PerHead;
-  AttnPrefillVariant attn_prefill = AttnPrefillVariant::Gemm;  // read by cuda_model's attention_prefill once wired
-  GemvVariant gemv = GemvVariant::Warp;
+  ScanVariant scan = ScanVariant::Chunked;
+  AttnDecodeVariant attn_decode = AttnDecodeVariant::SplitKeys;
+  AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
+  GemvVariant gemv = GemvVariant::Split;
 };
+// The two named sets: "v1" (staged, per_head, gemm, warp: the kernels before 2026-12-02) and "v2" (the defaults).
+KernelVariants kernel_set_v1();
+KernelVariants kernel_set_v2();
 
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
-// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv); throws bmh::Error naming the bad entry and the choices.
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv) left to right; an entry "v1" or "v2" sets
+// every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices,
+// changing nothing. BMH_KERNELS is applied before the first call, so this overrides it.
 void set_kernel_variants(const std::string& spec);
 const char* to_string(ScanVariant v);         // "staged", "chunked"
 const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
 const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
 const char* to_string(GemvVariant v);         // "warp", "split"
+// "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split": the spec set_kernel_variants reads back.
+std::string to_string(const KernelVariants& v);
 
 }  // namespace bmh::cuda

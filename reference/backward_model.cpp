@@ -32,10 +32,24 @@ template <class Fn> void parallel_for(int n, Fn fn) {
 
 template <class T> Vec<T> zv(const Vec<T>& v) { return Vec<T>::Zero(v.size()); }
 
+// Row-wise softmax with the max subtracted (torch.softmax), in T.
+template <class T> Mat<T> softmax_rows(const Mat<T>& x) {
+  Mat<T> p(x.rows(), x.cols());
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const T mx = x.row(r).maxCoeff();
+    T sum = 0;
+    for (Eigen::Index e = 0; e < x.cols(); ++e) sum += (p(r, e) = std::exp(x(r, e) - mx));
+    p.row(r) /= sum;
+  }
+  return p;
+}
+
 // What the backward needs of one block: its input and, for a sequential block, the MLP's input.
 template <class T> struct BlockTape {
   Mat<T> in, mid;
   std::vector<int64_t> experts;  // MoE: chosen experts [rows * k], slot order
+  MlpSpec ffn;                   // MoE: the block's spec as routed this step (softmax_gate swaps the gate)
+  Mat<T> probs;                  // MoE, backward only: softmax of the router logits [rows, E] (auxiliary loss)
 };
 
 template <class T> struct Grads {
@@ -121,11 +135,21 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       const int E = bc.ffn.n_experts, k = bc.ffn.top_k;
       std::vector<int64_t> chosen;  // [rows * k] when a hook decides this block (core/trainable.h)
       const bool hooked = hook && (k == 1 ? bool(hook->choose) : bool(hook->choose_topk));
-      if (hooked) {
-        // The router's logits for every row of the step (as switch_mlp computes them), then the hook's choice.
-        Mat<T> lg = per_sequence(hn, E, [&](int, const Mat<T>& s) {
+      // switch_mlp.py's non-sinkhorn branch scales by the softmax probability of the chosen expert: the same
+      // block as a softmax top-1 router without renormalisation (gate = p_e, gradient through the softmax).
+      MlpSpec spec = bc.ffn;
+      if (hooked && hook->softmax_gate && bc.ffn.router == RouterKind::SigmoidTop1) {
+        spec.router = RouterKind::SoftmaxTopK;
+        spec.renormalize = false;
+      }
+      tape[i].ffn = spec;
+      Mat<T> lg;  // the router's logits for every row of the step (as switch_mlp computes them)
+      if (hooked || out)
+        lg = per_sequence(hn, E, [&](int, const Mat<T>& s) {
           return linear<T>(s, w.moe.router, bc.ffn.router_bias ? &w.moe.router_b : nullptr);
         });
+      if (out) tape[i].probs = softmax_rows<T>(lg);
+      if (hooked) {
         std::vector<float> lf(size_t(rows) * E);
         for (int r = 0; r < rows; ++r)
           for (int e = 0; e < E; ++e) lf[size_t(r) * E + e] = float(lg(r, e));
@@ -146,7 +170,7 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       Mat<T> y = per_sequence(hn, d, [&](int b, const Mat<T>& s) {
         std::vector<int64_t> f;
         if (hooked) f.assign(chosen.begin() + int64_t(b) * Tn * k, chosen.begin() + int64_t(b + 1) * Tn * k);
-        return switch_mlp<T>(bc.ffn, w.moe, s, &routes[b], hooked ? &f : nullptr);
+        return switch_mlp<T>(spec, w.moe, s, &routes[b], hooked ? &f : nullptr);
       });
       RouteRecord rec;
       rec.block = i;
@@ -173,6 +197,36 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
       if (bc.mixer != MixerKind::None) x += mixer(x);
       if (out) tape[i].mid = x;
       if (bc.mlp != MlpKind::None) x += ffn(x);
+    }
+  }
+  // Load-balancing loss (core/trainable.h LossAndGrad::aux_loss; transformers modeling_mixtral.py
+  // load_balancing_loss_func): over all MoE blocks' rows concatenated, aux = E * sum_e f_e P_e. aux_grad[e] is
+  // d(coef * aux) / d p_{n,e} = coef * E * f_e / N, the same for every row n of every MoE block.
+  const std::vector<int> moe_ids = cfg_.moe_blocks();
+  std::vector<T> aux_grad;
+  if (out && !moe_ids.empty()) {
+    const int E = cfg_.blocks[moe_ids[0]].ffn.n_experts;
+    bool same_e = true;
+    for (int b : moe_ids) same_e = same_e && cfg_.blocks[b].ffn.n_experts == E;
+    const double coef = hook ? hook->aux_loss_coef : 0.0;
+    if (!same_e && coef != 0)
+      fail("the load-balancing loss needs one expert count in every MoE block (transformers concatenates the "
+           "layers' router logits); this model's differ, so use an auxiliary loss coefficient of 0");
+    if (same_e) {
+      const double N = double(moe_ids.size()) * rows;
+      std::vector<double> f(size_t(E), 0.0), P(size_t(E), 0.0);
+      for (int b : moe_ids) {
+        for (int64_t e : tape[b].experts) f[size_t(e)] += 1.0;
+        for (int r = 0; r < rows; ++r)
+          for (int e = 0; e < E; ++e) P[size_t(e)] += double(tape[b].probs(r, e));
+      }
+      double aux = 0;
+      for (int e = 0; e < E; ++e) aux += (f[size_t(e)] / N) * (P[size_t(e)] / N);
+      out->aux_loss = aux * E;
+      if (coef != 0) {
+        aux_grad.resize(size_t(E));
+        for (int e = 0; e < E; ++e) aux_grad[size_t(e)] = T(coef * E * (f[size_t(e)] / N) / N);
+      }
     }
   }
   const Vec<T>* fnb = cfg_.final_norm_bias ? &m.final_norm_b() : nullptr;
@@ -247,7 +301,20 @@ template <class T> double RefTrainable<T>::step(const Tensor& ids_t, const Routi
         dhn = mlp_backward<T>(bc.ffn, w.mlp, hn, dy, &gb.mlp);
       } else {
         gb.moe = zeros_like(w.moe);
-        dhn = switch_mlp_backward<T>(bc.ffn, w.moe, hn, tape[i].experts, dy, &gb.moe);
+        dhn = switch_mlp_backward<T>(tape[i].ffn, w.moe, hn, tape[i].experts, dy, &gb.moe);
+        if (!aux_grad.empty()) {
+          // coef * aux through P: softmax backward dlogit = p (g - p . g) (torch _softmax_backward_data), then
+          // the router Linear.
+          const Mat<T>& p = tape[i].probs;
+          const Eigen::Map<const Vec<T>> g(aux_grad.data(), Eigen::Index(aux_grad.size()));
+          Mat<T> dl(rows, p.cols());
+          for (int r = 0; r < rows; ++r) {
+            T pg = 0;
+            for (Eigen::Index e = 0; e < p.cols(); ++e) pg += p(r, e) * g(e);
+            for (Eigen::Index e = 0; e < p.cols(); ++e) dl(r, e) = p(r, e) * (g(e) - pg);
+          }
+          dhn += linear_backward<T>(dl, hn, w.moe.router, &gb.moe.router, bc.ffn.router_bias ? &gb.moe.router_b : nullptr);
+        }
       }
       return norm_backward<T>(cfg_.norm, dhn, h, w.mlp_norm_w, cfg_.norm_eps, &gb.mlp_norm_w,
                               cfg_.norm_bias ? &gb.mlp_norm_b : nullptr);

@@ -13,7 +13,8 @@ BEGIN, END = "<!-- gpu-table:begin -->", "<!-- gpu-table:end -->"
 
 def newest_table():
     tables = sorted(glob.glob(os.path.join(ROOT, "results", "gpu", "*", "table.json")),
-                    key=lambda p: (os.path.basename(os.path.dirname(p))[:10], p))
+                    key=lambda p: (os.path.basename(os.path.dirname(p))[:10],
+                                   json.load(open(p)).get("measured_at", ""), p))
     if not tables:
         sys.exit("readme_gpu_table: no results/gpu/*/table.json")
     return tables[-1]

@@ -240,6 +240,29 @@ TEST(TrainLayout, EveryFamilyReadsBack) {
   round_trip(tm, "bmh", "model.safetensors");
   ModelConfig hf = load_model_config(test::fixture_dir("mamba-tiny-hf"));
   round_trip(hf, "hf-mamba", "model.safetensors");
+  // Mixtral and Jamba: presets (whose family is "preset") are saved as transformers would, and the fixtures'
+  // own configs (written by transformers 5.x save_pretrained) survive a write and a read.
+  ModelConfig mx = preset_config("tiny-mixtral-50k"), jb = preset_config("tiny-jamba-50k");
+  for (ModelConfig* c : {&mx, &jb}) c->vocab_size = 256;
+  round_trip(mx, "hf-mixtral", "model.safetensors");
+  round_trip(jb, "hf-jamba", "model.safetensors");
+  round_trip(load_model_config(test::fixture_dir("mixtral-tiny")), "hf-mixtral", "model.safetensors");
+  round_trip(load_model_config(test::fixture_dir("jamba-tiny")), "hf-jamba", "model.safetensors");
+  {
+    // transformers' own key layout: q/k/v and w1/w3 (gate/up) apart, as in the fixtures.
+    const Checkpoint ck = read_safetensors((fs::path(testing::TempDir()) / "bmh_train_layout_hf-jamba" / "model.safetensors").string());
+    EXPECT_TRUE(ck.tensors.count("model.layers.1.feed_forward.experts.0.gate_proj.weight"));
+    EXPECT_TRUE(ck.tensors.count("model.layers.1.feed_forward.experts.0.up_proj.weight"));
+    EXPECT_TRUE(ck.tensors.count("model.layers.2.self_attn.k_proj.weight"));
+    EXPECT_EQ(ck.tensors.at("model.layers.1.mamba.conv1d.weight").shape(), (Shape{128, 1, 4}));  // nn.Conv1d
+    const nlohmann::json j = nlohmann::json::parse(std::ifstream(fs::path(testing::TempDir()) / "bmh_train_layout_hf-jamba" / "config.json"));
+    EXPECT_EQ(j.at("use_mamba_kernels"), false);  // transformers' slow path, which needs no CUDA kernels
+    // The fixture's own layer pattern, as its config states it.
+    EXPECT_EQ(j.at("attn_layer_period"), 4);
+    EXPECT_EQ(j.at("attn_layer_offset"), 2);
+    EXPECT_EQ(j.at("expert_layer_period"), 2);
+    EXPECT_EQ(j.at("expert_layer_offset"), 1);
+  }
   // Zyphra's key layout as the released checkpoints (and the fixture) have it: {"model": {...}}, conv [Di, 1, K].
   const Checkpoint ck = read_torch_zip(fs::path(testing::TempDir()) / "bmh_train_layout_zyphra-blackmamba" / "pytorch_model.bin");
   EXPECT_EQ(ck.tensors.at("model.decoder.layers.0.mixer.conv1d.weight").shape(), (Shape{128, 1, 4}));

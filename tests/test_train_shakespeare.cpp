@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "evals/model_loader.h"
 #include "reference/model.h"
@@ -73,6 +74,48 @@ TEST(TrainShakespeare, EveryArchitectureAndSeedBeatsTheUnigramEntropy) {
       ASSERT_EQ(a.size(), b.size());
       EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << arch;
     }
+}
+
+// Mixtral and Jamba: a few steps of bmh train (the Switch load-balancing loss at its default 0.02, logged per
+// row) write a transformers-layout checkpoint that load_model, as bmh forward does, reads back as exactly the
+// trained model. BlackMamba with --routing top1 (softmax gate) likewise.
+TEST(TrainShakespeare, MixtralJambaAndTop1CheckpointsReloadWithIdenticalLogits) {
+  const fs::path root = fs::path(testing::TempDir()) / "bmh_train_moe_reload";
+  fs::remove_all(root);
+  const TrainableFactory factory = [](const ModelConfig& c, const TensorMap& w) {
+    return make_trainable(c, w, "cpu", "fp32");
+  };
+  std::unique_ptr<TokenData> data;
+  for (const auto& [preset, routing, family] :
+       {std::tuple<const char*, const char*, const char*>{"tiny-mixtral-50k", "sinkhorn", "hf-mixtral"},
+        {"tiny-jamba-50k", "sinkhorn", "hf-jamba"}, {"tiny-blackmamba-50k", "top1", "zyphra-blackmamba"}}) {
+    const json j = {{"preset", preset}, {"vocab_size", 256}, {"seed", 3}, {"routing", routing},
+                    {"data", {{"text", kText}, {"tokenizer", "bytes"}, {"val_fraction", 0.1}}},
+                    {"seq_len", 16}, {"batch", 2}, {"steps", 4}, {"lr", 3e-3}, {"warmup", 1},
+                    {"log_every", 2}, {"eval_every", 4}, {"eval_batches", 1}};
+    const TrainConfig c = train_config_from_json(j, preset);
+    if (!data) data = std::make_unique<TokenData>(TokenData::load(c.data));
+    TrainRunOptions opt;
+    opt.out_dir = (root / preset).string();
+    const TrainOutcome t = run_training(c, *data, factory, opt);
+    EXPECT_EQ(t.summary["family"], family);
+    const bool topk = std::string(preset) != "tiny-blackmamba-50k";
+    EXPECT_EQ(t.summary["aux_loss_coef"].get<double>(), topk ? 0.02 : 0.0) << preset;
+    // Logged every row: E sum f P, k (= 2) for a perfectly balanced top-2 router, 1 for top-1.
+    for (size_t i = 1; i < t.log.size(); ++i) {
+      EXPECT_GT(t.log[i].aux_loss, topk ? 1.9 : 0.9) << preset << " row " << i;
+      EXPECT_LT(t.log[i].aux_loss, topk ? 4.0 : 3.0) << preset << " row " << i;
+    }
+    ModelSpec spec;
+    spec.dir = opt.out_dir + "/checkpoint";
+    std::unique_ptr<LanguageModel> loaded = load_model(spec);
+    EXPECT_EQ(loaded->config().family, family);
+    std::unique_ptr<LanguageModel> direct = ref::make_reference_model(t.cfg, t.parameters, "fp32");
+    const Tensor ids = data->val_batches(1, 2, 24)[0];
+    const std::vector<float> a = loaded->forward(ids).logits.to_f32(), b = direct->forward(ids).logits.to_f32();
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << preset;
+  }
 }
 
 struct Out {

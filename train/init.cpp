@@ -37,12 +37,13 @@ bool ends_with(const std::string& s, const std::string& t) {
   return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
 }
 
-enum class Scheme { Zyphra, MambaSsm, NeoX };
+enum class Scheme { Zyphra, MambaSsm, NeoX, Jamba };
 
 Scheme scheme_of(const std::string& family) {
   if (family == "zyphra-blackmamba") return Scheme::Zyphra;
   if (family == "mamba-ssm" || family == "hf-mamba") return Scheme::MambaSsm;
-  if (family == "hf-gpt-neox" || family == "bmh") return Scheme::NeoX;
+  if (family == "hf-gpt-neox" || family == "bmh" || family == "hf-mixtral") return Scheme::NeoX;
+  if (family == "hf-jamba") return Scheme::Jamba;
   fail("init: unknown model family '", family, "'");
 }
 
@@ -62,6 +63,8 @@ void draw(const std::string& name, const Shape& shape, const ModelConfig& cfg, S
     const int64_t N = shape.size() == 2 ? shape[1] : 1;
     if (ends_with(name, ".A_log")) return fill([&](int64_t i) { return std::log(double(i % N + 1)); });
     if (ends_with(name, ".D")) return fill([](int64_t) { return 1.0; });
+  }
+  if (mamba && scheme != Scheme::Jamba) {  // Jamba's mixers: its Linear/Conv1d rule below
     if (ends_with(name, ".dt_proj.weight")) {
       const double bound = std::pow(fan_in, -0.5) * o.dt_scale;
       return fill([&](int64_t) { return rng.uniform(bound); });
@@ -85,7 +88,8 @@ void draw(const std::string& name, const Shape& shape, const ModelConfig& cfg, S
     return fill([&](int64_t) { return rng.uniform(1.0 / std::sqrt(fan_in)); });  // in_proj, x_proj
   }
   if (ends_with(name, ".bias")) return fill([](int64_t) { return 0.0; });  // every Linear bias, lm_head.bias
-  if (scheme == Scheme::NeoX) return fill([&](int64_t) { return o.initializer_range * rng.normal(); });
+  if (scheme == Scheme::NeoX || scheme == Scheme::Jamba)
+    return fill([&](int64_t) { return o.initializer_range * rng.normal(); });
   // Zyphra / mamba_ssm: nn.Linear's default kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
   return fill([&](int64_t) { return rng.uniform(1.0 / std::sqrt(fan_in)); });
 }

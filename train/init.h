@@ -17,6 +17,11 @@
 //    biases 0, LayerNorm/RMSNorm weight 1 and bias 0 (Mamba mixers in a bmh config follow the Mamba rules above).
 // transformers' Mamba (models/mamba/modeling_mamba.py MambaPreTrainedModel._init_weights) ports the same Mamba rules
 // (dt, A_log, D, out_proj rescaled by sqrt(num_hidden_layers)), so hf-mamba uses them too.
+//  * Mixtral (transformers modeling_mixtral.py, PreTrainedModel._init_weights): every Linear weight and the
+//    embedding N(0, initializer_range), RMSNorm weight 1: the GPT-NeoX rule.
+//  * Jamba (modeling_jamba.py JambaPreTrainedModel._init_weights): every nn.Linear and nn.Conv1d weight inside the
+//    Mamba mixers too N(0, initializer_range) with zero biases (so dt_proj.bias = 0, not the inverse-softplus
+//    draw), embedding N(0, initializer_range), RMSNorms (dt/B/C included) 1, A_log = log(1..N), D = 1.
 // Each tensor draws from its own generator seeded by (seed, name), so the values do not depend on the order or
 // the thread that draws them.
 #pragma once

@@ -68,10 +68,13 @@ int64_t argmax(const float* v, int E) {
 }  // namespace
 
 std::unique_ptr<RoutingHook> make_routing_hook(const std::string& routing, SinkhornInit init,
-                                               std::shared_ptr<RoutingStats> stats) {
-  if (routing == "argmax") return nullptr;
+                                               std::shared_ptr<RoutingStats> stats, double aux_loss_coef) {
+  if (routing == "argmax" && aux_loss_coef == 0) return nullptr;
   auto hook = std::make_unique<RoutingHook>();
-  if (routing == "sinkhorn") {
+  hook->aux_loss_coef = aux_loss_coef;
+  if (routing == "argmax") {
+    // inference routing; the hook only carries the auxiliary loss
+  } else if (routing == "sinkhorn") {
     hook->choose = [init, stats](int, int rows, int E, const float* logits, int64_t* expert) {
       int it = 0;
       const std::vector<float> p = sinkhorn(logits, rows, E, init, &it);
@@ -83,6 +86,7 @@ std::unique_ptr<RoutingHook> make_routing_hook(const std::string& routing, Sinkh
       }
     };
   } else if (routing == "top1") {
+    hook->softmax_gate = true;  // output * max softmax probability (switch_mlp.py)
     hook->choose = [stats](int, int rows, int E, const float* logits, int64_t* expert) {
       std::vector<float> p(static_cast<size_t>(E));
       for (int r = 0; r < rows; ++r) {

@@ -13,10 +13,15 @@
 //    the plan stays close to its first column normalisation; Megatron's d1 = 1 iterates further. (Their loop has
 //    no iteration limit; ours stops at kSinkhornMaxIterations and
 //    counts the rows routed by an unconverged plan, which the logs report.)
-//  * top1 (switch_mlp.py's non-sinkhorn branch chooses by softmax then max): expert = argmax softmax(logits).
-//    The gate the model applies stays the sigmoid (the RoutingHook chooses, it does not set the gate), where
-//    switch_mlp.py would scale by the softmax probability.
+//  * top1 (Zyphra/BlackMamba switch_mlp.py SwitchMLP.forward, the branch taken when routing_mode != 'sinkhorn':
+//    `route = torch.softmax(route, dim=1); max_prob, max_ind = torch.max(route, dim=1)`, output * max_prob):
+//    expert = first argmax of softmax(logits) in fp32, and the gate is that softmax probability (the hook sets
+//    RoutingHook::softmax_gate), differentiated through the softmax over all E logits. Note that Zyphra's
+//    from_pretrained never reads routing_mode, so a checkpoint trained this way still runs with the sigmoid gate
+//    at inference (what bmh and Zyphra's loader do).
 //  * argmax: the inference rule (argmax of the sigmoid), i.e. no hook.
+// Blocks with top_k > 1 (Mixtral/Jamba) always route by their own softmax top-k, whatever `routing` says.
+// The Switch load-balancing loss (RoutingHook::aux_loss_coef, core/trainable.h) is independent of the rule.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -37,9 +42,9 @@ struct RoutingStats {  // filled by the hooks as they run (per training step; re
   int64_t calls = 0, unconverged_calls = 0, iterations = 0;
 };
 
-// "sinkhorn", "top1" or "argmax" (returns null: the model's own inference routing).
+// "sinkhorn", "top1" or "argmax" (the model's own inference routing: null unless aux_loss_coef != 0).
 std::unique_ptr<RoutingHook> make_routing_hook(const std::string& routing, SinkhornInit init,
-                                               std::shared_ptr<RoutingStats> stats);
+                                               std::shared_ptr<RoutingStats> stats, double aux_loss_coef = 0);
 SinkhornInit sinkhorn_init_from(const std::string& s);  // "zyphra" | "megatron"
 
 }  // namespace bmh::train

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -81,7 +82,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& where, cons
   check_keys(j, where,
              {"preset", "config", "init_from", "vocab_size", "seed", "backend", "dtype", "data", "seq_len", "batch",
               "accum", "steps", "flops", "lr", "min_lr", "warmup", "weight_decay", "beta1", "beta2", "eps",
-              "grad_clip", "routing", "sinkhorn_init", "log_every", "eval_every", "eval_batches", "checkpoint_every"});
+              "grad_clip", "routing", "sinkhorn_init", "aux_loss_coef", "log_every", "eval_every", "eval_batches", "checkpoint_every"});
   TrainConfig c;
   c.json = j;
   c.preset = get<std::string>(j, where, "preset", "");
@@ -140,6 +141,9 @@ TrainConfig train_config_from_json(const json& j, const std::string& where, cons
     fail(where, ": routing '", c.routing, "' (sinkhorn, top1, argmax)");
   if (c.sinkhorn_init != "zyphra" && c.sinkhorn_init != "megatron")
     fail(where, ": sinkhorn_init '", c.sinkhorn_init, "' (zyphra, megatron)");
+  c.aux_loss_coef = get<double>(j, where, "aux_loss_coef", -1.0);
+  if (j.contains("aux_loss_coef") && !(c.aux_loss_coef >= 0 && std::isfinite(c.aux_loss_coef)))
+    fail(where, ": aux_loss_coef ", c.aux_loss_coef, " must be finite and >= 0");
   c.log_every = get<int>(j, where, "log_every", c.log_every);
   c.eval_every = get<int>(j, where, "eval_every", c.eval_every);
   c.eval_batches = get<int>(j, where, "eval_batches", c.eval_batches);
@@ -152,6 +156,13 @@ TrainConfig train_config_from_json(const json& j, const std::string& where, cons
       o.grad_clip < 0 || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0))
     fail(where, ": an optimizer setting is out of range (lr > 0, betas in [0, 1), eps > 0, others >= 0)");
   return c;
+}
+
+double aux_loss_coef_for(const TrainConfig& c, const ModelConfig& cfg) {
+  if (c.aux_loss_coef >= 0) return c.aux_loss_coef;
+  for (int b : cfg.moe_blocks())
+    if (cfg.blocks[size_t(b)].ffn.router == RouterKind::SoftmaxTopK) return 0.02;
+  return 0.0;
 }
 
 ModelConfig resolve_model_config(const TrainConfig& c) {

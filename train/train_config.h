@@ -6,7 +6,7 @@
 //    "data": {"text": ["data/text/tinyshakespeare.input.txt"], "tokenizer": "bytes", "val_fraction": 0.1},
 //    "seq_len": 64, "batch": 8, "accum": 1, "steps": 300,            // or "flops": 2e12 (training FLOPs budget)
 //    "lr": 3e-3, "min_lr": 3e-4, "warmup": 20, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8,
-//    "grad_clip": 1.0, "routing": "sinkhorn", "sinkhorn_init": "zyphra",
+//    "grad_clip": 1.0, "routing": "sinkhorn", "sinkhorn_init": "zyphra", "aux_loss_coef": 0.02,
 //    "log_every": 10, "eval_every": 50, "eval_batches": 4, "checkpoint_every": 100}
 #pragma once
 #include <cstdint>
@@ -34,6 +34,10 @@ struct TrainConfig {
   double flops = 0;             // ... or a training-FLOPs budget (steps = ceil(flops / FLOPs per step))
   AdamWConfig opt;
   std::string routing = "sinkhorn", sinkhorn_init = "zyphra";
+  // Switch load-balancing loss weight (core/trainable.h RoutingHook::aux_loss_coef); < 0 (unset): 0.02 when the
+  // model has a softmax top-k MoE block (Mixtral/Jamba; Mixtral-8x7B's config.json router_aux_loss_coef, which
+  // MixtralForCausalLM adds as loss += coef * aux_loss), else 0 (BlackMamba's Sinkhorn/top-1 training has none).
+  double aux_loss_coef = -1;
   int log_every = 10, eval_every = 50, eval_batches = 4;
   int64_t checkpoint_every = 0; // 0: only at the end
   nlohmann::json json;          // as given, for results.json and the resume fingerprint
@@ -41,6 +45,9 @@ struct TrainConfig {
 
 // Parses and checks a JSON object (`where` names it in errors); relative data paths resolve against `base`.
 TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& where, const std::string& base = "");
+
+// The load-balancing coefficient a run uses: c.aux_loss_coef, or its default for cfg when unset.
+double aux_loss_coef_for(const TrainConfig& c, const ModelConfig& cfg);
 
 // The model a config describes: its ModelConfig (family set to the layout it is saved in) and starting weights
 // (family initialisation, or the checkpoint's), in the training dtype.

@@ -59,7 +59,8 @@ json to_json(const LogRow& r) {
           {"grad_norm", r.grad_norm}, {"tokens_per_s", r.tokens_per_s}, {"seconds", r.seconds},
           {"val_loss", r.val_loss}, {"val_loss_train_routing", r.val_loss_train_routing},
           {"expert_counts", r.expert_counts},
-          {"sinkhorn_iterations", r.sinkhorn_iterations}, {"sinkhorn_unconverged", r.sinkhorn_unconverged}};
+          {"sinkhorn_iterations", r.sinkhorn_iterations}, {"sinkhorn_unconverged", r.sinkhorn_unconverged},
+          {"aux_loss", r.aux_loss}};
 }
 
 LogRow log_row_from_json(const json& j) {
@@ -77,6 +78,7 @@ LogRow log_row_from_json(const json& j) {
   r.expert_counts = j.at("expert_counts").get<std::vector<std::vector<int64_t>>>();
   r.sinkhorn_iterations = j.at("sinkhorn_iterations");
   r.sinkhorn_unconverged = j.at("sinkhorn_unconverged");
+  r.aux_loss = j.value("aux_loss", -1.0);  // absent in states written before the load-balancing loss
   return r;
 }
 
@@ -141,8 +143,12 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
 
   const std::vector<Tensor> val = data.val_batches(c.eval_batches, B, T);
   auto stats = std::make_shared<RoutingStats>();
-  std::unique_ptr<RoutingHook> hook = make_routing_hook(c.routing, sinkhorn_init_from(c.sinkhorn_init), stats);
+  const double aux_coef = aux_loss_coef_for(c, cfg);
+  std::unique_ptr<RoutingHook> hook =
+      make_routing_hook(c.routing, sinkhorn_init_from(c.sinkhorn_init), stats, aux_coef);
   const std::vector<int> moe = cfg.moe_blocks();
+  // Held-out loss under the training routing only where that routing differs from inference.
+  const RoutingHook* train_routing = hook && (hook->choose || hook->choose_topk) && !moe.empty() ? hook.get() : nullptr;
   auto zero_counts = [&] {
     std::vector<std::vector<int64_t>> z;
     for (int b : moe) z.emplace_back(size_t(cfg.blocks[b].ffn.n_experts), 0);
@@ -163,7 +169,7 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
     r0.train_loss = -1;
     r0.lr = lr_at(c.opt, 0, max_steps);
     r0.val_loss = mean_val_loss(*model, val);
-    if (hook && !moe.empty()) r0.val_loss_train_routing = mean_val_loss(*model, val, hook.get());
+    if (train_routing) r0.val_loss_train_routing = mean_val_loss(*model, val, train_routing);
     r0.expert_counts = zero_counts();
     out.log.push_back(r0);
     *stats = RoutingStats{};
@@ -171,7 +177,7 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
         std::to_string(data.val_unigram_entropy()) + " nats)");
   }
   auto window_counts = zero_counts();
-  double window_loss = 0, window_tokens = 0;
+  double window_loss = 0, window_tokens = 0, window_aux = 0;
   int64_t window_steps = 0;
   auto t_window = Clock::now();
   const auto t_loop = Clock::now();
@@ -179,11 +185,12 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
   for (int64_t step = start; step < stop; ++step) {
     const double lr = lr_at(c.opt, step, max_steps);
     TensorMap grads;
-    double loss = 0;
+    double loss = 0, aux = 0;
     for (int micro = 0; micro < c.accum; ++micro) {
       const Tensor ids = data.train_batch(c.seed, step, micro, B, T);
       LossAndGrad lg = model->loss_and_grad(ids, hook.get());
       loss += lg.loss;
+      aux += lg.aux_loss;
       if (micro == 0) {
         grads = std::move(lg.grads);
       } else {
@@ -194,11 +201,13 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
     }
     if (c.accum > 1) scale(grads, 1.0 / c.accum);
     loss /= c.accum;
+    aux /= c.accum;
     if (!std::isfinite(loss)) fail("training diverged: loss ", loss, " at step ", step);
     const double gnorm = clip_grad_norm(grads, c.opt.grad_clip);
     adam.step(grads, lr);
     const int64_t s = step + 1;
     window_loss += loss;
+    window_aux += aux;
     window_tokens += tokens_per_step;
     ++window_steps;
     const bool ckpt = c.checkpoint_every > 0 && s % c.checkpoint_every == 0 && s < max_steps;
@@ -217,18 +226,21 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
       r.expert_counts = window_counts;
       r.sinkhorn_iterations = stats->iterations;
       r.sinkhorn_unconverged = stats->unconverged_calls;
+      r.aux_loss = moe.empty() ? -1.0 : window_aux / double(window_steps);
       if (eval) r.val_loss = mean_val_loss(*model, val);
-      if (eval && hook && !moe.empty()) r.val_loss_train_routing = mean_val_loss(*model, val, hook.get());
+      if (eval && train_routing) r.val_loss_train_routing = mean_val_loss(*model, val, train_routing);
       out.log.push_back(r);
       const double per_step = std::chrono::duration<double>(Clock::now() - t_loop).count() / double(s - start);
       char line[256];
-      std::snprintf(line, sizeof line, "step %5lld/%lld  loss %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s",
+      char aux_text[48] = "";
+      if (r.aux_loss >= 0) std::snprintf(aux_text, sizeof aux_text, "  aux %.4f", r.aux_loss);
+      std::snprintf(line, sizeof line, "step %5lld/%lld  loss %.4f%s%s  lr %.2e  |g| %.3f  %.0f tok/s  ETA %s",
                     (long long)s, (long long)max_steps, r.train_loss,
-                    eval ? ("  held-out " + std::to_string(r.val_loss).substr(0, 6)).c_str() : "", lr, gnorm,
+                    eval ? ("  held-out " + std::to_string(r.val_loss).substr(0, 6)).c_str() : "", aux_text, lr, gnorm,
                     r.tokens_per_s, eta(per_step * double(max_steps - s)).c_str());
       say(line);
       window_counts = zero_counts();
-      window_loss = window_tokens = 0;
+      window_loss = window_tokens = window_aux = 0;
       window_steps = 0;
       *stats = RoutingStats{};
       t_window = Clock::now();
@@ -271,7 +283,8 @@ TrainOutcome run_training(const TrainConfig& c, const TokenData& data, const Tra
                  {"params_total", pb.total}, {"params_active", pb.active},
                  {"params_active_non_embedding", active_non_embedding_params(cfg)}, {"seconds", out.seconds},
                  {"resumed_from", out.resumed ? out.resumed_from : -1}, {"routing", moe.empty() ? "" : c.routing},
-                 {"sinkhorn_init", moe.empty() ? "" : c.sinkhorn_init}, {"load_cv_last", cv_last},
+                 {"sinkhorn_init", moe.empty() ? "" : c.sinkhorn_init},
+                 {"aux_loss_coef", moe.empty() ? 0.0 : aux_coef}, {"final_aux_loss", out.log.back().aux_loss}, {"load_cv_last", cv_last},
                  {"load_cv_all", cv_all}, {"data", data.describe()},
                  {"checkpoint", opt.out_dir.empty() ? "" : checkpoint_dir(opt.out_dir)}};
   return out;
@@ -283,7 +296,7 @@ void write_training_h5(const TrainOutcome& t, h5::Group g) {
   for (const char* k : {"val_unigram_entropy", "val_unigram_cross_entropy", "training_flops_per_token"})
     g.attr(k, t.summary.value(k, 0.0));
   std::vector<int64_t> step;
-  std::vector<double> tokens, flops, lr, loss, gnorm, tps, secs, es, ef, el, elt;
+  std::vector<double> tokens, flops, lr, loss, gnorm, tps, secs, es, ef, el, elt, aux;
   for (const auto& r : t.log) {
     step.push_back(r.step);
     tokens.push_back(r.tokens);
@@ -293,6 +306,7 @@ void write_training_h5(const TrainOutcome& t, h5::Group g) {
     gnorm.push_back(r.grad_norm);
     tps.push_back(r.tokens_per_s);
     secs.push_back(r.seconds);
+    aux.push_back(r.aux_loss);
     if (r.val_loss >= 0) {
       es.push_back(double(r.step));
       ef.push_back(r.flops);
@@ -331,6 +345,9 @@ void write_training_h5(const TrainOutcome& t, h5::Group g) {
   g.write("load_cv", cv, {R, L}, {"coefficient of variation of the expert load (std/mean)", "", {"row", "moe_layer"}});
   std::vector<int64_t> blocks(moe.begin(), moe.end());
   g.write("moe_blocks", blocks, {"block index of each MoE layer", "", {"moe_layer"}});
+  g.write("aux_loss", aux,
+          {"Switch load-balancing loss E sum_e f_e P_e over all MoE layers' rows (transformers "
+           "load_balancing_loss_func; unweighted), mean over the row's steps (-1: none)", "", {"row"}});
 }
 
 }  // namespace bmh::train

@@ -35,6 +35,7 @@ struct LogRow {
   double val_loss_train_routing = -1;  // MoE: the same held-out loss routed as in training (e.g. Sinkhorn)
   std::vector<std::vector<int64_t>> expert_counts;  // per MoE layer [E], tokens routed since the previous row
   int64_t sinkhorn_iterations = 0, sinkhorn_unconverged = 0;
+  double aux_loss = -1;             // MoE: mean load-balancing loss E sum f P over the row's steps (unweighted)
 };
 nlohmann::json to_json(const LogRow& r);
 LogRow log_row_from_json(const nlohmann::json& j);

@@ -20,6 +20,30 @@ def median_ms(fn, reps=3, warmup=1):
     return sorted(ts)[len(ts) // 2]
 
 
+class deadline:
+    """Raises TimeoutError in the main thread after `seconds` (SIGALRM), so one slow peer attempt (a torch.compile
+    that takes minutes) cannot use up the device call; a no-op context where seconds <= 0."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+        if self.seconds > 0:
+            def fire(signum, frame):
+                raise TimeoutError(f"gave up after {self.seconds:.0f} s")
+            self.old = signal.signal(signal.SIGALRM, fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self.seconds > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
+        return False
+
+
 def add_paths(*dirs):
     for d in dirs:
         if d and d not in sys.path:

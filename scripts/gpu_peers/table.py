@@ -8,7 +8,7 @@ Usage: python3 table.py --bench BENCH.json --peers P1.json [P2.json ...] --commi
 "% of floor" = floor time / our time (100% = at the floor); "peer / ours" = peer time / our time (> 1: we are
 faster). A peer that failed keeps its row, with its error in place of a time; nothing is filled in from elsewhere.
 """
-import argparse, json, os, re
+import argparse, json, os, re, time
 
 
 def load_peers(paths):
@@ -70,17 +70,28 @@ def build_rows(bench, peers):
             rows.append({"benchmark": f"{pe['preset']} {pe['what']} {shape}", "ours_ms": None, "floor_ms": None,
                          "ours_error": bench.get("error", "not run"), "peer": pe.get("peer"),
                          "peer_ms": pe.get("peer_ms"), "peer_error": pe.get("error")})
-    for m in bench.get("models", []):
-        pr = m["preset"]
-        B, T = m["forward_shape"]
-        for what, ours, floor, label in (("decode", m["decode_ms"], m["decode_floor_ms"], f"{pr} decode b=1 (ms/token)"),
-                                         ("forward", m["forward_ms"], m["forward_floor_ms"], f"{pr} forward {B}x{T} (ms)")):
-            pe = find_peer(peers, preset=pr, what=what)
-            if pe is None:
-                pe = next((r for r in peers if r.get("key") == f"{pr}/{what}"), None)
-            rows.append({"benchmark": label, "ours_ms": ours, "floor_ms": floor,
-                         "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
-                         "peer_error": pe.get("error") if pe else ("no peer for this shape" if pe is None else None)})
+    # bench-gpu --kernels-ab times a preset once per kernel set: its decode rows, then its forward rows, adjacent.
+    # The default set ("v2", or no "kernels" key) keeps the plain labels; another set's rows say which, e.g.
+    # "(v1 kernels)", and carry their own "kernels" key.
+    models = bench.get("models", [])
+    for pr in dict.fromkeys(m["preset"] for m in models):
+        for what in ("decode", "forward"):
+            for m in (m for m in models if m["preset"] == pr):
+                B, T = m["forward_shape"]
+                ours, floor = m[f"{what}_ms"], m[f"{what}_floor_ms"]
+                label = f"{pr} decode b=1 (ms/token)" if what == "decode" else f"{pr} forward {B}x{T} (ms)"
+                ks = m.get("kernels")
+                if ks and ks != "v2":
+                    label += f" ({ks} kernels)"
+                pe = find_peer(peers, preset=pr, what=what)
+                if pe is None:
+                    pe = next((r for r in peers if r.get("key") == f"{pr}/{what}"), None)
+                row = {"benchmark": label, "ours_ms": ours, "floor_ms": floor,
+                       "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
+                       "peer_error": pe.get("error") if pe else ("no peer for this shape" if pe is None else None)}
+                if ks:
+                    row["kernels"] = ks
+                rows.append(row)
     for o in bench.get("ops", []):
         if o.get("op") != "selective_scan" or "_B" not in o["name"] and "_T" not in o["name"]:
             continue
@@ -124,6 +135,7 @@ def main():
     ap.add_argument("--bench-log")
     ap.add_argument("--peers", nargs="*", default=[])
     ap.add_argument("--commit", required=True)
+    ap.add_argument("--measured-at", default="", help="UTC time of the run (default: now)")
     ap.add_argument("--command", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -132,7 +144,9 @@ def main():
     rows = build_rows(bench, peers)
     fl = bench["floors"]
     md = markdown(rows, fl, bench["device"], a.commit, a.command)
+    # measured_at orders two runs of one day (readme_gpu_table.py takes the newest).
     doc = {"device": bench["device"], "commit": a.commit, "command": a.command,
+           "measured_at": a.measured_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "floors": {"copy_GBps": fl["copy_GBps"], "gemm_bf16_TFLOPs": fl["gemm_bf16_TFLOPs"]}, "rows": rows}
     for name, text in (("table.md", md), ("table.json", json.dumps(doc, indent=1) + "\n")):
         tmp = os.path.join(a.out, name + ".tmp")

@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
+#include <random>
+#include <tuple>
 
 #include "core/batched_generate.h"
 #include "core/checkpoint.h"
@@ -20,6 +23,7 @@
 #include "evals/model_loader.h"
 #include "gpu_test_util.h"
 #include "kernels/cuda_model.h"
+#include "kernels/variants.h"
 #include "reference/model.h"
 
 namespace bmh {
@@ -53,11 +57,45 @@ double rel(const Tensor& a, const Tensor& b) {
 }
 double rel(const std::vector<float>& a, const std::vector<double>& b) { return gpu_test::rel_err(a, b); }
 
-class CudaFixture : public ::testing::TestWithParam<std::string> {};
+// The model tests run twice: with the default kernels ("v2": chunked scan, split-key decode attention, flash
+// prefill, split GEMV) and with the version-1 set ("v1": staged, per_head, cuBLAS + softmax, warp), so both stay
+// checked against the oracles and the CPU reference at the same dtype tolerances. The choice is process-wide
+// (kernels/variants.h); the guard restores the previous one, whatever the test's outcome.
+class KernelSetGuard {
+ public:
+  explicit KernelSetGuard(const std::string& spec) : saved_(cuda::kernel_variants()) { cuda::set_kernel_variants(spec); }
+  ~KernelSetGuard() { cuda::kernel_variants() = saved_; }
+
+ private:
+  cuda::KernelVariants saved_;
+};
+const std::vector<std::string> kKernelSets = {"v2", "v1"};
+
+// A test name: the parameter with non-alphanumerics as '_', and "_v1kernels" for the version-1 pass (the default
+// set keeps the names the tests had before the sets existed).
+std::string param_name(const std::string& what, const std::string& set) {
+  std::string s = what;
+  for (char& ch : s)
+    if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return set == "v2" ? s : s + "_" + set + "kernels";
+}
+
+class KernelSetTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  void SetUp() override { guard_ = std::make_unique<KernelSetGuard>(std::get<1>(GetParam())); }
+  void TearDown() override { guard_.reset(); }
+  // The fixture or preset name.
+  const std::string& name() const { return std::get<0>(GetParam()); }
+
+ private:
+  std::unique_ptr<KernelSetGuard> guard_;
+};
+
+class CudaFixture : public KernelSetTest {};
 
 TEST_P(CudaFixture, Fp32ForwardMatchesOracle) {
   BMH_REQUIRE_GPU();
-  const std::string name = GetParam();
+  const std::string name = this->name();
   TensorMap exp = expected(name);
   auto model = load_fixture(name, "fp32");
   EXPECT_EQ(model->describe(), "cuda fp32");
@@ -99,7 +137,7 @@ TEST_P(CudaFixture, Fp32ForwardMatchesOracle) {
 
 TEST_P(CudaFixture, Fp32GreedyDecodeMatchesOracle) {
   BMH_REQUIRE_GPU();
-  const std::string name = GetParam();
+  const std::string name = this->name();
   TensorMap exp = expected(name);
   auto model = load_fixture(name, "fp32");
   const Tensor& want = exp.at("generated_ids");
@@ -118,7 +156,7 @@ TEST_P(CudaFixture, Fp32GreedyDecodeMatchesOracle) {
 // with forced routes, and 1 of 152 top-2 slots flipped at a near-tie in bf16; its bounds are 5e-2, 1e-2 and 2 slots.
 TEST_P(CudaFixture, HalfPrecisionMatchesOracle) {
   BMH_REQUIRE_GPU();
-  const std::string name = GetParam();
+  const std::string name = this->name();
   TensorMap exp = expected(name);
   std::vector<std::pair<int, std::vector<int64_t>>> routes;
   for (const auto& [k, t] : exp)
@@ -151,18 +189,14 @@ TEST_P(CudaFixture, HalfPrecisionMatchesOracle) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Oracle, CudaFixture, ::testing::ValuesIn(kFixtures), [](const auto& info) {
-  std::string s = info.param;
-  for (char& ch : s)
-    if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return s;
-});
+INSTANTIATE_TEST_SUITE_P(Oracle, CudaFixture, ::testing::Combine(::testing::ValuesIn(kFixtures), ::testing::ValuesIn(kKernelSets)),
+                         [](const auto& info) { return param_name(std::get<0>(info.param), std::get<1>(info.param)); });
 
 // Tiny presets with the real vocabulary and seeded random weights: every block kind the presets use.
 const std::vector<std::string> kPresets = {"tiny-blackmamba-50k", "tiny-mamba-50k", "tiny-pythia-50k", "tiny-transformer-moe-50k",
                                            "tiny-mixtral-50k", "tiny-jamba-50k"};
 
-class CudaPreset : public ::testing::TestWithParam<std::string> {};
+class CudaPreset : public KernelSetTest {};
 
 Tensor ids_for(int B, int T, int V, uint64_t seed) {
   std::vector<int64_t> v(size_t(B) * T);
@@ -176,13 +210,13 @@ Tensor ids_for(int B, int T, int V, uint64_t seed) {
 
 TEST_P(CudaPreset, Fp32MatchesReference) {
   BMH_REQUIRE_GPU();
-  ModelConfig cfg = preset_config(GetParam());
+  ModelConfig cfg = preset_config(name());
   TensorMap w = random_weights(cfg, 7);
   auto gpu = make_cuda_model(cfg, w, "fp32");
   auto cpu = ref::make_reference_model(cfg, w, "fp32");
   Tensor ids = ids_for(2, 23, cfg.vocab_size, 11);
   ForwardOutput a = gpu->forward(ids), b = cpu->forward(ids);
-  EXPECT_LT(rel(a.logits, b.logits), 1e-4) << GetParam();
+  EXPECT_LT(rel(a.logits, b.logits), 1e-4) << name();
   ASSERT_EQ(a.routes.size(), b.routes.size());
   for (size_t i = 0; i < a.routes.size(); ++i) EXPECT_EQ(a.routes[i].expert, b.routes[i].expert);
 }
@@ -190,7 +224,7 @@ TEST_P(CudaPreset, Fp32MatchesReference) {
 // Decode (GEMV steps replayed from a CUDA graph) against a full forward of the generated sequence.
 TEST_P(CudaPreset, DecodeMatchesForward) {
   BMH_REQUIRE_GPU();
-  ModelConfig cfg = preset_config(GetParam());
+  ModelConfig cfg = preset_config(name());
   TensorMap w = random_weights(cfg, 3);
   for (std::string dtype : {"fp32", "bf16"}) {
     auto m = make_cuda_model(cfg, w, dtype);
@@ -208,17 +242,82 @@ TEST_P(CudaPreset, DecodeMatchesForward) {
                       want.data_mut<float>() + (size_t(b) * n + s) * V);
       // fp32: two summation orders (cuBLAS vs GEMV), 1e-4. bf16: the two paths round the same intermediates to
       // bf16 but accumulate in different orders; one bf16 ulp moved early can move a later one, 2e-2.
-      EXPECT_LT(rel(dec_logits, want), dtype == "fp32" ? 1e-4 : 2e-2) << GetParam() << " " << dtype << " B=" << B;
+      EXPECT_LT(rel(dec_logits, want), dtype == "fp32" ? 1e-4 : 2e-2) << name() << " " << dtype << " B=" << B;
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Presets, CudaPreset, ::testing::ValuesIn(kPresets), [](const auto& info) {
-  std::string s = info.param;
-  for (char& ch : s)
-    if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return s;
-});
+INSTANTIATE_TEST_SUITE_P(Presets, CudaPreset, ::testing::Combine(::testing::ValuesIn(kPresets), ::testing::ValuesIn(kKernelSets)),
+                         [](const auto& info) { return param_name(std::get<0>(info.param), std::get<1>(info.param)); });
+
+// The flash prefill's tensor-core path (bf16/fp16, head_dim 64 or 128) inside the model, which the fixtures and
+// tiny presets (head_dim 16: the row-wise fallback) do not reach: the attention presets with their heads widened,
+// B = 2 sequences of T = 150 (two full 64-query tiles and a partial one; 3 key tiles through the double buffer),
+// GPT-NeoX (partial rotary, per-head qkv), Mixtral (GQA, 2 query heads per kv head, full rotary) and Jamba (GQA,
+// no rotary), MoE routes forced to the CPU reference's. The qkv weights are scaled by 8: at the presets' 0.02 init
+// the scores q.k/sqrt(hd) have a spread of ~0.03, the softmax is nearly uniform and a wrong query, rotary or mask
+// would hardly show; scaled, the scores spread ~1.6 and attention dominates the residual (checked below: zeroing
+// the attention output projections must move the logits by more than 5x the bound). The same model object runs
+// both attention paths, so only the attention kernels differ: their logits agree within the model-level bounds
+// these tests use per dtype (bf16 2e-2, fp16 3e-3; Jamba's inner norms 5e-2 / 1e-2). Both are also compared with
+// the CPU reference in fp32: flash within 1.5x the cuBLAS path's error plus the same bound.
+TEST(CudaFlashPrefill, TensorCorePathMatchesGemmPathInTheModel) {
+  BMH_REQUIRE_GPU();
+  for (std::string preset : {"tiny-pythia-50k", "tiny-mixtral-50k", "tiny-jamba-50k"})
+    for (int hd : {64, 128}) {
+      ModelConfig cfg = preset_config(preset);
+      for (BlockConfig& b : cfg.blocks)
+        if (b.mixer == MixerKind::Attention) {
+          const bool neox = !b.attn.grouped_qkv;
+          b.attn.rotary_dim = neox ? hd / 4 : (b.attn.rotary_dim > 0 ? hd : 0);  // as the presets derive it
+          b.attn.head_dim = hd;
+        }
+      TensorMap w = random_weights(cfg, 21);
+      TensorMap w_noattn = random_weights(cfg, 21);
+      for (int i = 0; i < cfg.n_blocks(); ++i) {
+        if (cfg.blocks[i].mixer != MixerKind::Attention) continue;
+        const std::string pre = "blocks." + std::to_string(i) + ".attn.";
+        for (TensorMap* m : {&w, &w_noattn}) {
+          Tensor& q = m->at(pre + "qkv.weight");
+          for (int64_t k = 0; k < q.numel(); ++k) q.data_mut<float>()[k] *= 8.f;
+        }
+        Tensor& dense = w_noattn.at(pre + "dense.weight");
+        std::fill_n(dense.data_mut<float>(), dense.numel(), 0.f);
+      }
+      Tensor ids = ids_for(2, 150, cfg.vocab_size, 31);
+      const ForwardOutput cpu_out = ref::make_reference_model(cfg, w, "fp32")->forward(ids);
+      const Tensor& cpu = cpu_out.logits;
+      // Routes forced to the reference's, so a near-tie cannot send a token elsewhere in one run only.
+      std::vector<std::pair<int, std::vector<int64_t>>> routes;
+      for (const RouteRecord& r : cpu_out.routes) routes.push_back({r.block, r.expert});
+      ForwardOptions opt;
+      opt.force_routes = &routes;
+      const bool jamba = preset == "tiny-jamba-50k";
+      for (std::string dtype : {"bf16", "fp16"}) {
+        auto m = make_cuda_model(cfg, w, dtype);
+        Tensor flash, gemm;
+        {
+          KernelSetGuard g("attn_prefill=flash");
+          flash = m->forward(ids, opt).logits;
+        }
+        {
+          KernelSetGuard g("attn_prefill=gemm");
+          gemm = m->forward(ids, opt).logits;
+        }
+        const double bound = dtype == "bf16" ? (jamba ? 5e-2 : 2e-2) : (jamba ? 1e-2 : 3e-3);
+        const double e_fg = rel(flash, gemm), e_gc = rel(gemm, cpu), e_fc = rel(flash, cpu);
+        std::printf("[ info ] %s head_dim %d %s: flash vs cuBLAS path %.2e; vs CPU fp32: flash %.2e, cuBLAS %.2e\n",
+                    preset.c_str(), hd, dtype.c_str(), e_fg, e_fc, e_gc);
+        EXPECT_LT(e_fg, bound) << preset << " head_dim " << hd << " " << dtype;
+        EXPECT_LT(e_fc, 1.5 * e_gc + bound) << preset << " head_dim " << hd << " " << dtype;
+        if (dtype == "bf16") {  // the test's power: what removing attention altogether does to these logits
+          const double e_off = rel(make_cuda_model(cfg, w_noattn, dtype)->forward(ids, opt).logits, flash);
+          std::printf("[ info ] %s head_dim %d: logits without attention differ by %.2e\n", preset.c_str(), hd, e_off);
+          EXPECT_GT(e_off, 5 * bound) << preset << " head_dim " << hd << ": attention barely moves these logits";
+        }
+      }
+    }
+}
 
 // Fused log-softmax scoring (only the continuation rows reach the LM head) vs the generic forward-based path.
 TEST(CudaScore, FusedMatchesGenericPath) {
@@ -241,6 +340,70 @@ TEST(CudaScore, FusedMatchesGenericPath) {
   for (size_t i = 0; i < fused.size(); ++i) {
     EXPECT_NEAR(fused[i].logprob, generic[i].logprob, 1e-4 * std::max(1.0, std::abs(generic[i].logprob))) << i;
     EXPECT_EQ(fused[i].is_greedy, generic[i].is_greedy) << i;
+  }
+}
+
+// Batched CUDA scoring (kernels/cuda_score.cpp) on the fixtures in fp32: random groups of requests of 2-40 tokens
+// in one score_groups() call (sorted, right-padded, several per forward, scored rows gathered through the LM head)
+// against score() one request per forward and the CPU reference's grouped scoring, within 1e-4 relative (fp32 on a
+// GPU with TF32 off, the oracle's tolerance; the batched GEMMs have other shapes, so other summation orders);
+// identical is_greedy. --deterministic must give score()'s results bit for bit whatever the grouping.
+std::vector<ScoreGroup> random_groups(int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
+  auto draw = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  std::vector<ScoreGroup> groups;
+  for (int g = 0; g < 12; ++g) {  // groups of 1-4 requests sharing a 1-12 token prefix, 0-20 more, 1-6 scored
+    ScoreGroup grp;
+    grp.prefix = draw(1, 12);
+    std::vector<int32_t> prefix(static_cast<size_t>(grp.prefix));
+    for (auto& t : prefix) t = tok(rng);
+    for (int m = draw(1, 4); m > 0; --m) {
+      ScoreRequest r;
+      r.tokens = prefix;
+      for (int k = draw(0, 20); k > 0; --k) r.tokens.push_back(tok(rng));
+      r.n_continuation = draw(1, 6);
+      for (int k = 0; k < r.n_continuation; ++k) r.tokens.push_back(tok(rng));
+      grp.requests.push_back(std::move(r));
+    }
+    groups.push_back(std::move(grp));
+  }
+  return groups;
+}
+
+TEST(CudaScoreGroups, BatchedEqualsOneByOneAndTheReference) {
+  BMH_REQUIRE_GPU();
+  for (std::string f : kFixtures) {
+    auto gpu = load_fixture(f, "fp32");
+    ModelSpec cs;
+    cs.dir = gpu_test::fixture_dir(f);
+    auto cpu = load_model(cs);
+    std::vector<ScoreGroup> groups = random_groups(gpu->config().vocab_size, 5);
+    std::vector<ScoreRequest> flat;
+    for (const auto& g : groups) flat.insert(flat.end(), g.requests.begin(), g.requests.end());
+    std::vector<ScoreResult> batched = gpu->score_groups(groups, {});
+    std::vector<ScoreResult> single = gpu->score(flat);
+    std::vector<ScoreResult> ref = cpu->score_groups(groups, {});
+    ScoreBatchOptions det;
+    det.deterministic = true;
+    std::vector<ScoreResult> deterministic = gpu->score_groups(groups, det);
+    ASSERT_EQ(batched.size(), flat.size());
+    ASSERT_EQ(single.size(), flat.size());
+    ASSERT_EQ(ref.size(), flat.size());
+    ASSERT_EQ(deterministic.size(), flat.size());
+    double worst = 0;
+    for (size_t i = 0; i < flat.size(); ++i) {
+      const double scale = std::max(1.0, std::abs(ref[i].logprob)), tol = 1e-4 * scale;
+      worst = std::max({worst, std::abs(batched[i].logprob - single[i].logprob) / scale,
+                        std::abs(batched[i].logprob - ref[i].logprob) / scale});
+      EXPECT_NEAR(batched[i].logprob, single[i].logprob, tol) << f << " request " << i;
+      EXPECT_NEAR(batched[i].logprob, ref[i].logprob, tol) << f << " request " << i;
+      EXPECT_EQ(batched[i].is_greedy, ref[i].is_greedy) << f << " request " << i;
+      EXPECT_EQ(deterministic[i].logprob, single[i].logprob) << f << " request " << i;  // bit for bit
+      EXPECT_EQ(deterministic[i].is_greedy, single[i].is_greedy) << f << " request " << i;
+    }
+    std::printf("[ info ] %s: %zu requests, largest batched-vs-single/reference log-likelihood error %.2e (relative)\n",
+                f.c_str(), flat.size(), worst);
   }
 }
 
@@ -301,7 +464,13 @@ TEST(CudaRouterPrecision, HalfRouteOracleAgreementEndToEnd) {
         std::printf("[ info ] halfroute %s, router %s: block %d agrees with Zyphra on %d / %zu routes\n",
                     dtype.c_str(), mode.c_str(), r.block, agree, want.size());
         RecordProperty(dtype + "_" + mode + "_block" + std::to_string(r.block) + "_agree", agree);
-        EXPECT_EQ(want.size(), r.expert.size());
+        ASSERT_EQ(want.size(), r.expert.size());
+        // Measured on the H200 (df63226): model mode 80 and 79 of 80 (bf16), 80 and 80 (fp16) -- the one bf16
+        // miss is our bf16 hidden state differing from torch's by rounding, upstream of the router; fp32 mode
+        // 49/42 (bf16) and 60/55 (fp16). Bound: model mode within 2 of 80 per layer, fp32 mode clearly worse
+        // (this router saturates by design), so a regression to fp32 semantics in "model" mode fails.
+        if (mode == "model") EXPECT_GE(agree, static_cast<int>(want.size()) - 2) << dtype << " block " << r.block;
+        else EXPECT_LE(agree, static_cast<int>(want.size()) - 10) << dtype << " block " << r.block;
       }
     }
   }
@@ -403,6 +572,9 @@ TEST(CudaMemory, NoLeakOver1000GenerateCalls) {
 
 TEST(CudaMemory, OutOfMemoryIsAClearError) {
   BMH_REQUIRE_GPU();
+  // The cuBLAS attention path's [H, T, T] scores are what overflows here; the flash path keeps no T x T buffer
+  // (and its fp32 fallback refuses T > 51200 before allocating anything).
+  KernelSetGuard gemm("attn_prefill=gemm");
   auto m = load_fixture("pythia-tiny", "fp32");
   Tensor huge = ids_for(1, 1 << 20, m->config().vocab_size, 1);  // attention scores alone: 4 x 2^40 floats
   try {

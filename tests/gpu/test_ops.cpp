@@ -357,17 +357,22 @@ TEST_P(OpTest, MatchesReference) {
         break;
       }
       case OpKind::AttnPrefill: {
-        const int H = c.H, hd = c.hd, ld = 3 * H * hd;
+        // Column of q, k, v of head h in a row: GPT-NeoX [q|k|v] per head, or (K > 0) grouped-query
+        // [q heads | K k heads | K v heads] with query head h reading kv head h / (H / K) (transformers repeat_kv).
+        const int H = c.H, hd = c.hd, gq = c.K > 0, ld = (gq ? H + 2 * c.K : 3 * H) * hd;
+        auto qcol = [&](int h) { return size_t(gq ? h * hd : h * 3 * hd); };
+        auto kcol = [&](int h) { return gq ? size_t(H + h / (H / c.K)) * hd : size_t(h) * 3 * hd + hd; };
+        auto vcol = [&](int h) { return gq ? size_t(H + c.K + h / (H / c.K)) * hd : size_t(h) * 3 * hd + 2 * hd; };
         std::vector<double> want(size_t(R) * H * hd);
         const auto& qkv = in["qkv"];
         for (int b = 0; b < c.B; ++b)
           for (int h = 0; h < H; ++h)
             for (int t = 0; t < c.T; ++t) {
-              const float* q = &qkv[size_t(b * c.T + t) * ld + size_t(h) * 3 * hd];
+              const float* q = &qkv[size_t(b * c.T + t) * ld + qcol(h)];
               std::vector<double> sc(t + 1);
               double mx = -INFINITY, sum = 0;
               for (int s = 0; s <= t; ++s) {
-                const float* k = &qkv[size_t(b * c.T + s) * ld + size_t(h) * 3 * hd + hd];
+                const float* k = &qkv[size_t(b * c.T + s) * ld + kcol(h)];
                 double acc = 0;
                 for (int i = 0; i < hd; ++i) acc += double(q[i]) * k[i];
                 sc[s] = acc / std::sqrt(double(hd));
@@ -375,7 +380,7 @@ TEST_P(OpTest, MatchesReference) {
               }
               for (auto& x : sc) sum += (x = std::exp(x - mx));
               for (int s = 0; s <= t; ++s) {
-                const float* v = &qkv[size_t(b * c.T + s) * ld + size_t(h) * 3 * hd + 2 * hd];
+                const float* v = &qkv[size_t(b * c.T + s) * ld + vcol(h)];
                 for (int i = 0; i < hd; ++i) want[size_t(b * c.T + t) * H * hd + size_t(h) * hd + i] += sc[s] / sum * v[i];
               }
             }
