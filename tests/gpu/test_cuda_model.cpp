@@ -509,7 +509,7 @@ TEST(CudaRouterNan, IsAnErrorNamingTheBlockInForwardAndDecode) {
 // exact token equality: the decode GEMV computes each row on its own, so a row's logits do not depend on the batch.
 TEST_P(CudaFixture, BatchedGreedyEqualsEachPromptAlone) {
   BMH_REQUIRE_GPU();
-  const std::string name = GetParam();
+  const std::string name = this->name();
   auto m = load_fixture(name, "fp32");
   const int V = m->config().vocab_size;
   std::vector<GenerateRequest> reqs;
@@ -530,7 +530,9 @@ TEST_P(CudaFixture, BatchedGreedyEqualsEachPromptAlone) {
     BatchedGenerateStats st;
     const auto res = generate_batched(*m, reqs, o, &st);
     EXPECT_EQ(st.batched, mamba_only) << name;
-    if (mamba_only) EXPECT_EQ(st.slots, std::min(max_batch, 8)) << name;
+    if (mamba_only) {
+      EXPECT_EQ(st.slots, std::min(max_batch, 8)) << name;
+    }
     for (size_t r = 0; r < reqs.size(); ++r) {
       std::vector<int64_t> want;
       if (reqs[r].max_new > 0) {
