@@ -27,6 +27,7 @@ struct GenerateArgs {
   int max_new = 16;
   BatchedGenerateOptions batch;
   std::vector<CLI::Option*> pool_only;  // options that only the --prompts/--prompt path reads
+  CLI::Option *o_inputs = nullptr, *o_prompts = nullptr, *o_prompt = nullptr;
 };
 
 void run_tensor_generate(const GenerateArgs& a) {
@@ -53,7 +54,7 @@ void run_pool_generate(const GenerateArgs& a) {
   auto model = load_model(a.model.resolve());
   const int V = model->config().vocab_size;
   std::vector<GenerateRequest> requests;
-  if (!a.prompts.empty()) {
+  if (a.o_prompts->count()) {
     requests = read_prompts_jsonl(a.prompts, a.max_new, V, tokenizer);
   } else {
     GenerateRequest r;
@@ -78,9 +79,9 @@ void run_pool_generate(const GenerateArgs& a) {
 }
 
 void run_generate(const GenerateArgs& a) {
-  if (int(!a.inputs.empty()) + int(!a.prompts.empty()) + int(!a.prompt.empty()) != 1)
+  if (a.o_inputs->count() + a.o_prompts->count() + a.o_prompt->count() != 1)
     fail("generate: give exactly one of --inputs, --prompts and --prompt");
-  if (!a.inputs.empty()) {
+  if (a.o_inputs->count()) {
     for (CLI::Option* o : a.pool_only)
       if (o->count()) fail("generate: ", o->get_name(), " applies to --prompts/--prompt (--inputs is greedy over one [B, T] batch)");
     run_tensor_generate(a);
@@ -94,12 +95,14 @@ void add_generate_command(CLI::App& app) {
   auto* sub = app.add_subcommand("generate", "decoding through the recurrent (state / KV cache) path: greedy, or "
                                              "sampling; many prompts batched continuously");
   args->model.add_to(sub);
-  sub->add_option("--inputs", args->inputs, "safetensors file with int64 input_ids [B, T] (the prompts); greedy, "
-                                            "output safetensors generated_ids [B,T+N], generated_logits [B,N,V]");
-  sub->add_option("--prompts", args->prompts,
-                  "JSONL, one request a line: {\"text\": \"...\"} or {\"ids\": [...]}, optional \"max_new_tokens\"; "
-                  "output JSONL, one line per request in order: index, prompt_ids, generated_ids, text, finish_reason");
-  sub->add_option("--prompt", args->prompt, "one text prompt (as a one-line --prompts file)");
+  args->o_inputs = sub->add_option("--inputs", args->inputs,
+                                   "safetensors file with int64 input_ids [B, T] (the prompts); greedy, output "
+                                   "safetensors generated_ids [B,T+N], generated_logits [B,N,V]");
+  args->o_prompts = sub->add_option(
+      "--prompts", args->prompts,
+      "JSONL, one request a line: {\"text\": \"...\"} or {\"ids\": [...]}, optional \"max_new_tokens\"; output JSONL, "
+      "one line per request in order: index, prompt_ids, generated_ids, text, finish_reason");
+  args->o_prompt = sub->add_option("--prompt", args->prompt, "one text prompt (as a one-line --prompts file)");
   sub->add_option("--max-new-tokens", args->max_new, "tokens to generate (per request unless its line says)")
       ->default_val(16)->check(CLI::NonNegativeNumber);
   sub->add_option("--out", args->out, "output file (safetensors for --inputs, JSONL otherwise; written atomically)")
