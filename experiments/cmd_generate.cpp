@@ -83,7 +83,8 @@ void run_generate(const GenerateArgs& a) {
     fail("generate: give exactly one of --inputs, --prompts and --prompt");
   if (a.o_inputs->count()) {
     for (CLI::Option* o : a.pool_only)
-      if (o->count()) fail("generate: ", o->get_name(), " applies to --prompts/--prompt (--inputs is greedy over one [B, T] batch)");
+      if (o->count())
+        fail("generate: ", o->get_name(), " applies to --prompts/--prompt (--inputs is greedy over one [B, T] batch)");
     run_tensor_generate(a);
   } else {
     run_pool_generate(a);

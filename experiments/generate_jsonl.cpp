@@ -66,7 +66,8 @@ std::vector<GenerateRequest> read_prompts_jsonl(const std::string& path, int def
 
 std::string format_results_jsonl(const std::vector<GenerateRequest>& requests,
                                  const std::vector<GenerateResult>& results, const Tokenizer* tokenizer) {
-  if (requests.size() != results.size()) fail("format_results_jsonl: ", requests.size(), " requests, ", results.size(), " results");
+  if (requests.size() != results.size())
+    fail("format_results_jsonl: ", requests.size(), " requests, ", results.size(), " results");
   std::string text;
   for (size_t r = 0; r < results.size(); ++r) {
     nlohmann::json decoded = nullptr;
