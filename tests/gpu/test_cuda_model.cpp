@@ -524,6 +524,14 @@ TEST_P(CudaFixture, BatchedGreedyEqualsEachPromptAlone) {
   }
   const bool mamba_only = std::none_of(m->config().blocks.begin(), m->config().blocks.end(),
                                        [](const BlockConfig& b) { return b.mixer == MixerKind::Attention; });
+  std::vector<std::vector<int64_t>> alone(reqs.size());
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    if (reqs[r].max_new == 0) continue;
+    const std::vector<int64_t> all =
+        generate_greedy(*m, Tensor::from_i64(reqs[r].prompt, {1, int64_t(reqs[r].prompt.size())}), reqs[r].max_new)
+            .to_i64();
+    alone[r].assign(all.begin() + int64_t(reqs[r].prompt.size()), all.end());
+  }
   for (int max_batch : {3, 256}) {
     BatchedGenerateOptions o;
     o.max_batch = max_batch;
@@ -533,16 +541,8 @@ TEST_P(CudaFixture, BatchedGreedyEqualsEachPromptAlone) {
     if (mamba_only) {
       EXPECT_EQ(st.slots, std::min(max_batch, 8)) << name;
     }
-    for (size_t r = 0; r < reqs.size(); ++r) {
-      std::vector<int64_t> want;
-      if (reqs[r].max_new > 0) {
-        const std::vector<int64_t> all =
-            generate_greedy(*m, Tensor::from_i64(reqs[r].prompt, {1, int64_t(reqs[r].prompt.size())}), reqs[r].max_new)
-                .to_i64();
-        want.assign(all.begin() + int64_t(reqs[r].prompt.size()), all.end());
-      }
-      EXPECT_EQ(res[r].generated, want) << name << " request " << r << " max_batch " << max_batch;
-    }
+    for (size_t r = 0; r < reqs.size(); ++r)
+      EXPECT_EQ(res[r].generated, alone[r]) << name << " request " << r << " max_batch " << max_batch;
   }
   // Sampling: the same tokens at every batch size (core/sampling.h's rule).
   BatchedGenerateOptions s;
@@ -569,6 +569,22 @@ TEST(CudaMemory, NoLeakOver1000GenerateCalls) {
   BMH_CUDA(cudaMemGetInfo(&free1, &total));
   // Every decoder allocates its states, workspaces and graph (tens of KB): a leak of any of them over 1000 calls
   // would exceed the 2 MiB allocation granularity allowed here.
+  EXPECT_GE(free1 + (2u << 20), free0) << "device memory free before " << free0 << ", after " << free1;
+}
+
+TEST(CudaMemory, NoLeakOver300BatchedGenerateCalls) {
+  BMH_REQUIRE_GPU();
+  auto m = load_fixture("blackmamba-tiny", "bf16");
+  std::vector<GenerateRequest> reqs = {{{1, 2, 3}, 3}, {{4}, 1}, {{5, 6, 7, 8, 9}, 4}, {{10, 11}, 2}};
+  BatchedGenerateOptions o;
+  o.max_batch = 2;  // slots refilled: per-slot prefill state, graph and buffers made and freed each call
+  generate_batched(*m, reqs, o);
+  BMH_CUDA(cudaDeviceSynchronize());
+  size_t free0 = 0, free1 = 0, total = 0;
+  BMH_CUDA(cudaMemGetInfo(&free0, &total));
+  for (int i = 0; i < 300; ++i) generate_batched(*m, reqs, o);
+  BMH_CUDA(cudaDeviceSynchronize());
+  BMH_CUDA(cudaMemGetInfo(&free1, &total));
   EXPECT_GE(free1 + (2u << 20), free0) << "device memory free before " << free0 << ", after " << free1;
 }
 
