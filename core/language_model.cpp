@@ -98,6 +98,13 @@ std::vector<ScoreResult> LanguageModel::score_groups(const std::vector<ScoreGrou
   return score(all);
 }
 
+Tensor Decoder::prefill_slot(int, const Tensor&) {
+  fail("this backend's decoder has no per-slot state (Decoder::per_slot() is false)");
+}
+Tensor Decoder::step_slots(const std::vector<int64_t>&, const std::vector<uint8_t>&) {
+  fail("this backend's decoder has no per-slot state (Decoder::per_slot() is false)");
+}
+
 Tensor generate_greedy(LanguageModel& model, const Tensor& ids, int n_new, Tensor* generated_logits) {
   check_input_ids(ids, model.config().vocab_size, "prompt ids");
   const int64_t B = ids.dim(0), T = ids.dim(1), V = model.config().vocab_size;

@@ -1,5 +1,6 @@
 // The one interface through which evals/ and experiments/ run a model, whatever the backend.
 #pragma once
+#include <cstdint>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -72,6 +73,17 @@ class Decoder {
   virtual Tensor prefill(const Tensor& ids) = 0;
   // Feeds one token per sequence and returns the next logits, F32 [B, V].
   virtual Tensor step(const std::vector<int64_t>& tokens) = 0;
+
+  // Per-slot use, for continuous batching (core/batched_generate.h): each of the B slots holds one sequence's
+  // state independently of the others. A backend that supports it returns true; the others keep the defaults,
+  // which refuse.
+  virtual bool per_slot() const { return false; }
+  // Discards slot `slot`'s state and runs one prompt (int64 [1, T], T >= 1) into it from a fresh state; returns
+  // the logits of its last position, F32 [1, V]. The other slots are untouched.
+  virtual Tensor prefill_slot(int slot, const Tensor& ids);
+  // Feeds tokens[b] to every slot b with active[b] != 0 (each at its own position); returns F32 [B, V] whose rows
+  // of active slots are their next logits (other rows are zero). Inactive slots are untouched.
+  virtual Tensor step_slots(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active);
 };
 
 class LanguageModel {
@@ -82,6 +94,8 @@ class LanguageModel {
   // ids: int64 [B, T]. Errors name any id outside the vocabulary.
   virtual ForwardOutput forward(const Tensor& ids, const ForwardOptions& opt = {}) = 0;
   virtual std::unique_ptr<Decoder> decoder(int batch) = 0;
+  // The largest batch decoder() accepts.
+  virtual int max_decode_batch() const { return 256; }
   // Default: right-padded batches through forward() (causal models: padding after a sequence cannot change
   // it). Backends override with fused log-softmax kernels.
   virtual std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests);

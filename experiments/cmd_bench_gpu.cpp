@@ -68,6 +68,30 @@ template <class F> double time_events(F fn, int iters) {
   return median(ms);
 }
 
+// Decode throughput at batch B: B random prompts of `prompt` tokens, then median per-step wall time (as the batch-1
+// decode above) over `steps`; tokens/s = B / step time. null where B exceeds the decoder's batch (max_decode_batch).
+nlohmann::json decode_tokens_per_s(LanguageModel& m, int B, int prompt, int steps) {
+  if (B > m.max_decode_batch()) return nullptr;
+  const int64_t V = m.config().vocab_size;
+  std::mt19937_64 rng(5 + uint64_t(B));
+  std::vector<int64_t> ids(size_t(B) * prompt);
+  for (auto& x : ids) x = int64_t(rng() % uint64_t(V));
+  auto dec = m.decoder(B);
+  Tensor logits = dec->prefill(Tensor::from_i64(ids, {B, prompt}));
+  std::vector<double> ms;
+  for (int s = 0; s < steps + 4; ++s) {
+    std::vector<int64_t> next(static_cast<size_t>(B));
+    for (int b = 0; b < B; ++b) {
+      const float* l = logits.data<float>() + int64_t(b) * V;
+      next[size_t(b)] = std::max_element(l, l + V) - l;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    logits = dec->step(next);
+    if (s >= 4) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 1e3 * B / median(ms);
+}
+
 // Random bf16 bits (finite, |x| < 2): never zeros, which can run faster than real data.
 void fill_random_bf16(void* p, size_t n, uint64_t seed) {
   std::vector<uint16_t> h(n);
@@ -216,6 +240,14 @@ void run_bench(const BenchArgs& a) {
         if (s >= 4) steps.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       }
       const double dec_ms = median(steps);
+      // Throughput by batch, with the first kernel set only (the A/B rows compare batch-1 latency).
+      nlohmann::json tps = nullptr;
+      if (&set == &sets.front()) {
+        tps = nlohmann::json::object();
+        for (int B : {1, 8, 64, 256}) tps[std::to_string(B)] = decode_tokens_per_s(m, B, a.prompt, a.decode_tokens);
+        std::printf("\n%s decode tokens/s by batch: %s (null: over the CUDA decoder's batch of %d)\n", name.c_str(),
+                    tps.dump().c_str(), m.max_decode_batch());
+      }
       const double dec_bytes = 2.0 * double(p.active);
       const double dec_floor_ms = 1e3 * dec_bytes / copy_Bps;
       // Forward B x T.
@@ -239,7 +271,7 @@ void run_bench(const BenchArgs& a) {
                   load_s, dec_ms, dec_floor_ms, dec_bytes / 1e9, 100 * dec_floor_ms / dec_ms, a.fwd_batch, a.fwd_len,
                   fwd_ms, fwd_flops / 1e12, fwd_floor_ms, 100 * fwd_floor_ms / fwd_ms, spec.c_str());
       out["models"].push_back({{"preset", name}, {"params", p.total}, {"active", p.active}, {"decode_ms", dec_ms},
-                               {"decode_floor_ms", dec_floor_ms}, {"prompt", a.prompt},
+                               {"decode_floor_ms", dec_floor_ms}, {"prompt", a.prompt}, {"decode_tokens_per_s", tps},
                                {"forward_ms", fwd_ms}, {"forward_flops", fwd_flops}, {"forward_floor_ms", fwd_floor_ms},
                                {"forward_shape", {a.fwd_batch, a.fwd_len}}, {"kernel_variants", spec}});
       if (!set.empty()) out["models"].back()["kernels"] = set;

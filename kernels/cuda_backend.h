@@ -21,6 +21,11 @@ struct StatePtrs {
   int S_max = 0;
 };
 
+// Copies sequence `from_row` of `from` over sequence `to_row` of `to` (conv and SSM state of every Mamba block;
+// kernels/cuda_slot_state.cpp): continuous batching's per-slot prefill.
+void copy_mamba_state_row(const ModelConfig& cfg, const StatePtrs& from, int from_row, const StatePtrs& to, int to_row,
+                          cudaStream_t s);
+
 // Owned recurrent state for `batch` sequences.
 struct DecodeState {
   std::vector<DeviceBuffer> bufs;
@@ -53,6 +58,7 @@ class CudaModel final : public LanguageModel {
   std::string describe() const override;
   ForwardOutput forward(const Tensor& ids, const ForwardOptions& opt = {}) override;
   std::unique_ptr<Decoder> decoder(int batch) override;
+  int max_decode_batch() const override { return 8; }  // the decode GEMV's rows (kernels/gemv.cuh)
   std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests) override;
   // Batched scoring (cuda_score.cpp): requests sorted by length, right-padded, several per forward; with
   // opt.deterministic, score() (one request per forward).

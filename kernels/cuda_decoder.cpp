@@ -152,6 +152,56 @@ class CudaDecoder final : public Decoder {
     return out;
   }
 
+  // Continuous batching (core/batched_generate.h) for models without attention: a Mamba step reads no position,
+  // so slots at different positions can share the graph; attention would need a position per row in the rotary
+  // and decode-attention kernels (the graph reads one).
+  bool per_slot() const override {
+    return std::none_of(cfg_.blocks.begin(), cfg_.blocks.end(),
+                        [](const BlockConfig& b) { return b.mixer == MixerKind::Attention; });
+  }
+  // The prompt runs alone through the prefill path into a one-row state, whose row is then copied into the slot.
+  Tensor prefill_slot(int slot, const Tensor& ids) override {
+    if (!per_slot()) Decoder::prefill_slot(slot, ids);
+    check_input_ids(ids, cfg_.vocab_size, "prompt ids");
+    if (slot < 0 || slot >= B_) fail("cuda decoder for batch ", B_, " has no slot ", slot);
+    if (ids.dim(0) != 1 || ids.dim(1) < 1) fail("prefill_slot needs one prompt [1, T >= 1], got ", shape_str(ids.shape()));
+    const int T = int(ids.dim(1)), d = cfg_.d_model, V = cfg_.vocab_size;
+    cudaStream_t ms = m_.stream();
+    if (state_.bufs.empty()) {  // allocated once: the captured graph holds these pointers
+      state_.allocate(cfg_, m_.dt(), B_, std::max(cfg_.max_seq_len, 1), "decoder state");
+      state_.zero(ms);
+    }
+    if (slot_state_.bufs.empty()) slot_state_.allocate(cfg_, m_.dt(), 1, std::max(cfg_.max_seq_len, 1), "decoder slot prefill state");
+    slot_state_.zero(ms);
+    DeviceBuffer pid(size_t(T) * 8, "prompt ids");
+    upload(pid.get(), ids.raw(), size_t(T) * 8, ms);
+    m_.prefill_rows(pid.as<int64_t>(), 1, T, slot_state_.ptrs, {});
+    copy_mamba_state_row(cfg_, slot_state_.ptrs, 0, state_.ptrs, slot, ms);
+    const char* last = static_cast<const char*>(m_.final_hidden()) + size_t(T - 1) * d * dt_size(m_.dt());
+    m_.lm_head_rows(last, T * d, 1, logits_.as<float>(), ms);
+    Tensor out = Tensor::zeros(DType::F32, {1, V});
+    download(out.data_mut<float>(), logits_.get(), size_t(V) * 4, ms);
+    BMH_CUDA(cudaStreamSynchronize(ms));  // the state rows are in place before step_slots' stream reads them
+    return out;
+  }
+  // Every row steps (a free slot's row advances on token 0 and is overwritten by its next prefill_slot); only the
+  // active rows are returned.
+  Tensor step_slots(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active) override {
+    if (!per_slot()) Decoder::step_slots(tokens, active);
+    if (int(tokens.size()) != B_ || int(active.size()) != B_)
+      fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens and ", active.size(), " active flags");
+    if (state_.bufs.empty()) fail("cuda decoder: step_slots before prefill_slot");
+    std::vector<int64_t> fed(tokens);
+    for (int b = 0; b < B_; ++b)
+      if (!active[b]) fed[b] = 0;
+    pos_host_ = 0;  // read only by attention, which per-slot models have none of
+    Tensor out = step(fed);
+    float* p = out.data_mut<float>();
+    for (int b = 0; b < B_; ++b)
+      if (!active[b]) std::fill(p + size_t(b) * cfg_.vocab_size, p + size_t(b + 1) * cfg_.vocab_size, 0.f);
+    return out;
+  }
+
  private:
   // One decode step for B_ rows, enqueued on stream_ (captured into the graph).
   void record_step() {
@@ -305,6 +355,7 @@ class CudaDecoder final : public Decoder {
   int B_;
   cudaStream_t stream_ = nullptr;
   DecodeState state_;
+  DecodeState slot_state_;  // one row: prefill_slot's scratch
   DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_, scores_;
   int K_ = 1, E_ = 1, H_max_ = 0;
   int* host_flag_ = nullptr;

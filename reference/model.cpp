@@ -332,6 +332,33 @@ template <class T> class RefDecoder final : public Decoder {
     return pack(last);
   }
 
+  // Slots are independent SequenceStates, so a slot's prefill and steps run exactly the ops the whole-batch
+  // prefill/step above run for that sequence: a sequence's logits do not depend on which slots are busy.
+  bool per_slot() const override { return true; }
+  Tensor prefill_slot(int slot, const Tensor& ids) override {
+    check_input_ids(ids, m_.config().vocab_size, "prompt ids");
+    if (slot < 0 || slot >= int(states_.size())) fail("decoder for batch ", states_.size(), " has no slot ", slot);
+    if (ids.dim(0) != 1 || ids.dim(1) < 1) fail("prefill_slot needs one prompt [1, T >= 1], got ", shape_str(ids.shape()));
+    states_[slot] = m_.new_state();
+    std::vector<Mat<T>> last{m_.run(ids.to_i64(), states_[slot], nullptr).bottomRows(1)};
+    return pack(last);
+  }
+  Tensor step_slots(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active) override {
+    if (tokens.size() != states_.size() || active.size() != states_.size())
+      fail("decode step got ", tokens.size(), " tokens and ", active.size(), " active flags for batch ", states_.size());
+    std::vector<int> busy;
+    for (size_t b = 0; b < active.size(); ++b)
+      if (active[b]) busy.push_back(int(b));
+    const int V = m_.config().vocab_size;
+    std::vector<Mat<T>> last(busy.size());
+    parallel_for(int(busy.size()), [&](int i) { last[i] = m_.run({tokens[busy[i]]}, states_[busy[i]], nullptr); });
+    Tensor out = Tensor::zeros(DType::F32, {int64_t(states_.size()), V});
+    float* p = out.data_mut<float>();
+    for (size_t i = 0; i < busy.size(); ++i)
+      for (int v = 0; v < V; ++v) p[int64_t(busy[i]) * V + v] = float(last[i](0, v));
+    return out;
+  }
+
  private:
   Tensor pack(const std::vector<Mat<T>>& rows) const {
     const int V = m_.config().vocab_size;

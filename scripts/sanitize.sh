@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # Loaders and parsers (all of them), then a fast subset that exercises the reference, evals and CLI.
 tests=(test_checkpoint_safetensors test_checkpoint_torch test_checkpoint_dir test_config test_bad_input
        test_bad_input_catalogue test_hardening_units test_eval_tasks test_tokenizer_units test_cli_forward test_reference_ops
-       test_flops test_eval_metrics)
+       test_flops test_eval_metrics test_batched_generate)
 flags="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DBMH_CUDA=OFF -DBMH_MPI=OFF -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g -DNDEBUG" \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
