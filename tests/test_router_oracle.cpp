@@ -86,6 +86,13 @@ TEST_P(HalfRouteOracle, EndToEndRouteAgreementIsMeasured) {
     // Our fp32 routing reproduces Zyphra's fp32 routes on the regular fixtures (every route); with a saturating
     // router a logit within ~1e-6 of fp32's sigmoid-saturation point may round either way, so allow 5%.
     EXPECT_GE(double(agree32), 0.95 * double(want32.size())) << p;
+    // Measured (fp32 hidden states, half-precision routing): 80 and 79 of 80 (bf16), 80 and 80 (fp16) -- the bf16
+    // miss comes from Zyphra's bf16 hidden states, which ours (fp32 here) only approximate upstream of the router;
+    // fp32 routing 49/42 (bf16) and 60/55 (fp16) of the half-precision routes, since this router saturates by
+    // design. So: the model-dtype mode within 2 of every route, and clearly ahead of fp32 routing.
+    const int64_t n = int64_t(want.size());
+    EXPECT_GE(agree_half, n - 2) << p;
+    EXPECT_LE(agree_exact, n - 10) << p;
   }
 }
 
