@@ -81,6 +81,8 @@ class CudaModel final : public LanguageModel {
 
  private:
   void ensure_workspace(int B, int T);
+  // B x T host ids from a zero state through the scratch state (forward, forward_device, score, batched scoring).
+  void prefill_from_host(const int64_t* ids_host, int B, int T, const PrefillTrace& trace, const char* what);
   void mamba_prefill(int i, int B, int T, const void* xn, float* conv_state, float* ssm_state);
   void attention_prefill(int i, int B, int T, const void* xn, void* kc, void* vc, int S_max);
   bool use_flash_prefill(const AttentionSpec& a, int T) const;

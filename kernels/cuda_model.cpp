@@ -373,6 +373,18 @@ static Tensor download_f32(const void* p, Dt dt, int B, int T, int d, cudaStream
   return t;
 }
 
+void CudaModel::prefill_from_host(const int64_t* ids_host, int B, int T, const PrefillTrace& trace, const char* what) {
+  ensure_workspace(B, T);
+  if (scratch_B_ != B || scratch_T_ < T) {
+    scratch_state_.allocate(cfg_, w_.dt, B, T, what);
+    scratch_B_ = B;
+    scratch_T_ = T;
+  }
+  scratch_state_.zero(stream_);
+  upload(ws_ids_.get(), ids_host, size_t(B) * T * 8, stream_);
+  prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, trace);
+}
+
 void CudaModel::prefill_rows(const int64_t* ids_dev, int B, int T, const StatePtrs& st, const PrefillTrace& trace) {
   ensure_workspace(B, T);
   const int R = B * T, d = cfg_.d_model;
@@ -465,21 +477,13 @@ ForwardOutput CudaModel::forward(const Tensor& ids, const ForwardOptions& opt) {
   ForwardOutput out;
   out.logits = Tensor::zeros(DType::F32, {B, T, V});
   if (B * T == 0) return out;
-  ensure_workspace(B, T);
-  if (scratch_B_ != B || scratch_T_ < T) {
-    scratch_state_.allocate(cfg_, w_.dt, B, T, "forward state");
-    scratch_B_ = B;
-    scratch_T_ = T;
-  }
-  scratch_state_.zero(stream_);
-  upload(ws_ids_.get(), ids.raw(), size_t(B) * T * 8, stream_);
   std::vector<const int64_t*> forced = upload_forced(cfg_, opt, B, T, ws_forced_, stream_);
   PrefillTrace tr;
   tr.routes = &out.routes;
   tr.hidden = opt.hidden_states ? &out.hidden_states : nullptr;
   tr.forced = &forced;
   tr.precision = opt.router_precision;
-  prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, tr);
+  prefill_from_host(static_cast<const int64_t*>(ids.raw()), B, T, tr, "forward state");
   const size_t R = size_t(B) * T;
   ws_logits_.ensure(R * V * 4, "logits [B*T, V] fp32");
   lm_head_rows(ws_xn_.get(), cfg_.d_model, int(R), ws_logits_.as<float>(), stream_);
@@ -490,15 +494,7 @@ ForwardOutput CudaModel::forward(const Tensor& ids, const ForwardOptions& opt) {
 void CudaModel::forward_device(const Tensor& ids) {
   check_input_ids(ids, cfg_.vocab_size, "input_ids");
   const int B = int(ids.dim(0)), T = int(ids.dim(1)), V = cfg_.vocab_size;
-  ensure_workspace(B, T);
-  if (scratch_B_ != B || scratch_T_ < T) {
-    scratch_state_.allocate(cfg_, w_.dt, B, T, "forward state");
-    scratch_B_ = B;
-    scratch_T_ = T;
-  }
-  scratch_state_.zero(stream_);
-  upload(ws_ids_.get(), ids.raw(), size_t(B) * T * 8, stream_);
-  prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, {});
+  prefill_from_host(static_cast<const int64_t*>(ids.raw()), B, T, {}, "forward state");
   ws_logits_.ensure(size_t(B) * T * V * 4, "logits [B*T, V] fp32");
   lm_head_rows(ws_xn_.get(), cfg_.d_model, B * T, ws_logits_.as<float>(), stream_);
   BMH_CUDA(cudaStreamSynchronize(stream_));
@@ -519,15 +515,7 @@ std::vector<ScoreResult> CudaModel::score(const std::vector<ScoreRequest>& reque
     Tensor idt = Tensor::from_i64(ids, {1, T});
     check_input_ids(idt, V, "score request");
     if (r.tokens.back() < 0 || r.tokens.back() >= V) fail("score request: id ", r.tokens.back(), " outside vocabulary");
-    ensure_workspace(1, T);
-    if (scratch_B_ != 1 || scratch_T_ < T) {
-      scratch_state_.allocate(cfg_, w_.dt, 1, T, "score state");
-      scratch_B_ = 1;
-      scratch_T_ = T;
-    }
-    scratch_state_.zero(stream_);
-    upload(ws_ids_.get(), ids.data(), size_t(T) * 8, stream_);
-    prefill_rows(ws_ids_.as<int64_t>(), 1, T, scratch_state_.ptrs, {});
+    prefill_from_host(ids.data(), 1, T, {}, "score state");
     const size_t lbytes = (size_t(C) * V * 4 + 255) / 256 * 256;
     ws_logits_.ensure(lbytes + size_t(C) * 16, "score logits [continuation, V] fp32");
     float* logits = ws_logits_.as<float>();

@@ -57,15 +57,7 @@ std::vector<ScoreResult> CudaModel::score_groups(const std::vector<ScoreGroup>& 
       targets.insert(targets.end(), r.tokens.end() - C, r.tokens.end());
       first_row[size_t(b) + 1] = first_row[size_t(b)] + C;
     }
-    ensure_workspace(B, T);
-    if (scratch_B_ != B || scratch_T_ < T) {
-      scratch_state_.allocate(cfg_, w_.dt, B, T, "score state");
-      scratch_B_ = B;
-      scratch_T_ = T;
-    }
-    scratch_state_.zero(stream_);
-    upload(ws_ids_.get(), ids.data(), ids.size() * 8, stream_);
-    prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, {});
+    prefill_from_host(ids.data(), B, T, {}, "score state");
     // Scored rows of each request (positions n-1-C .. n-2 of its row), gathered in chunks through the head.
     const int M = first_row.back();
     std::vector<float> lp(static_cast<size_t>(M));

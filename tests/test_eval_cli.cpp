@@ -24,6 +24,7 @@
 #include "evals/h5_writer.h"
 #include "evals/model_loader.h"
 #include "evals/task_python_text.h"
+#include "tests/cli_test_util.h"
 
 namespace bmh {
 namespace {
@@ -35,33 +36,12 @@ const std::string kPreset = " --preset tiny-blackmamba-50k --seed 7";
 const std::vector<std::string> kAllTasks = {"lambada_openai", "hellaswag", "piqa", "winogrande",
                                             "arc_easy", "arc_challenge", "openbookqa"};
 
-struct CmdResult {
-  int status = -1;
-  std::string output;
-};
+using test::CmdResult;
+using test::read_json;
 
-CmdResult run(const std::string& args) {
-  std::string cmd = std::string(BMH_BINARY) + " " + args + " 2>&1";
-  CmdResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+CmdResult run(const std::string& args) { return test::run_cmd(std::string(BMH_BINARY) + " " + args); }
 
-fs::path scratch(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("bmh_eval_cli_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d;
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  return json::parse(f);
-}
+fs::path scratch(const std::string& name) { return test::scratch_dir("bmh_eval_cli", name); }
 
 TEST(EvalCli, AllSevenTasksWriteEveryLmEvalMetric) {
   fs::path out = scratch("seven");

@@ -19,6 +19,7 @@
 
 #include "evals/distributed.h"
 #include "evals/h5_writer.h"
+#include "tests/cli_test_util.h"
 
 namespace bmh {
 namespace {
@@ -32,21 +33,9 @@ const std::string kEvalAnyBudget =
     "eval" + kPreset + " --tasks " + kTasks + " --limit 6 --bootstrap-iters 1000 --budget-check 4 --no-progress";
 const std::string kEval = kEvalAnyBudget + " --token-budget 64";
 
-struct CmdResult {
-  int status = -1;
-  std::string output;
-};
-
-CmdResult run_cmd(const std::string& cmd) {
-  CmdResult r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using test::CmdResult;
+using test::read_json;
+using test::run_cmd;
 
 std::string mpirun(int np) {
   return std::string(BMH_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) + " ";
@@ -55,16 +44,7 @@ CmdResult bmh(const std::string& args, int np = 1) {
   return run_cmd((np > 1 ? mpirun(np) : std::string()) + BMH_BINARY + " " + args);
 }
 
-fs::path scratch(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("bmh_mpi_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d;
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  return json::parse(f);
-}
+fs::path scratch(const std::string& name) { return test::scratch_dir("bmh_mpi", name); }
 
 std::vector<std::string> listing(const fs::path& dir) {
   std::vector<std::string> names;
