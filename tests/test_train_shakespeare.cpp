@@ -1,7 +1,8 @@
 // bmh train on the reference backward, end to end on the bundled tinyshakespeare (bytes):
-//  * every architecture of the equal-FLOPs study (experiments/models/, Mixtral and Jamba included) ends a short run with a held-out loss
-//    below the held-out text's unigram entropy (the best a model blind to context can do); the embedded default
-//    run (tests/test_runner_default.cpp) asserts the same for two seeds of each at its larger budget;
+//  * every architecture of the equal-FLOPs study (experiments/models/, Mixtral and Jamba included) ends a short
+//    run with a held-out loss below the held-out text's unigram entropy (the best a model blind to context can
+//    do); the embedded default run (tests/test_runner_default.cpp) asserts the same for two seeds of each of its
+//    four (not Mixtral and Jamba) at its larger budget;
 //  * the checkpoint it writes (each family's own layout) loads through load_model, as bmh forward does, and gives
 //    logits identical to the trained parameters';
 //  * a `bmh train` killed with SIGKILL after its first checkpoint and run again finishes with exactly the
