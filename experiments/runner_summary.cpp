@@ -100,9 +100,10 @@ void print_training(const json& models) {
   }
   if (archs.empty()) return;
   std::printf("  act-emb: active parameters outside the embedding and head (matched across architectures); held-out: "
-              "with the inference\n  routing (argmax of the sigmoid, switch_mlp.py); h-o (train): MoE models routed as "
-              "in training (Sinkhorn over the batch);\n  load CV: std/mean of the tokens per expert over the whole "
-              "run, mean over MoE layers\n");
+              "with the inference\n  routing (argmax of the sigmoid, switch_mlp.py; softmax top-k for Mixtral/Jamba); "
+              "h-o (train): MoE models routed as\n  in training (Sinkhorn over the batch; softmax top-k routes the "
+              "same in both);\n  load CV: std/mean of the tokens per expert over the "
+              "whole run, mean over MoE layers\n");
   std::printf("\nPer architecture (mean over seeds, [min, max]):\n");
   const std::pair<std::string, Arch>* best = nullptr;
   double best_mean = 0;

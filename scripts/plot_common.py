@@ -17,6 +17,8 @@ ARCH_COLORS = {
     "transformer-moe": "#ff7f0e",
     "hybrid-moe": "#9467bd",
     "hybrid": "#8c564b",
+    "mixtral": "#e377c2",  # experiments/equal-flops.json names these two archs
+    "jamba": "#17becf",
     "other": "#7f7f7f",
 }
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]

@@ -8,6 +8,8 @@
 #include "core/presets.h"
 #include "reference/mac_counter.h"
 #include "reference/model.h"
+#include "train/train_config.h"
+#include "train/training_flops.h"
 
 namespace bmh {
 namespace {
@@ -127,6 +129,41 @@ TEST(Flops, ParamsAgreeWithWeightList) {
     EXPECT_EQ(p.active, q.active) << name;
     EXPECT_EQ(p.embedding + (c.tie_embeddings ? 0 : int64_t(c.vocab_size) * c.d_model), q.embedding) << name;
   }
+}
+
+// The equal-FLOPs study's models (experiments/models/, loaded as bmh train --config loads them) are matched in
+// active non-embedding parameters. Mixtral and Jamba counted by hand: a token uses the router and top_k = 2 of
+// the 8 SwiGLU experts of an MoE block (3*F*d each), all of a dense MLP, attention with 2 key/value heads.
+TEST(Flops, EqualFlopsModelsAreMatchedInActiveParams) {
+  auto load = [](const std::string& file) {
+    train::TrainConfig t;
+    t.config = std::string(BMH_TEST_DIR) + "/../experiments/models/" + file;
+    return train::resolve_model_config(t);
+  };
+  const int64_t d = 64, norm = d;
+  const int64_t attn = norm + (4 + 2 * 2) * 16 * d + d * 4 * 16;
+  const int64_t router = 8 * d;
+  // mixtral-d64: 2 x (attention + top-2 of 8 experts, F 117), final RMSNorm.
+  const ModelConfig mx = load("mixtral-d64.json");
+  const int64_t mx_moe = norm + router + 2 * (3 * 117 * d);
+  EXPECT_EQ(train::active_non_embedding_params(mx), 2 * (attn + mx_moe) + norm);
+  EXPECT_EQ(param_breakdown(mx).moe_total - param_breakdown(mx).moe_active, 2 * 6 * (3 * 117 * d));
+  // jamba-d64: Mamba + dense MLP, then attention + top-2 of 8 experts (F 122); the Mamba mixer's dt/B/C norms.
+  const ModelConfig jb = load("jamba-d64.json");
+  const int64_t Di = 128, N = 16, K = 4, R = 4;
+  const int64_t mamba = norm + 2 * Di * d + Di * K + Di + (R + 2 * N) * Di + R * Di + Di + Di * N + Di + d * Di +
+                        (R + 2 * N);
+  EXPECT_EQ(train::active_non_embedding_params(jb),
+            mamba + norm + 3 * 122 * d + attn + norm + router + 2 * 3 * 122 * d + norm);
+  // Per token the MoE block's expert FLOPs are those of 2 experts, not 8 (nor 1).
+  const BlockFlops b = block_flops_per_token(mx, 0, 1);
+  EXPECT_EQ(term(b, "moe.expert.fc1").macs, 2.0 * (2 * 117 * d));
+  EXPECT_EQ(term(b, "moe.expert.fc2").macs, 2.0 * (117 * d));
+  // Every model of the study within 2% of BlackMamba's count.
+  const double bm = double(train::active_non_embedding_params(load("blackmamba-d64.json")));
+  for (const char* f : {"mamba-d60.json", "transformer-d64.json", "transformer-moe-d64.json", "mixtral-d64.json",
+                        "jamba-d64.json"})
+    EXPECT_NEAR(double(train::active_non_embedding_params(load(f))) / bm, 1.0, 0.02) << f;
 }
 
 std::vector<ModelConfig> counted_configs() {
