@@ -76,8 +76,12 @@ TEST_P(BatchedFixture, GreedyEqualsEachPromptAlone) {
     EXPECT_EQ(st.generated_tokens, total);
     // One step advances every busy slot: batched runs need no more steps than the longest request's when every
     // request fits at once, and exactly the sum of (max_new - 1) one at a time.
-    if (max_batch == 1) EXPECT_EQ(st.steps, total - want_prefills);
-    if (max_batch == 256) EXPECT_EQ(st.steps, 6);  // request 0: 7 tokens, 6 steps after its prefill
+    if (max_batch == 1) {
+      EXPECT_EQ(st.steps, total - want_prefills);
+    }
+    if (max_batch == 256) {
+      EXPECT_EQ(st.steps, 6);  // request 0: 7 tokens, 6 steps after its prefill
+    }
   }
 }
 
