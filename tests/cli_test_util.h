@@ -1,4 +1,5 @@
-// Shared helpers for the tests that run the bmh binary: run a command line, a fresh scratch folder, read a JSON file.
+// Shared helpers for the tests that run the bmh binary: run a command line, a fresh scratch folder, read a JSON
+// file, count a file's lines.
 #pragma once
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +39,15 @@ inline std::filesystem::path scratch_dir(const std::string& prefix, const std::s
 inline nlohmann::json read_json(const std::filesystem::path& p) {
   std::ifstream f(p);
   return nlohmann::json::parse(f);
+}
+
+// Lines in a text file (JSONL outputs, journals).
+inline size_t count_lines(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  size_t n = 0;
+  std::string line;
+  while (std::getline(f, line)) ++n;
+  return n;
 }
 
 }  // namespace bmh::test

@@ -37,6 +37,7 @@ const std::vector<std::string> kAllTasks = {"lambada_openai", "hellaswag", "piqa
                                             "arc_easy", "arc_challenge", "openbookqa"};
 
 using test::CmdResult;
+using test::count_lines;
 using test::read_json;
 
 CmdResult run(const std::string& args) { return test::run_cmd(std::string(BMH_BINARY) + " " + args); }
@@ -195,14 +196,6 @@ TEST(EvalCli, ResultsDoNotDependOnPacking) {
           }
       }
   }
-}
-
-size_t count_lines(const fs::path& p) {
-  std::ifstream f(p);
-  size_t n = 0;
-  std::string line;
-  while (std::getline(f, line)) ++n;
-  return n;
 }
 
 TEST(EvalCli, KilledRunResumesToIdenticalResults) {

@@ -34,6 +34,7 @@ const std::string kEvalAnyBudget =
 const std::string kEval = kEvalAnyBudget + " --token-budget 64";
 
 using test::CmdResult;
+using test::count_lines;
 using test::read_json;
 using test::run_cmd;
 
@@ -74,14 +75,6 @@ void expect_every_rank_worked(const std::string& output, int np) {
     ASSERT_NE(at, std::string::npos) << output;
     EXPECT_NE(output.compare(at + needle.size(), 8, "0 calls,"), 0) << output;
   }
-}
-
-size_t count_lines(const fs::path& p) {
-  std::ifstream f(p);
-  size_t n = 0;
-  std::string line;
-  while (std::getline(f, line)) ++n;
-  return n;
 }
 
 // Children of a process, from /proc/<pid>/task/<tid>/children over its threads.
