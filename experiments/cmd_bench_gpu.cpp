@@ -47,6 +47,18 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// Median wall time of `reps` forward_device calls after one warm-up (which also sizes the workspaces).
+double forward_device_ms(cuda::CudaModel& m, const Tensor& ids, int reps) {
+  m.forward_device(ids);
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = Clock::now();
+    m.forward_device(ids);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  return median(ms);
+}
+
 // Times fn on the default stream with events: median of `iters` after 2 warm-ups.
 template <class F> double time_events(F fn, int iters) {
   cudaEvent_t a, b;
@@ -186,14 +198,7 @@ void run_bench(const BenchArgs& a) {
     std::mt19937_64 rng(9);
     for (auto& x : ids) x = int64_t(rng() % 64);
     Tensor idt = Tensor::from_i64(ids, {1, R});
-    m.forward_device(idt);
-    std::vector<double> ms;
-    for (int i = 0; i < 10; ++i) {
-      auto t0 = Clock::now();
-      m.forward_device(idt);
-      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    }
-    const double moe_ms = median(ms);
+    const double moe_ms = forward_device_ms(m, idt, 10);
     const double flops = 2.0 * R * (double(F1) * d + double(F) * d + double(E) * d);
     const double dense_ms = gemm_ms(blas, R, F1 + F + E, d, 20);
     ForwardOutput fo = m.forward(Tensor::from_i64(std::vector<int64_t>(ids.begin(), ids.begin() + 4096), {1, 4096}));
@@ -254,14 +259,7 @@ void run_bench(const BenchArgs& a) {
       std::vector<int64_t> fids(size_t(a.fwd_batch) * a.fwd_len);
       for (auto& x : fids) x = int64_t(rng() % uint64_t(cfg.vocab_size));
       Tensor ft = Tensor::from_i64(fids, {a.fwd_batch, a.fwd_len});
-      m.forward_device(ft);
-      std::vector<double> fms;
-      for (int i = 0; i < 3; ++i) {
-        auto t0 = Clock::now();
-        m.forward_device(ft);
-        fms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-      }
-      const double fwd_ms = median(fms);
+      const double fwd_ms = forward_device_ms(m, ft, 3);
       const double fwd_flops = a.fwd_batch * flops_sequence(cfg, a.fwd_len).flops();
       const double fwd_floor_ms = 1e3 * fwd_flops / gemm_flops;
       std::printf("\n%s%s (%.2fB params, %.0fM active; upload %.1f s): decode %.3f ms/token (floor %.3f ms: %.2f GB "
