@@ -59,6 +59,32 @@ double forward_device_ms(cuda::CudaModel& m, const Tensor& ids, int reps) {
   return median(ms);
 }
 
+// One more forward with an op timer attached (kernels/op_timer.h): GPU ms per op, printed largest first and
+// returned as [{op, ms, count}]. Its total exceeds the timed forward by the events' own cost.
+nlohmann::json forward_breakdown(cuda::CudaModel& m, const Tensor& ids, const std::string& what) {
+  cuda::OpTimer timer(m.stream());
+  m.set_op_timer(&timer);
+  try {
+    m.forward_device(ids);
+  } catch (...) {
+    m.set_op_timer(nullptr);
+    throw;
+  }
+  m.set_op_timer(nullptr);
+  std::vector<cuda::OpTimer::Row> rows = timer.totals();
+  double total = 0;
+  for (const auto& r : rows) total += r.ms;
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.ms > y.ms; });
+  std::printf("  %s per op (one forward with events between ops, %.2f ms in all):", what.c_str(), total);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : rows) {
+    std::printf(" %s %.3f ms (%.0f%%, x%d);", r.op.c_str(), r.ms, 100 * r.ms / total, r.count);
+    out.push_back({{"op", r.op}, {"ms", r.ms}, {"count", r.count}});
+  }
+  std::printf("\n");
+  return out;
+}
+
 // Times fn on the default stream with events: median of `iters` after 2 warm-ups.
 template <class F> double time_events(F fn, int iters) {
   cudaEvent_t a, b;
@@ -130,8 +156,7 @@ void run_bench(const BenchArgs& a) {
   if (!a.kernels.empty()) cuda::set_kernel_variants(a.kernels);
   nlohmann::json out;
   const cuda::KernelVariants& kv = cuda::kernel_variants();
-  out["kernel_variants"] = {{"scan", cuda::to_string(kv.scan)}, {"attn_decode", cuda::to_string(kv.attn_decode)},
-                            {"attn_prefill", cuda::to_string(kv.attn_prefill)}, {"gemv", cuda::to_string(kv.gemv)}};
+  out["kernel_variants"] = cuda::to_string(kv);  // every op's choice, as set_kernel_variants reads it back
   std::printf("kernel variants for the MoE layer%s: %s\n", a.kernels_ab.empty() ? " and presets" : "",
               cuda::to_string(kv).c_str());
   cudaDeviceProp prop;
@@ -199,6 +224,15 @@ void run_bench(const BenchArgs& a) {
     for (auto& x : ids) x = int64_t(rng() % 64);
     Tensor idt = Tensor::from_i64(ids, {1, R});
     const double moe_ms = forward_device_ms(m, idt, 10);
+    // Both expert schedules in the same run (the choice above is the current variant's).
+    nlohmann::json by_variant = nlohmann::json::object();
+    const cuda::KernelVariants moe_base = cuda::kernel_variants();
+    for (const char* v : {"serial", "streams"}) {
+      cuda::set_kernel_variants(std::string("moe_prefill=") + v);
+      by_variant[v] = forward_device_ms(m, idt, 10);
+    }
+    cuda::kernel_variants() = moe_base;
+    nlohmann::json moe_ops = forward_breakdown(m, idt, "MoE layer");
     const double flops = 2.0 * R * (double(F1) * d + double(F) * d + double(E) * d);
     const double dense_ms = gemm_ms(blas, R, F1 + F + E, d, 20);
     ForwardOutput fo = m.forward(Tensor::from_i64(std::vector<int64_t>(ids.begin(), ids.begin() + 4096), {1, 4096}));
@@ -208,8 +242,11 @@ void run_bench(const BenchArgs& a) {
                 "[%d x %d x %d]: %.3f ms; ratio %.2f\n",
                 E, R, d, F, b.ffn.gated ? " gated" : "", moe_ms, flops / (moe_ms * 1e-3) / 1e12, R, F1 + F + E, d,
                 dense_ms, moe_ms / dense_ms);
+    std::printf("MoE layer by expert schedule: %s\n", by_variant.dump().c_str());
     out["moe"] = {{"tokens", R}, {"experts", E}, {"ms", moe_ms}, {"dense_ms", dense_ms}, {"flops", flops},
-                  {"floor_ms", 1e3 * flops / gemm_flops}, {"tokens_per_expert_of_4096", per}};
+                  {"floor_ms", 1e3 * flops / gemm_flops}, {"tokens_per_expert_of_4096", per},
+                  {"ms_by_moe_prefill", by_variant}, {"ops", moe_ops},
+                  {"kernel_variants", cuda::to_string(cuda::kernel_variants())}};
   }
 
   // Kernel sets for the preset rows: each set is applied as a whole (then --kernels on top) before its decoder is
@@ -260,6 +297,7 @@ void run_bench(const BenchArgs& a) {
       for (auto& x : fids) x = int64_t(rng() % uint64_t(cfg.vocab_size));
       Tensor ft = Tensor::from_i64(fids, {a.fwd_batch, a.fwd_len});
       const double fwd_ms = forward_device_ms(m, ft, 3);
+      nlohmann::json fwd_ops = forward_breakdown(m, ft, name + " forward");
       const double fwd_flops = a.fwd_batch * flops_sequence(cfg, a.fwd_len).flops();
       const double fwd_floor_ms = 1e3 * fwd_flops / gemm_flops;
       std::printf("\n%s%s (%.2fB params, %.0fM active; upload %.1f s): decode %.3f ms/token (floor %.3f ms: %.2f GB "
@@ -271,7 +309,8 @@ void run_bench(const BenchArgs& a) {
       out["models"].push_back({{"preset", name}, {"params", p.total}, {"active", p.active}, {"decode_ms", dec_ms},
                                {"decode_floor_ms", dec_floor_ms}, {"prompt", a.prompt}, {"decode_tokens_per_s", tps},
                                {"forward_ms", fwd_ms}, {"forward_flops", fwd_flops}, {"forward_floor_ms", fwd_floor_ms},
-                               {"forward_shape", {a.fwd_batch, a.fwd_len}}, {"kernel_variants", spec}});
+                               {"forward_shape", {a.fwd_batch, a.fwd_len}}, {"kernel_variants", spec},
+                               {"forward_ops", fwd_ops}});
       if (!set.empty()) out["models"].back()["kernels"] = set;
     }
   }

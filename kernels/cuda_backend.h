@@ -10,6 +10,7 @@
 #include "core/language_model.h"
 #include "kernels/cuda_weights.h"
 #include "kernels/gemm.h"
+#include "kernels/op_timer.h"
 
 namespace bmh::cuda {
 
@@ -78,6 +79,8 @@ class CudaModel final : public LanguageModel {
   const Blas& blas() const { return *blas_; }
   cudaStream_t stream() const { return stream_; }
   void* final_hidden() const { return ws_xn_.get(); }
+  // Per-op GPU times of the prefills run while a timer is attached (null detaches); the caller owns the timer.
+  void set_op_timer(OpTimer* t) { timer_ = t; }
 
  private:
   void ensure_workspace(int B, int T);
@@ -88,6 +91,13 @@ class CudaModel final : public LanguageModel {
   bool use_flash_prefill(const AttentionSpec& a, int T) const;
   void mlp_prefill(int i, int R, const void* xn);
   void moe_prefill(int i, int R, const void* xn, const int64_t* forced, int half, RouteRecord* rec);
+  // The experts' fc1 -> activation -> fc2 chains (rows off[e]..off[e+1] of the permuted tokens) into the fp32
+  // expert outputs, serially on stream_ or spread over the side streams (kernel_variants().moe_prefill).
+  void moe_experts(int i, const std::vector<int>& off);
+  void ensure_side_streams();
+  void tick(const char* op) {
+    if (timer_) timer_->mark(op);
+  }
 
   ModelConfig cfg_;
   DevWeights w_;
@@ -100,6 +110,13 @@ class CudaModel final : public LanguageModel {
   DeviceBuffer ws_flag_;  // NaN-router flag (kernels/router.cuh), read with each MoE layer's offsets
   DecodeState scratch_state_;
   int scratch_B_ = 0, scratch_T_ = 0;
+  OpTimer* timer_ = nullptr;
+  // MoE prefill's side streams, each with its own cuBLAS handle (a handle's workspace must not be shared by
+  // kernels running at once), and the fork/join events.
+  std::vector<cudaStream_t> side_;
+  std::vector<std::unique_ptr<Blas>> side_blas_;
+  std::vector<cudaEvent_t> side_done_;
+  cudaEvent_t fork_ = nullptr;
 };
 
 }  // namespace bmh::cuda

@@ -79,8 +79,27 @@ CudaModel::CudaModel(const ModelConfig& cfg, const TensorMap& canonical, Dt dt) 
 }
 
 CudaModel::~CudaModel() {
+  side_blas_.clear();
+  for (cudaStream_t s : side_) cudaStreamDestroy(s);
+  for (cudaEvent_t e : side_done_) cudaEventDestroy(e);
+  if (fork_) cudaEventDestroy(fork_);
   blas_.reset();
   if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaModel::ensure_side_streams() {
+  constexpr int kSide = 4;  // 8 experts of ~2k rows: two chains per stream keep every SM busy (op table, H200)
+  if (!side_.empty()) return;
+  BMH_CUDA(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+  for (int j = 0; j < kSide; ++j) {
+    cudaStream_t s = nullptr;
+    BMH_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    side_.push_back(s);
+    side_blas_.push_back(std::make_unique<Blas>(s));
+    cudaEvent_t e = nullptr;
+    BMH_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    side_done_.push_back(e);
+  }
 }
 
 std::string CudaModel::describe() const { return std::string("cuda ") + dt_name(w_.dt); }
@@ -114,6 +133,11 @@ void CudaModel::ensure_workspace(int B, int T) {
     }
     if (bc.mlp == MlpKind::Moe) {
       const int E = bc.ffn.n_experts, k = bc.ffn.top_k;
+      if (kernel_variants().moe_prefill == MoePrefillVariant::Streams) {  // every expert's rows at once
+        const int F = bc.ffn.d_ff, F1 = bc.ffn.gated ? 2 * F : F;
+        a = std::max(a, size_t(R) * k * F1);
+        b = std::max(b, size_t(R) * k * F);
+      }
       c = std::max(c, size_t(R) * k * d);
       f32 = std::max(f32, size_t(R) * k * d);
       f32b = std::max(f32b, size_t(R) * E + size_t(R) * k);
@@ -167,8 +191,10 @@ void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_s
   // xz [R, 2Di] = xn in_proj^T (+b); x = xz[:, :Di], z = xz[:, Di:]   (mamba_simple.py / Zyphra mamba_layer.py)
   linear(*blas_, dt, dt, R, 2 * Di, d, xn, d, w.in_proj.w.get(), d, xz, 2 * Di);
   add_bias(dt, xz, 2 * Di, w.in_proj.bias(), R, 2 * Di, stream_);
+  tick("mamba.in_proj");
   causal_conv1d_silu(dt, xz, 2 * Di, w.conv_w.as<float>(), w.conv_b.bytes() ? w.conv_b.as<float>() : nullptr,
                      conv_state, B, T, Di, m.d_conv, ws_b_.get(), Di, stream_);
+  tick("mamba.conv");
   // x_dbl [R, Rk + 2N] = xc x_proj^T;  dt [R, Di] = x_dbl[:, :Rk] dt_proj^T (bias goes to the scan)
   linear(*blas_, dt, dt, R, Wx, Di, ws_b_.get(), Di, w.x_proj.w.get(), Di, ws_c_.get(), Wx);
   if (m.inner_norms) {  // Jamba: RMSNorm dt, B and C in place (modeling_jamba.py JambaMambaMixer)
@@ -178,7 +204,9 @@ void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_s
     rms_norm_rows_inplace(dt, xd + size_t(Rk) * es, Wx, R, N, w.b_norm.as<float>(), eps, stream_);
     rms_norm_rows_inplace(dt, xd + size_t(Rk + N) * es, Wx, R, N, w.c_norm.as<float>(), eps, stream_);
   }
+  tick("mamba.x_proj");
   linear(*blas_, dt, dt, R, Di, Rk, ws_c_.get(), Wx, w.dt_proj.w.get(), Rk, ws_d_.get(), Di);
+  tick("mamba.dt_proj");
   ScanArgs sa{};
   sa.u = ws_b_.get(); sa.ldu = Di;
   sa.delta = ws_d_.get(); sa.ldd = Di;
@@ -191,9 +219,11 @@ void CudaModel::mamba_prefill(int i, int B, int T, const void* xn, float* conv_s
   sa.y = ws_e_.get(); sa.ldy = Di;
   sa.B = B; sa.T = T; sa.Di = Di; sa.N = N;
   selective_scan(dt, sa, stream_);
+  tick("mamba.scan");
   // residual += y out_proj^T (+b)
   linear(*blas_, dt, Dt::F32, R, d, Di, ws_e_.get(), Di, w.out_proj.w.get(), Di, ws_resid_.get(), d, 1.f, 1.f);
   add_bias(Dt::F32, ws_resid_.get(), d, w.out_proj.bias(), R, d, stream_);
+  tick("mamba.out_proj");
 }
 
 // Flash prefill (kernels/attention_prefill_flash.cu) when it is the chosen variant and serves this layer's shape,
@@ -224,9 +254,11 @@ void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc,
     const int Hkv = a.kv_heads(), rep = H / Hkv, W = (H + 2 * Hkv) * hd;
     linear(*blas_, dt, dt, R, W, d, xn, d, w.qkv.w.get(), d, qkv, W);
     add_bias(dt, qkv, W, w.qkv.bias(), R, W, stream_);
+    tick("attn.qkv");
     char* q = ws_d_.as<char>();
     gqa_rotary_split(dt, qkv, B, T, H, Hkv, hd, a.rotary_dim, float(a.rope_theta), 0, nullptr, q, kc, vc, S_max,
                      stream_);
+    tick("attn.rotary");
     const float scale = 1.f / std::sqrt(float(hd));
     if (use_flash_prefill(a, T)) {
       // q (rotated) [R, H hd] from gqa_rotary_split; k, v from the cache [B, Hkv, S_max, hd] at positions 0..T-1,
@@ -260,13 +292,17 @@ void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc,
                        0.f, o, dh, hd, rep);
         }
     }
+    tick("attn.core");
     linear(*blas_, dt, Dt::F32, R, d, dh, ws_b_.get(), dh, w.dense.w.get(), dh, ws_resid_.get(), d, 1.f, 1.f);
     add_bias(Dt::F32, ws_resid_.get(), d, w.dense.bias(), R, d, stream_);
+    tick("attn.dense");
     return;
   }
   linear(*blas_, dt, dt, R, 3 * dh, d, xn, d, w.qkv.w.get(), d, qkv, 3 * dh);
   add_bias(dt, qkv, 3 * dh, w.qkv.bias(), R, 3 * dh, stream_);
+  tick("attn.qkv");
   rotary_qkv_to_cache(dt, qkv, B, T, H, hd, a.rotary_dim, float(a.rope_theta), 0, nullptr, kc, vc, S_max, stream_);
+  tick("attn.rotary");
   const float scale = 1.f / std::sqrt(float(hd));
   if (use_flash_prefill(a, T)) {
     // rotary_qkv_to_cache rotated q and k in place in qkv (positions 0..T-1), so the kernel reads all three there.
@@ -286,8 +322,10 @@ void CudaModel::attention_prefill(int i, int B, int T, const void* xn, void* kc,
                    (long long)T * T, 0.f, o, dh, hd, H);
     }
   }
+  tick("attn.core");
   linear(*blas_, dt, Dt::F32, R, d, dh, ws_b_.get(), dh, w.dense.w.get(), dh, ws_resid_.get(), d, 1.f, 1.f);
   add_bias(Dt::F32, ws_resid_.get(), d, w.dense.bias(), R, d, stream_);
+  tick("attn.dense");
 }
 
 void CudaModel::mlp_prefill(int i, int R, const void* xn) {
@@ -296,9 +334,12 @@ void CudaModel::mlp_prefill(int i, int R, const void* xn) {
   const Dt dt = w_.dt;
   const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F;
   linear(*blas_, dt, dt, R, F1, d, xn, d, w.fc1.w.get(), d, ws_a_.get(), F1);
+  tick("mlp.fc1");
   mlp_act(dt, f.act, f.gated, ws_a_.get(), F1, w.fc1.bias(), R, F, ws_b_.get(), F, stream_);
+  tick("mlp.act");
   linear(*blas_, dt, Dt::F32, R, d, F, ws_b_.get(), F, w.fc2.w.get(), F, ws_resid_.get(), d, 1.f, 1.f);
   add_bias(Dt::F32, ws_resid_.get(), d, w.fc2.bias(), R, d, stream_);
+  tick("mlp.fc2");
 }
 
 void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced, int half, RouteRecord* rec) {
@@ -323,6 +364,7 @@ void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced,
   ra.forced = forced; ra.expert = expert; ra.gate = gate; ra.tie = tie;
   ra.nan_flag = ws_flag_.as<int>(); ra.tag = i + 1;
   router_topk(ra, stream_);
+  tick("moe.router");
   moe_permute(dt, expert, R, E, xn, d, d, offsets, perm, ws_c_.get(), scratch, stream_, k, inv);
   // The offsets come to the host for the per-expert GEMMs anyway: the NaN flag rides along in the same copy.
   BMH_CUDA(cudaMemcpyAsync(offsets + E + 1, ws_flag_.get(), sizeof(int), cudaMemcpyDeviceToDevice, stream_));
@@ -346,22 +388,66 @@ void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced,
     rec->router_logits.resize(size_t(R) * E);
     download(rec->router_logits.data(), logits, sizeof(float) * R * E, stream_);
   }
+  tick("moe.permute+sync");
+  moe_experts(i, off);
+  // Each token's k expert outputs, scaled by their gates, added in slot order.
+  moe_combine_add(ws_f32_.as<float>(), inv, gate, R, k, d, ws_resid_.as<float>(), stream_);
+  tick("moe.combine");
+}
+
+void CudaModel::moe_experts(int i, const std::vector<int>& off) {
+  const MlpSpec& f = cfg_.blocks[i].ffn;
+  const DevBlock& w = w_.blocks[i];
+  const Dt dt = w_.dt;
+  const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F, E = f.n_experts;
+  const size_t es = dt_size(dt);
+  const bool streams = kernel_variants().moe_prefill == MoePrefillVariant::Streams;
+  std::vector<int> lane(E, -1);  // side stream per expert: largest first onto the least-loaded stream
+  if (streams) {
+    ensure_side_streams();
+    std::vector<int> order(E);
+    for (int e = 0; e < E; ++e) order[e] = e;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int x, int y) { return off[x + 1] - off[x] > off[y + 1] - off[y]; });
+    std::vector<long> load(side_.size(), 0);
+    for (int e : order) {
+      const int j = int(std::min_element(load.begin(), load.end()) - load.begin());
+      lane[e] = j;
+      load[j] += off[e + 1] - off[e];
+    }
+    BMH_CUDA(cudaEventRecord(fork_, stream_));
+    for (cudaStream_t s : side_) BMH_CUDA(cudaStreamWaitEvent(s, fork_, 0));
+  }
   for (int e = 0; e < E; ++e) {
     const int n = off[e + 1] - off[e];
     if (n == 0) continue;
+    cudaStream_t s = streams ? side_[lane[e]] : stream_;
+    const Blas& blas = streams ? *side_blas_[lane[e]] : *blas_;
+    // Serial: one expert's intermediates at a time; streams: each expert its own rows of the workspaces.
+    const size_t row0 = streams ? size_t(off[e]) : 0;
+    char* a = ws_a_.as<char>() + row0 * F1 * es;
+    char* b = ws_b_.as<char>() + row0 * F * es;
     const char* xs = ws_c_.as<char>() + size_t(off[e]) * d * es;
     const char* w1 = w.fc1.w.as<char>() + size_t(e) * F1 * d * es;
     const char* w2 = w.fc2.w.as<char>() + size_t(e) * d * F * es;
     const float* b1 = w.fc1.bias() ? w.fc1.bias() + size_t(e) * F1 : nullptr;
     const float* b2 = w.fc2.bias() ? w.fc2.bias() + size_t(e) * d : nullptr;
     float* ys = ws_f32_.as<float>() + size_t(off[e]) * d;
-    linear(*blas_, dt, dt, n, F1, d, xs, d, w1, d, ws_a_.get(), F1);
-    mlp_act(dt, f.act, f.gated, ws_a_.get(), F1, b1, n, F, ws_b_.get(), F, stream_);
-    linear(*blas_, dt, Dt::F32, n, d, F, ws_b_.get(), F, w2, F, ys, d);
-    add_bias(Dt::F32, ys, d, b2, n, d, stream_);
+    linear(blas, dt, dt, n, F1, d, xs, d, w1, d, a, F1);
+    if (!streams) tick("moe.fc1");
+    mlp_act(dt, f.act, f.gated, a, F1, b1, n, F, b, F, s);
+    if (!streams) tick("moe.act");
+    linear(blas, dt, Dt::F32, n, d, F, b, F, w2, F, ys, d);
+    add_bias(Dt::F32, ys, d, b2, n, d, s);
+    if (!streams) tick("moe.fc2");
   }
-  // Each token's k expert outputs, scaled by their gates, added in slot order.
-  moe_combine_add(ws_f32_.as<float>(), inv, gate, R, k, d, ws_resid_.as<float>(), stream_);
+  if (streams) {
+    for (size_t j = 0; j < side_.size(); ++j) {
+      BMH_CUDA(cudaEventRecord(side_done_[j], side_[j]));
+      BMH_CUDA(cudaStreamWaitEvent(stream_, side_done_[j], 0));
+    }
+    tick("moe.experts");
+  }
 }
 
 static Tensor download_f32(const void* p, Dt dt, int B, int T, int d, cudaStream_t s) {
@@ -391,6 +477,7 @@ void CudaModel::prefill_rows(const int64_t* ids_dev, int B, int T, const StatePt
   const Dt dt = w_.dt;
   float* resid = ws_resid_.as<float>();
   embedding(dt, w_.embed.get(), ids_dev, R, d, resid, stream_);
+  tick("embed");
   const bool neox = cfg_.family == "hf-gpt-neox" || cfg_.family == "hf-mixtral" || cfg_.family == "hf-jamba";
   const int half = router_half_mode(trace.precision ? *trace.precision : router_precision_, dt);
   check_sliding_window(cfg_, T, "cuda prefill");
@@ -411,12 +498,14 @@ void CudaModel::prefill_rows(const int64_t* ids_dev, int B, int T, const StatePt
     if (has_mlp && bc.parallel)
       add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, R, d,
                ws_xn2_.get(), stream_);
+    tick("norm");
     if (bc.mixer == MixerKind::Mamba) mamba_prefill(i, B, T, ws_xn_.get(), st.conv[i], st.ssm[i]);
     if (bc.mixer == MixerKind::Attention) attention_prefill(i, B, T, ws_xn_.get(), st.k[i], st.v[i], st.S_max);
     if (has_mlp) {
       if (!bc.parallel)
         add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, R, d,
                  ws_xn2_.get(), stream_);
+      tick("norm");
       if (bc.mlp == MlpKind::Dense) {
         mlp_prefill(i, R, ws_xn2_.get());
       } else {
@@ -432,6 +521,7 @@ void CudaModel::prefill_rows(const int64_t* ids_dev, int B, int T, const StatePt
   add_norm(cfg_.final_norm, dt, resid, nullptr, w_.final_norm_w.as<float>(),
            w_.final_norm_b.bytes() ? w_.final_norm_b.as<float>() : nullptr, cfg_.final_norm_eps, R, d, ws_xn_.get(),
            stream_);
+  tick("norm");
   record(ws_xn_.get(), dt);
 }
 
@@ -441,6 +531,7 @@ void CudaModel::lm_head_rows(const void* x, int ldx, int M, float* logits, cudaS
   linear(*blas_, w_.dt, Dt::F32, M, V, d, x, ldx, w_.head(), d, logits, V);
   add_bias(Dt::F32, logits, V, w_.lm_head_b.bytes() ? w_.lm_head_b.as<float>() : nullptr, M, V, s);
   if (s != stream_) blas_->set_stream(stream_);
+  else tick("lm_head");
 }
 
 static std::vector<const int64_t*> upload_forced(const ModelConfig& cfg, const ForwardOptions& opt, int B, int T,

@@ -22,6 +22,7 @@
 #include "core/router.h"
 #include "evals/model_loader.h"
 #include "gpu_test_util.h"
+#include "model_test_util.h"
 #include "kernels/cuda_model.h"
 #include "kernels/variants.h"
 #include "reference/model.h"
@@ -59,16 +60,8 @@ double rel(const std::vector<float>& a, const std::vector<double>& b) { return g
 
 // The model tests run twice: with the default kernels ("v2": chunked scan, split-key decode attention, flash
 // prefill, split GEMV) and with the version-1 set ("v1": staged, per_head, cuBLAS + softmax, warp), so both stay
-// checked against the oracles and the CPU reference at the same dtype tolerances. The choice is process-wide
-// (kernels/variants.h); the guard restores the previous one, whatever the test's outcome.
-class KernelSetGuard {
- public:
-  explicit KernelSetGuard(const std::string& spec) : saved_(cuda::kernel_variants()) { cuda::set_kernel_variants(spec); }
-  ~KernelSetGuard() { cuda::kernel_variants() = saved_; }
-
- private:
-  cuda::KernelVariants saved_;
-};
+// checked against the oracles and the CPU reference at the same dtype tolerances.
+using gpu_test::KernelSetGuard;
 const std::vector<std::string> kKernelSets = {"v2", "v1"};
 
 // A test name: the parameter with non-alphanumerics as '_', and "_v1kernels" for the version-1 pass (the default
@@ -198,15 +191,7 @@ const std::vector<std::string> kPresets = {"tiny-blackmamba-50k", "tiny-mamba-50
 
 class CudaPreset : public KernelSetTest {};
 
-Tensor ids_for(int B, int T, int V, uint64_t seed) {
-  std::vector<int64_t> v(size_t(B) * T);
-  uint64_t x = seed;
-  for (auto& id : v) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    id = int64_t((x >> 33) % uint64_t(V));
-  }
-  return Tensor::from_i64(v, {B, T});
-}
+using gpu_test::ids_for;
 
 TEST_P(CudaPreset, Fp32MatchesReference) {
   BMH_REQUIRE_GPU();
