@@ -37,12 +37,15 @@ if [ "${1:-}" = pack ]; then
   fi
   BUILD=${BUILD:-build-cuda}
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-  cmake --build "$BUILD" -j"${JOBS:-2}" --target gpu_test_ops gpu_test_cuda_model bmh
+  # Every GPU test binary (tests/gpu/test_*.cpp) and the CLI.
+  GPU_TESTS=$(for f in tests/gpu/test_*.cpp; do basename "$f" .cpp | sed 's/^/gpu_/'; done)
+  cmake --build "$BUILD" -j"${JOBS:-2}" --target $GPU_TESTS bmh
   stamped=$(sed -n 's/#define BMH_GIT_HASH "\(.*\)"/\1/p' "$BUILD/generated/bmh_git_hash.h")
   [ "$stamped" = "$hash" ] || { echo "gpu_check pack: build stamped '$stamped', tree is '$hash'" >&2; exit 1; }
   ST="$BUILD/carry-stage"
   rm -rf "$ST" && mkdir -p "$ST/bin" "$ST/lib" "$ST/peers"
-  cp "$BUILD/tests/gpu_test_ops" "$BUILD/tests/gpu_test_cuda_model" "$BUILD/bmh" "$ST/bin/"
+  for t in $GPU_TESTS; do cp "$BUILD/tests/$t" "$ST/bin/"; done
+  cp "$BUILD/bmh" "$ST/bin/"
   strip --strip-debug "$ST"/bin/*
   # Shared libraries: everything ldd resolves except glibc's own, the driver and cuBLAS (CUDA 13 is there).
   for b in "$ST"/bin/*; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
@@ -149,8 +152,7 @@ if want tests; then
       --fixture tests/fixtures/blackmamba-tiny --out "$HR" 2>&1 | tail -n 8 | tee -a "$LOG"
     tar -czf "$OA/halfroute.tgz" -C tests/fixtures blackmamba-tiny-halfroute
   fi
-  gtest gpu_test_ops
-  gtest gpu_test_cuda_model
+  for t in "$CARRY"/bin/gpu_test_*; do gtest "$(basename "$t")"; done
 fi
 
 if want bench; then
@@ -169,7 +171,7 @@ if want bench; then
   grep -q "^exit 0" /tmp/peer_build.log || tail -n 40 /tmp/peer_build.log | tee -a "$LOG"
   say "== peers"
   PY="env PYTHONUNBUFFERED=1 timeout"
-  $PY 150 python3 $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
+  $PY 200 python3 $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
     --json "$OA/peers_mamba_ssm.json" 2>&1 | grep -v Warning | tee -a "$LOG"
   $PY 100 python3 $P/zyphra_peer.py --src "$PEERS/zyphra" --conv "$PEERS/conv" --kernels "$KB" \
     --json "$OA/peers_zyphra.json" 2>&1 | grep -v Warning | tee -a "$LOG"

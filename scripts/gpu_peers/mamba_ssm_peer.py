@@ -4,6 +4,8 @@
 weights of the Mamba-1.4B/2.8B shapes (state-spaces/mamba-*/config.json), `MambaLMHeadModel`.
 - decode b=1: `generate(cg=True)` (its CUDA-graph decoding), timed as the difference of two generation lengths
   (each length warmed up first, since a new max_length re-captures the graph), per token;
+- decode at batch 8, 64, 256 the same way (B prompts of the same length; ms per step of B tokens), each under its
+  own deadline so a slow batch cannot use up the call;
 - forward B x T: one call returning all B*T logits, as our benchmark;
 - selective_scan_fn alone on our op table's scan shapes (bf16 u/delta/B/C, fp32 A/D, z and softplus as in Mamba).
 
@@ -39,9 +41,9 @@ def model(MambaLMHeadModel, MambaConfig, d, L):
     return MambaLMHeadModel(cfg, device="cuda", dtype=torch.bfloat16).eval()
 
 
-def decode_ms(m, prompt_len=64, n1=16, n2=80):
+def decode_ms(m, prompt_len=64, n1=16, n2=80, batch=1):
     import torch
-    ids = torch.randint(0, 50277, (1, prompt_len), device="cuda")
+    ids = torch.randint(0, 50277, (batch, prompt_len), device="cuda")
 
     def gen(n):
         return lambda: m.generate(ids, max_length=prompt_len + n, cg=True, top_k=1,
@@ -91,6 +93,12 @@ def main():
         m = model(LM, Cfg, d, L)
         rep.run(f"{name}/decode", lambda: {"preset": name, "what": "decode", "peer": "mamba_ssm generate(cg=True)",
                                            "batch": 1, "peer_ms": decode_ms(m)})
+        for Bd in (8, 64, 256):
+            def batched(Bd=Bd):
+                with pc.deadline(25):
+                    return {"preset": name, "what": f"decode_b{Bd}", "peer": "mamba_ssm generate(cg=True)",
+                            "batch": Bd, "peer_ms": decode_ms(m, n1=8, n2=40, batch=Bd)}
+            rep.run(f"{name}/decode_b{Bd}", batched)
         B, T = a.forward_batch, a.forward_len
         rep.run(f"{name}/forward", lambda: {"preset": name, "what": "forward", "peer": "mamba_ssm MambaLMHeadModel",
                                             "batch": B, "len": T, "peer_ms": forward_ms(m, B, T)})
