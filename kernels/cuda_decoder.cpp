@@ -14,6 +14,7 @@
 #include "kernels/cuda_backend.h"
 #include "kernels/embedding.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/moe.cuh"
 #include "kernels/norm.cuh"
 #include "kernels/selective_scan.cuh"
@@ -203,8 +204,11 @@ class CudaDecoder final : public Decoder {
   }
 
  private:
-  // One decode step for B_ rows, enqueued on stream_ (captured into the graph).
+  // One decode step for B_ rows, enqueued on stream_ (captured into the graph). With pdl=on every kernel below is
+  // launched as a programmatic dependent of the one before (kernels/launch.cuh): each waits (griddepcontrol.wait)
+  // before reading activations or writing, so the results are the same bits; only the launch gaps overlap.
   void record_step() {
+    const PdlScope pdl(kernel_variants().pdl == PdlVariant::On);
     const DevWeights& W = m_.weights();
     const Dt dt = m_.dt();
     const int d = cfg_.d_model, V = cfg_.vocab_size;

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "kernels/common.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 namespace {
@@ -41,6 +42,10 @@ __global__ void __launch_bounds__(kThreads) gemv_split_kernel(GemvArgs a) {
   const int slot = threadIdx.x / TPR, q = threadIdx.x % TPR;
   const int n = blockIdx.x * RPB + slot;
   const bool ok = n < a.N;
+  pdl_trigger();
+  // Weights before the wait (with a per-row expert the row is known only after it: the router wrote expert).
+  if (!a.expert && ok) prefetch_l2(static_cast<const T*>(a.W) + (int64_t)n * a.K, int64_t(a.K) * sizeof(T), q, TPR);
+  pdl_wait();
   const int nv = a.K / Vec<T, VB>::V;
   const T* X = static_cast<const T*>(a.x);
 #pragma unroll 1
@@ -86,7 +91,7 @@ int sm_count() {
 template <class T, class O, int VB, int LPR, int WPR>
 void go(const GemvArgs& a, cudaStream_t s) {
   constexpr int RPB = kThreads / (LPR * WPR);
-  gemv_split_kernel<T, O, VB, LPR, WPR><<<(a.N + RPB - 1) / RPB, kThreads, 0, s>>>(a);
+  launch_kernel(gemv_split_kernel<T, O, VB, LPR, WPR>, (a.N + RPB - 1) / RPB, kThreads, 0, s, a);
 }
 
 template <class T, class O, int VB>

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/selective_scan.cuh"
 
 namespace bmh::cuda {
@@ -164,6 +165,8 @@ void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s) { selective_scan(t,
 constexpr int kGroup = 16;
 template <class T>
 __global__ void state_update_kernel(ScanArgs a) {
+  pdl_trigger();
+  pdl_wait();
   const int gid = (blockIdx.x * blockDim.x + threadIdx.x) / kGroup, lane = threadIdx.x % kGroup;
   const int b = blockIdx.y, c = gid, N = a.N;
   const bool active = c < a.Di;
@@ -199,7 +202,7 @@ void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s) {
   if (a.B == 0 || a.Di == 0) return;
   constexpr int threads = 128;
   dim3 grid((a.Di * kGroup + threads - 1) / threads, a.B);
-  BMH_DISPATCH_DT(t, T, state_update_kernel<T><<<grid, threads, 0, s>>>(a));
+  BMH_DISPATCH_DT(t, T, launch_kernel(state_update_kernel<T>, grid, threads, 0, s, a));
   BMH_LAUNCH("state_update_kernel");
 }
 

@@ -11,6 +11,7 @@ const char* to_string(ScanVariant v) { return v == ScanVariant::Chunked ? "chunk
 const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
 const char* to_string(GemvVariant v) { return v == GemvVariant::Split ? "split" : "warp"; }
+const char* to_string(PdlVariant v) { return v == PdlVariant::On ? "on" : "off"; }
 
 KernelVariants kernel_set_v1() {
   KernelVariants v;
@@ -18,13 +19,15 @@ KernelVariants kernel_set_v1() {
   v.attn_decode = AttnDecodeVariant::PerHead;
   v.attn_prefill = AttnPrefillVariant::Gemm;
   v.gemv = GemvVariant::Warp;
+  v.pdl = PdlVariant::Off;
   return v;
 }
 KernelVariants kernel_set_v2() { return KernelVariants{}; }
 
 std::string to_string(const KernelVariants& v) {
   return std::string("scan=") + to_string(v.scan) + ",attn_decode=" + to_string(v.attn_decode) +
-         ",attn_prefill=" + to_string(v.attn_prefill) + ",gemv=" + to_string(v.gemv);
+         ",attn_prefill=" + to_string(v.attn_prefill) + ",gemv=" + to_string(v.gemv) +
+         ",pdl=" + to_string(v.pdl);
 }
 
 namespace {
@@ -51,9 +54,12 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.attn_prefill = name == "flash" ? AttnPrefillVariant::Flash : AttnPrefillVariant::Gemm;
     } else if (op == "gemv" && (name == "warp" || name == "split")) {
       kv.gemv = name == "split" ? GemvVariant::Split : GemvVariant::Warp;
+    } else if (op == "pdl" && (name == "off" || name == "on")) {
+      kv.pdl = name == "on" ? PdlVariant::On : PdlVariant::Off;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
-           "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split)");
+           "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, "
+           "gemv=warp|split, pdl=off|on)");
     }
   }
 }

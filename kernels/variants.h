@@ -27,6 +27,12 @@ enum class GemvVariant : int {
   Split = 1,  // LPR lanes per row (short rows) or WPR warps splitting K (few long rows) (gemv_split.cu)
 };
 
+enum class PdlVariant : int {
+  Off = 0,  // the decode graph's kernels each wait for the previous one to finish and drain (plain launches)
+  On = 1,   // programmatic dependent launch in the decode graph (kernels/launch.cuh): a kernel is scheduled while
+            // its predecessor runs, reads weights, then waits (griddepcontrol.wait) before touching its inputs
+};
+
 // Defaults: the version-2 kernels, each faster on the H200 op table of 2026-12-02 and within its op-table
 // tolerance there (kernels/NOTES.md): chunked scan, split-key decode attention, flash prefill, split GEMV.
 // The version-1 set stays selectable as a whole ("v1") or per op.
@@ -35,14 +41,16 @@ struct KernelVariants {
   AttnDecodeVariant attn_decode = AttnDecodeVariant::SplitKeys;
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
   GemvVariant gemv = GemvVariant::Split;
+  PdlVariant pdl = PdlVariant::Off;  // CudaDecoder::record_step only; prefill never uses it
 };
-// The two named sets: "v1" (staged, per_head, gemm, warp: the kernels before 2026-12-02) and "v2" (the defaults).
+// The two named sets: "v1" (staged, per_head, gemm, warp, pdl off: the kernels before 2026-12-02) and "v2" (the
+// defaults; pdl off until it is measured).
 KernelVariants kernel_set_v1();
 KernelVariants kernel_set_v2();
 
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
-// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv) left to right; an entry "v1" or "v2" sets
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv, pdl) left to right; an entry "v1" or "v2" sets
 // every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices,
 // changing nothing. BMH_KERNELS is applied before the first call, so this overrides it.
 void set_kernel_variants(const std::string& spec);
@@ -50,7 +58,8 @@ const char* to_string(ScanVariant v);         // "staged", "chunked"
 const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
 const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
 const char* to_string(GemvVariant v);         // "warp", "split"
-// "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split": the spec set_kernel_variants reads back.
+const char* to_string(PdlVariant v);          // "off", "on"
+// "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,pdl=off": the spec set_kernel_variants reads back.
 std::string to_string(const KernelVariants& v);
 
 }  // namespace bmh::cuda

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <tuple>
@@ -554,6 +555,57 @@ TEST_P(CudaFixture, BatchedGreedyEqualsEachPromptAlone) {
   s.max_batch = 8;
   const auto eight = generate_batched(*m, reqs, s);
   for (size_t r = 0; r < reqs.size(); ++r) EXPECT_EQ(one[r].generated, eight[r].generated) << name << " request " << r;
+}
+
+// The pdl entry of a kernel spec (no device needed): parsed, read back by to_string, off in both named sets, and a
+// bad value changes nothing.
+TEST(KernelVariants, PdlEntryParsesAndRoundTrips) {
+  KernelSetGuard g("v2");
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
+  cuda::set_kernel_variants("pdl=on");
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
+  EXPECT_EQ(cuda::to_string(cuda::kernel_variants()), "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,pdl=on");
+  EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Split);
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
+  cuda::set_kernel_variants("v1");
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
+  cuda::set_kernel_variants(cuda::to_string(cuda::kernel_variants()) + ",pdl=on");
+  EXPECT_EQ(cuda::to_string(cuda::kernel_variants()), "scan=staged,attn_decode=per_head,attn_prefill=gemm,gemv=warp,pdl=on");
+}
+
+// Programmatic dependent launch in the decode graph (kernels/launch.cuh, pdl=on) changes only when each kernel is
+// scheduled, never what it computes: every kernel waits for its predecessor before reading activations or writing.
+// So greedy decoding with pdl=on must give the same bits as pdl=off, on every fixture, for both kernel sets (the
+// parameter: v2 exercises the split GEMV and the cluster attention launch, v1 the warp GEMV and per-head attention),
+// fp32 and bf16, batch 1 and 3, random prompts, 7 graph replays after the prefill. A missing wait would race with the
+// previous kernel and show here as differing logits (not reliably on every run: a race is timing-dependent).
+TEST_P(CudaFixture, PdlDecodeIsBitIdentical) {
+  BMH_REQUIRE_GPU();
+  const std::string name = this->name();
+  for (std::string dtype : {"fp32", "bf16"}) {
+    auto m = load_fixture(name, dtype);
+    const int V = m->config().vocab_size;
+    for (int B : {1, 3}) {
+      std::mt19937_64 rng(100 + B);
+      std::vector<int64_t> p(size_t(B) * 11);
+      for (auto& id : p) id = int64_t(rng() % uint64_t(V));
+      const Tensor prompt = Tensor::from_i64(p, {B, 11});
+      Tensor logits[2], ids[2];
+      for (int on : {0, 1}) {
+        KernelSetGuard g(on ? "pdl=on" : "pdl=off");
+        ids[on] = generate_greedy(*m, prompt, 8, &logits[on]);
+      }
+      const std::string what = name + " " + dtype + " B=" + std::to_string(B);
+      EXPECT_EQ(ids[1].to_i64(), ids[0].to_i64()) << what;
+      ASSERT_EQ(logits[0].numel(), logits[1].numel()) << what;
+      const float* a = logits[0].data<float>();
+      const float* b = logits[1].data<float>();
+      int64_t differ = 0;
+      for (int64_t i = 0; i < logits[0].numel(); ++i) differ += std::memcmp(a + i, b + i, sizeof(float)) != 0;
+      EXPECT_EQ(differ, 0) << what << ": logits that differ in any bit, of " << logits[0].numel();
+    }
+  }
 }
 
 TEST(CudaMemory, NoLeakOver1000GenerateCalls) {
