@@ -138,7 +138,7 @@ void run_bench(const BenchArgs& a) {
   const cuda::KernelVariants& kv = cuda::kernel_variants();
   out["kernel_variants"] = {{"scan", cuda::to_string(kv.scan)}, {"attn_decode", cuda::to_string(kv.attn_decode)},
                             {"attn_prefill", cuda::to_string(kv.attn_prefill)}, {"gemv", cuda::to_string(kv.gemv)},
-                            {"pdl", cuda::to_string(kv.pdl)}};
+                            {"pdl", cuda::to_string(kv.pdl)}, {"decode_dt", cuda::to_string(kv.decode_dt)}};
   std::printf("kernel variants for the MoE layer%s: %s\n", a.kernels_ab.empty() ? " and presets" : "",
               cuda::to_string(kv).c_str());
   cudaDeviceProp prop;

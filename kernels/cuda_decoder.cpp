@@ -275,10 +275,15 @@ class CudaDecoder final : public Decoder {
       rms_norm_rows_inplace(dt, c_.as<char>() + size_t(Rk) * es, Wx, B_, N, w.b_norm.as<float>(), eps, stream_);
       rms_norm_rows_inplace(dt, c_.as<char>() + size_t(Rk + N) * es, Wx, B_, N, w.c_norm.as<float>(), eps, stream_);
     }
-    linear_step(dt, w.dt_proj, c_.get(), Wx, dtb, Di, false, /*with_bias=*/false);
+    const bool fused_dt = kernel_variants().decode_dt == DecodeDtVariant::Fused;
+    if (!fused_dt) linear_step(dt, w.dt_proj, c_.get(), Wx, dtb, Di, false, /*with_bias=*/false);
     ScanArgs sa{};
     sa.u = b_.get(); sa.ldu = Di;
     sa.delta = dtb; sa.ldd = Di;
+    if (fused_dt) {  // the state update computes delta = dt_proj . x_dbl[:, :Rk] itself
+      sa.delta = nullptr;
+      sa.dt_w = w.dt_proj.w.get(); sa.dt_x = c_.get(); sa.ldx_dt = Wx; sa.Rk = Rk;
+    }
     sa.z = xz + size_t(Di) * es; sa.ldz = 2 * Di;
     sa.Bm = c_.as<char>() + size_t(Rk) * es; sa.Cm = c_.as<char>() + size_t(Rk + N) * es; sa.ldbc = Wx;
     sa.A = w.A.as<float>(); sa.D = w.D.as<float>(); sa.delta_bias = w.dt_proj.bias();

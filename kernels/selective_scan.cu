@@ -166,11 +166,13 @@ constexpr int kGroup = 16;
 template <class T>
 __global__ void state_update_kernel(ScanArgs a) {
   pdl_trigger();
-  pdl_wait();
   const int gid = (blockIdx.x * blockDim.x + threadIdx.x) / kGroup, lane = threadIdx.x % kGroup;
   const int b = blockIdx.y, c = gid, N = a.N;
   const bool active = c < a.Di;
   const int cc = active ? c : 0;
+  // dt_proj's row (a weight) before the wait; everything else after it.
+  if (a.dt_w) prefetch_l2(static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk, int64_t(a.Rk) * sizeof(T), lane, kGroup);
+  pdl_wait();
   const T* U = static_cast<const T*>(a.u);
   const T* Dl = static_cast<const T*>(a.delta);
   const T* Z = static_cast<const T*>(a.z);
@@ -179,7 +181,19 @@ __global__ void state_update_kernel(ScanArgs a) {
   const int64_t row = b;
   const float u = to_f(U[row * a.ldu + cc]);
   const float db = a.delta_bias ? a.delta_bias[cc] : 0.f;
-  const float dt = softplus_f(to_f(Dl[row * a.ldd + cc]) + db);
+  float dl;
+  if (a.dt_w) {  // dt_proj here: the group's 16 lanes split the dot over Rk, then it is rounded as the GEMV stores it
+    const T* w = static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk;
+    const T* x = static_cast<const T*>(a.dt_x) + row * a.ldx_dt;
+    float s = 0.f;
+    for (int k = lane; k < a.Rk; k += kGroup) s = fmaf(to_f(w[k]), to_f(x[k]), s);
+#pragma unroll
+    for (int o = kGroup / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    dl = to_f(from_f<T>(s));
+  } else {
+    dl = to_f(Dl[row * a.ldd + cc]);
+  }
+  const float dt = softplus_f(dl + db);
   const float dtu = dt * u;
   float* st = a.state + ((int64_t)b * a.Di + cc) * N;
   float acc = 0.f;
@@ -199,6 +213,7 @@ __global__ void state_update_kernel(ScanArgs a) {
 
 void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s) {
   if (a.T != 1) fail("selective_state_update: T must be 1, got ", a.T);
+  if (a.dt_w && (a.Rk < 1 || !a.dt_x)) fail("selective_state_update: dt_proj weight without its input (Rk ", a.Rk, ")");
   if (a.B == 0 || a.Di == 0) return;
   constexpr int threads = 128;
   dim3 grid((a.Di * kGroup + threads - 1) / threads, a.B);
