@@ -164,14 +164,15 @@ void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s) { selective_scan(t,
 // 16 lanes per (b, channel); lane l holds states n = l, l + 16, ...; the C.h sum reduces over the 16 lanes.
 constexpr int kGroup = 16;
 template <class T>
-__global__ void state_update_kernel(ScanArgs a) {
+__global__ void state_update_kernel(ScanArgs a, bool pre) {
   pdl_trigger();
   const int gid = (blockIdx.x * blockDim.x + threadIdx.x) / kGroup, lane = threadIdx.x % kGroup;
   const int b = blockIdx.y, c = gid, N = a.N;
   const bool active = c < a.Di;
   const int cc = active ? c : 0;
-  // dt_proj's row (a weight) before the wait; everything else after it.
-  if (a.dt_w) prefetch_l2(static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk, int64_t(a.Rk) * sizeof(T), lane, kGroup);
+  // dt_proj's row (a weight) before the wait, in a PDL launch only (pre); everything else after it.
+  if (pre && a.dt_w)
+    prefetch_l2(static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk, int64_t(a.Rk) * sizeof(T), lane, kGroup);
   pdl_wait();
   const T* U = static_cast<const T*>(a.u);
   const T* Dl = static_cast<const T*>(a.delta);
@@ -217,7 +218,7 @@ void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s) {
   if (a.B == 0 || a.Di == 0) return;
   constexpr int threads = 128;
   dim3 grid((a.Di * kGroup + threads - 1) / threads, a.B);
-  BMH_DISPATCH_DT(t, T, launch_kernel(state_update_kernel<T>, grid, threads, 0, s, a));
+  BMH_DISPATCH_DT(t, T, launch_kernel(state_update_kernel<T>, grid, threads, 0, s, a, pdl_wanted()));
   BMH_LAUNCH("state_update_kernel");
 }
 
