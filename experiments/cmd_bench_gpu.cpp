@@ -150,6 +150,12 @@ double gemm_ms(cuda::Blas& blas, int M, int N, int K, int iters) {
                      iters);
 }
 
+// A --kernels-ab set as a set_kernel_variants spec: "v2+pdl=on" -> "v2,pdl=on".
+std::string ab_spec(std::string set) {
+  std::replace(set.begin(), set.end(), '+', ',');
+  return set;
+}
+
 void run_bench(const BenchArgs& a) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each row reaches a log as it is measured, even if the run is cut short
   if (!cuda::device_available()) fail("bench-gpu: no CUDA device");
@@ -263,7 +269,7 @@ void run_bench(const BenchArgs& a) {
       if (set.empty()) {
         cuda::kernel_variants() = base;
       } else {
-        cuda::set_kernel_variants(set);
+        cuda::set_kernel_variants(ab_spec(set));
         if (!a.kernels.empty()) cuda::set_kernel_variants(a.kernels);
       }
       const std::string spec = cuda::to_string(cuda::kernel_variants());
@@ -336,9 +342,21 @@ void add_bench_gpu_command(CLI::App& app) {
                   "times every variant regardless)");
   sub->add_option("--kernels-ab", args->kernels_ab,
                   "time each preset with each of these named kernel sets (v1, v2 = the default), comma-separated, as "
-                  "adjacent rows; --kernels then applies on top of each")
+                  "adjacent rows; a set may carry entries joined by '+' (v2,v2+pdl=on); --kernels then applies on top "
+                  "of each")
       ->delimiter(',')
-      ->check(CLI::IsMember({"v1", "v2"}));
+      ->check([](const std::string& set) -> std::string {  // parses as set_kernel_variants would; changes nothing
+        if (set.rfind("v1", 0) != 0 && set.rfind("v2", 0) != 0) return "a kernel set starts with v1 or v2: " + set;
+        const cuda::KernelVariants saved = cuda::kernel_variants();
+        std::string err;
+        try {
+          cuda::set_kernel_variants(ab_spec(set));
+        } catch (const Error& e) {
+          err = e.what();
+        }
+        cuda::kernel_variants() = saved;
+        return err;
+      });
   sub->callback([args] { run_bench(*args); });
 }
 

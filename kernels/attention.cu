@@ -1,6 +1,7 @@
 #include "core/error.h"
 #include "kernels/attention.cuh"
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 
@@ -8,6 +9,8 @@ namespace bmh::cuda {
 template <class T>
 __global__ void rotary_kernel(T* qkv, int T_, int H, int hd, int rd, float theta, int pos0, const int* pos_dev,
                               T* kc, T* vc, int S_max) {
+  pdl_trigger();
+  pdl_wait();
   const int bt = blockIdx.x, h = blockIdx.y, b = bt / T_, t = bt % T_;
   const int pos = (pos_dev ? *pos_dev : pos0) + t;
   const int d = H * hd;
@@ -42,9 +45,9 @@ void rotary_qkv_to_cache(Dt t, void* qkv, int B, int T_, int H, int hd, int rota
   if (B * T_ == 0) return;
   if (rotary_dim % 2 || rotary_dim > hd) fail("rotary: rotary_dim ", rotary_dim, " must be even and <= ", hd);
   if (!pos_dev && pos0 + T_ > S_max) fail("rotary: positions up to ", pos0 + T_, " exceed the KV cache of ", S_max);
-  BMH_DISPATCH_DT(t, T, rotary_kernel<T><<<dim3(B * T_, H), 64, 0, s>>>(static_cast<T*>(qkv), T_, H, hd, rotary_dim,
-                                                                         theta, pos0, pos_dev, static_cast<T*>(kcache),
-                                                                         static_cast<T*>(vcache), S_max));
+  BMH_DISPATCH_DT(t, T, launch_kernel(rotary_kernel<T>, dim3(B * T_, H), 64, 0, s, static_cast<T*>(qkv), T_, H, hd,
+                                      rotary_dim, theta, pos0, pos_dev, static_cast<T*>(kcache),
+                                      static_cast<T*>(vcache), S_max));
   BMH_LAUNCH("rotary_kernel");
 }
 
@@ -84,6 +87,8 @@ __global__ void __launch_bounds__(kDecWarps * 32)
                             T* __restrict__ out) {
   extern __shared__ float sm[];
   __shared__ float red[32];
+  pdl_trigger();
+  pdl_wait();
   const int h = blockIdx.x, b = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int S = *pos_dev + 1, d = H * hd;
   float* q = sm;                       // [hd]
@@ -157,9 +162,9 @@ void attention_decode_per_head(Dt t, const void* qkv, int B, int H, int hd, cons
   BMH_DISPATCH_DT(t, T, {
     if (smem > 48 * 1024)
       BMH_CUDA(cudaFuncSetAttribute(attention_decode_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    attention_decode_kernel<T><<<dim3(H, B), kDecWarps * 32, smem, s>>>(
-        static_cast<const T*>(qkv), H, hd, static_cast<const T*>(kcache), static_cast<const T*>(vcache), S_max,
-        pos_dev, scale, static_cast<T*>(out));
+    launch_kernel(attention_decode_kernel<T>, dim3(H, B), kDecWarps * 32, smem, s, static_cast<const T*>(qkv), H, hd,
+                  static_cast<const T*>(kcache), static_cast<const T*>(vcache), S_max, pos_dev, scale,
+                  static_cast<T*>(out));
   });
   BMH_LAUNCH("attention_decode_kernel");
 }

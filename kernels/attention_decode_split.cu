@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "kernels/attention.cuh"
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 namespace {
@@ -53,6 +54,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float sO[NG][GL * D];   // per group: unnormalized output over its dims (layout: lane-major chunks)
   __shared__ float sM[NG], sL[NG];
   __shared__ float blk[2 + GL * D];  // this block's merged (m, l, o[]), read by rank 0 of the cluster
+  pdl_trigger();
+  pdl_wait();
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = int(cluster.block_rank()), CS = int(cluster.num_blocks());
   const int h = blockIdx.y, b = blockIdx.z, g = threadIdx.x / GL, lane = threadIdx.x % GL;
@@ -183,13 +186,13 @@ void launch(const void* qkv, int B, int H, int hd, const void* kc, const void* v
   cfg.gridDim = dim3(CS, H, B);
   cfg.blockDim = dim3(kThreads);
   cfg.stream = s;
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.x = CS;
   attr[0].val.clusterDim.y = 1;
   attr[0].val.clusterDim.z = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = add_pdl_attr(attr, 1);
   BMH_CUDA(cudaLaunchKernelEx(&cfg, attn_decode_split_kernel<T, VEC, GL, R>, static_cast<const T*>(qkv), H, hd,
                               static_cast<const T*>(kc), static_cast<const T*>(vc), S_max, pos_dev, scale,
                               static_cast<T*>(out)));

@@ -1,5 +1,6 @@
 #include "kernels/attention_gqa.cuh"
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 
@@ -8,6 +9,8 @@ template <class T>
 __global__ void gqa_rotary_split_kernel(const T* __restrict__ qkv, int T_, int H, int Hkv, int hd, int rd,
                                         float theta, int pos0, const int* pos_dev, T* __restrict__ q_out,
                                         T* __restrict__ kc, T* __restrict__ vc, int S_max) {
+  pdl_trigger();
+  pdl_wait();
   const int row = blockIdx.x, b = row / T_, t = row % T_;
   const int pos = (pos_dev ? *pos_dev : pos0) + t;
   const int W = (H + 2 * Hkv) * hd, half = rd / 2;
@@ -36,9 +39,9 @@ __global__ void gqa_rotary_split_kernel(const T* __restrict__ qkv, int T_, int H
 void gqa_rotary_split(Dt t, const void* qkv, int B, int T, int H, int Hkv, int hd, int rotary_dim, float theta,
                       int pos0, const int* pos_dev, void* q_out, void* kcache, void* vcache, int S_max, cudaStream_t s) {
   if (B * T == 0) return;
-  BMH_DISPATCH_DT(t, X, gqa_rotary_split_kernel<X><<<B * T, 256, 0, s>>>(
-      static_cast<const X*>(qkv), T, H, Hkv, hd, rotary_dim, theta, pos0, pos_dev, static_cast<X*>(q_out),
-      static_cast<X*>(kcache), static_cast<X*>(vcache), S_max));
+  BMH_DISPATCH_DT(t, X, launch_kernel(gqa_rotary_split_kernel<X>, B * T, 256, 0, s, static_cast<const X*>(qkv), T, H,
+                                      Hkv, hd, rotary_dim, theta, pos0, pos_dev, static_cast<X*>(q_out),
+                                      static_cast<X*>(kcache), static_cast<X*>(vcache), S_max));
   BMH_LAUNCH("gqa_rotary_split_kernel");
 }
 
@@ -49,6 +52,8 @@ __global__ void gqa_decode_kernel(const T* __restrict__ q, int H, int Hkv, int h
                                   float* scores, T* __restrict__ out) {
   __shared__ float qs[256];
   __shared__ float red[32];
+  pdl_trigger();
+  pdl_wait();
   const int b = blockIdx.x / H, h = blockIdx.x % H, g = h / (H / Hkv), n = *pos_dev + 1;
   const T* qv = q + ((int64_t)b * H + h) * hd;
   for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = to_f(qv[i]);
@@ -81,9 +86,9 @@ __global__ void gqa_decode_kernel(const T* __restrict__ q, int H, int Hkv, int h
 
 void gqa_attention_decode(Dt t, const void* q, int B, int H, int Hkv, int hd, const void* kcache, const void* vcache,
                           int S_max, const int* pos_dev, float scale, float* scores, void* out, cudaStream_t s) {
-  BMH_DISPATCH_DT(t, X, gqa_decode_kernel<X><<<B * H, 128, 0, s>>>(
-      static_cast<const X*>(q), H, Hkv, hd, static_cast<const X*>(kcache), static_cast<const X*>(vcache), S_max,
-      pos_dev, scale, scores, static_cast<X*>(out)));
+  BMH_DISPATCH_DT(t, X, launch_kernel(gqa_decode_kernel<X>, B * H, 128, 0, s, static_cast<const X*>(q), H, Hkv, hd,
+                                      static_cast<const X*>(kcache), static_cast<const X*>(vcache), S_max, pos_dev,
+                                      scale, scores, static_cast<X*>(out)));
   BMH_LAUNCH("gqa_decode_kernel");
 }
 

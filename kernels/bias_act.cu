@@ -1,5 +1,6 @@
 #include "kernels/bias_act.cuh"
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 
@@ -35,6 +36,8 @@ __device__ __forceinline__ float act_f(float x) {
 template <class T, Activation A, bool kGated>
 __global__ void mlp_act_kernel(const T* __restrict__ h, int ldh, const float* __restrict__ b1, int R, int F, T* y,
                                int ldy) {
+  pdl_trigger();
+  pdl_wait();
   int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (i >= (int64_t)R * F) return;
   int r = int(i / F), f = int(i % F);
@@ -51,9 +54,11 @@ static void launch_act(bool gated, const void* h, int ldh, const float* b1, int 
   int64_t n = (int64_t)R * F;
   int blocks = int((n + 255) / 256);
   if (gated)
-    mlp_act_kernel<T, A, true><<<blocks, 256, 0, s>>>(static_cast<const T*>(h), ldh, b1, R, F, static_cast<T*>(y), ldy);
+    launch_kernel(mlp_act_kernel<T, A, true>, blocks, 256, 0, s, static_cast<const T*>(h), ldh, b1, R, F,
+                  static_cast<T*>(y), ldy);
   else
-    mlp_act_kernel<T, A, false><<<blocks, 256, 0, s>>>(static_cast<const T*>(h), ldh, b1, R, F, static_cast<T*>(y), ldy);
+    launch_kernel(mlp_act_kernel<T, A, false>, blocks, 256, 0, s, static_cast<const T*>(h), ldh, b1, R, F,
+                  static_cast<T*>(y), ldy);
 }
 
 void mlp_act(Dt t, Activation a, bool gated, const void* h, int ldh, const float* b1, int R, int F, void* y, int ldy,

@@ -54,6 +54,31 @@ __device__ __forceinline__ float exp_sfu(float x) {
   return y;
 }
 
+// Programmatic dependent launch (kernels/launch.cuh). pdl_wait: block until the previous kernel in the stream has
+// finished and its writes are visible; it returns at once when this kernel was not launched as a programmatic
+// dependent (plain launches, prefill). pdl_trigger: let the next kernel be scheduled now (it still waits for this
+// one to finish before touching its inputs, in its own pdl_wait).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+// Hint: fetch the 128-byte lines of [p, p + bytes) into L2, thread `part` of `parts` taking every parts-th line.
+// The GEMVs call it on their weight rows before pdl_wait (weights are never written during decode), so the rows
+// stream in while the previous kernel finishes; no value is used, so the arithmetic is unchanged.
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes, int part, int parts) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~uintptr_t(127), hi = reinterpret_cast<uintptr_t>(p) + bytes;
+  for (uintptr_t a = lo + uintptr_t(part) * 128; a < hi; a += uintptr_t(parts) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+#endif
+}
+
 __device__ __forceinline__ float silu_f(float x) { return x / (1.f + expf(-x)); }
 // torch F.softplus with beta 1, threshold 20.
 __device__ __forceinline__ float softplus_f(float x) { return x > 20.f ? x : log1pf(expf(x)); }

@@ -1,5 +1,6 @@
 #include "kernels/common.cuh"
 #include "kernels/conv1d.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 
@@ -88,6 +89,8 @@ template <class T>
 __global__ void conv1d_update_kernel(const T* __restrict__ x, int ldx, const float* __restrict__ w,
                                      const float* __restrict__ bias, float* state, int Di, int K, T* __restrict__ y,
                                      int ldy) {
+  pdl_trigger();
+  pdl_wait();
   int c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
   if (c >= Di) return;
   float* st = state + (int64_t)b * (K - 1) * Di;
@@ -106,8 +109,8 @@ __global__ void conv1d_update_kernel(const T* __restrict__ x, int ldx, const flo
 void causal_conv1d_silu_update(Dt t, const void* x, int ldx, const float* w, const float* bias, float* state, int B,
                                int Di, int K, void* y, int ldy, cudaStream_t s) {
   if (B == 0) return;
-  BMH_DISPATCH_DT(t, T, conv1d_update_kernel<T><<<dim3((Di + 127) / 128, B), 128, 0, s>>>(
-                            static_cast<const T*>(x), ldx, w, bias, state, Di, K, static_cast<T*>(y), ldy));
+  BMH_DISPATCH_DT(t, T, launch_kernel(conv1d_update_kernel<T>, dim3((Di + 127) / 128, B), 128, 0, s,
+                                      static_cast<const T*>(x), ldx, w, bias, state, Di, K, static_cast<T*>(y), ldy));
   BMH_LAUNCH("conv1d_update_kernel");
 }
 

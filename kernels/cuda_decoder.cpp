@@ -14,6 +14,7 @@
 #include "kernels/cuda_backend.h"
 #include "kernels/embedding.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/moe.cuh"
 #include "kernels/norm.cuh"
 #include "kernels/selective_scan.cuh"
@@ -203,8 +204,11 @@ class CudaDecoder final : public Decoder {
   }
 
  private:
-  // One decode step for B_ rows, enqueued on stream_ (captured into the graph).
+  // One decode step for B_ rows, enqueued on stream_ (captured into the graph). With pdl=on every kernel below is
+  // launched as a programmatic dependent of the one before (kernels/launch.cuh): each waits (griddepcontrol.wait)
+  // before reading activations or writing, so the results are the same bits; only the launch gaps overlap.
   void record_step() {
+    const PdlScope pdl(kernel_variants().pdl == PdlVariant::On);
     const DevWeights& W = m_.weights();
     const Dt dt = m_.dt();
     const int d = cfg_.d_model, V = cfg_.vocab_size;
@@ -271,10 +275,15 @@ class CudaDecoder final : public Decoder {
       rms_norm_rows_inplace(dt, c_.as<char>() + size_t(Rk) * es, Wx, B_, N, w.b_norm.as<float>(), eps, stream_);
       rms_norm_rows_inplace(dt, c_.as<char>() + size_t(Rk + N) * es, Wx, B_, N, w.c_norm.as<float>(), eps, stream_);
     }
-    linear_step(dt, w.dt_proj, c_.get(), Wx, dtb, Di, false, /*with_bias=*/false);
+    const bool fused_dt = kernel_variants().decode_dt == DecodeDtVariant::Fused;
+    if (!fused_dt) linear_step(dt, w.dt_proj, c_.get(), Wx, dtb, Di, false, /*with_bias=*/false);
     ScanArgs sa{};
     sa.u = b_.get(); sa.ldu = Di;
     sa.delta = dtb; sa.ldd = Di;
+    if (fused_dt) {  // the state update computes delta = dt_proj . x_dbl[:, :Rk] itself
+      sa.delta = nullptr;
+      sa.dt_w = w.dt_proj.w.get(); sa.dt_x = c_.get(); sa.ldx_dt = Wx; sa.Rk = Rk;
+    }
     sa.z = xz + size_t(Di) * es; sa.ldz = 2 * Di;
     sa.Bm = c_.as<char>() + size_t(Rk) * es; sa.Cm = c_.as<char>() + size_t(Rk + N) * es; sa.ldbc = Wx;
     sa.A = w.A.as<float>(); sa.D = w.D.as<float>(); sa.delta_bias = w.dt_proj.bias();

@@ -346,8 +346,7 @@ void CudaModel::moe_prefill(int i, int R, const void* xn, const int64_t* forced,
   const MlpSpec& f = cfg_.blocks[i].ffn;
   const DevBlock& w = w_.blocks[i];
   const Dt dt = w_.dt;
-  const int d = cfg_.d_model, F = f.d_ff, F1 = f.gated ? 2 * F : F, E = f.n_experts, k = f.top_k, A = R * k;
-  const size_t es = dt_size(dt);
+  const int d = cfg_.d_model, E = f.n_experts, k = f.top_k, A = R * k;
   float* logits = ws_f32b_.as<float>();
   float* gate = logits + size_t(R) * E;
   int* expert = ws_int_.as<int>();

@@ -1,6 +1,7 @@
 #include "core/error.h"
 #include "kernels/common.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 
@@ -8,8 +9,13 @@ constexpr int kGemvWarps = 8;
 
 // One warp per output row n, for every b; 16-byte weight loads when K and the pointers allow.
 template <class T, class O, bool kVec>
-__global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(GemvArgs a, bool pre) {
   const int n = blockIdx.x * kGemvWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  pdl_trigger();
+  // Weights before the wait, in a PDL launch only (pre); with a per-row expert the row is known only after the wait.
+  if (pre && !a.expert && n < a.N)
+    prefetch_l2(static_cast<const T*>(a.W) + (int64_t)n * a.K, int64_t(a.K) * sizeof(T), lane, 32);
+  pdl_wait();
   if (n >= a.N) return;
   const T* X = static_cast<const T*>(a.x);
   constexpr int V = 16 / sizeof(T);
@@ -50,8 +56,8 @@ static void launch_gemv(const GemvArgs& a, cudaStream_t s) {
   bool vec = a.K % V == 0 && a.ldx % V == 0 && a.w_expert_stride % V == 0 &&
              reinterpret_cast<uintptr_t>(a.W) % 16 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
   int blocks = (a.N + kGemvWarps - 1) / kGemvWarps;
-  if (vec) gemv_kernel<T, O, true><<<blocks, kGemvWarps * 32, 0, s>>>(a);
-  else gemv_kernel<T, O, false><<<blocks, kGemvWarps * 32, 0, s>>>(a);
+  if (vec) launch_kernel(gemv_kernel<T, O, true>, blocks, kGemvWarps * 32, 0, s, a, pdl_wanted());
+  else launch_kernel(gemv_kernel<T, O, false>, blocks, kGemvWarps * 32, 0, s, a, pdl_wanted());
 }
 
 void gemv_warp(Dt t, Dt out, const GemvArgs& a, cudaStream_t s) {

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "kernels/common.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 namespace {
@@ -12,11 +13,17 @@ namespace {
 constexpr int kWarps = 8;
 
 template <class T, class O, bool kLayer, bool kVec>
-__global__ void __launch_bounds__(kWarps * 32) gemv_norm_kernel(GemvArgs a, NormIn nm) {
+__global__ void __launch_bounds__(kWarps * 32) gemv_norm_kernel(GemvArgs a, NormIn nm, bool pre) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* sx = reinterpret_cast<T*>(smem);  // [B][K]
   __shared__ float red[32];
   const int K = a.K;
+  const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  pdl_trigger();
+  // Weights before the wait, in a PDL launch only (pre); with a per-row expert the row is known only after the wait.
+  if (pre && !a.expert && n < a.N)
+    prefetch_l2(static_cast<const T*>(a.W) + (int64_t)n * K, int64_t(K) * sizeof(T), lane, 32);
+  pdl_wait();
   for (int b = 0; b < a.B; ++b) {
     const float* x = nm.residual + (int64_t)b * nm.ldr;
     float sum = 0.f;
@@ -42,7 +49,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_norm_kernel(GemvArgs a, Norm
     }
   }
   __syncthreads();
-  const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= a.N) return;
   constexpr int V = 16 / sizeof(T);
   for (int b = 0; b < a.B; ++b) {
@@ -84,7 +90,7 @@ void launch(const GemvArgs& a, const NormIn& nm, cudaStream_t s) {
   auto go = [&](auto kernel) {
     if (smem > 48 * 1024)
       BMH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<blocks, kWarps * 32, smem, s>>>(a, nm);
+    launch_kernel(kernel, blocks, kWarps * 32, smem, s, a, nm, pdl_wanted());
   };
   if (vec) go(gemv_norm_kernel<T, O, kLayer, true>);
   else go(gemv_norm_kernel<T, O, kLayer, false>);

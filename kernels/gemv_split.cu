@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "kernels/common.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/launch.cuh"
 
 namespace bmh::cuda {
 namespace {
@@ -33,7 +34,7 @@ struct Vec {
 };
 
 template <class T, class O, int VB, int LPR, int WPR>
-__global__ void __launch_bounds__(kThreads) gemv_split_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kThreads) gemv_split_kernel(GemvArgs a, bool pre) {
   static_assert(LPR == 32 || WPR == 1, "several warps per row only with full-warp rows");
   constexpr int TPR = LPR * WPR;         // threads per row
   constexpr int RPB = kThreads / TPR;    // rows per block
@@ -41,6 +42,11 @@ __global__ void __launch_bounds__(kThreads) gemv_split_kernel(GemvArgs a) {
   const int slot = threadIdx.x / TPR, q = threadIdx.x % TPR;
   const int n = blockIdx.x * RPB + slot;
   const bool ok = n < a.N;
+  pdl_trigger();
+  // Weights before the wait, in a PDL launch only (pre); with a per-row expert the row is known only after the wait.
+  if (pre && !a.expert && ok)
+    prefetch_l2(static_cast<const T*>(a.W) + (int64_t)n * a.K, int64_t(a.K) * sizeof(T), q, TPR);
+  pdl_wait();
   const int nv = a.K / Vec<T, VB>::V;
   const T* X = static_cast<const T*>(a.x);
 #pragma unroll 1
@@ -86,7 +92,7 @@ int sm_count() {
 template <class T, class O, int VB, int LPR, int WPR>
 void go(const GemvArgs& a, cudaStream_t s) {
   constexpr int RPB = kThreads / (LPR * WPR);
-  gemv_split_kernel<T, O, VB, LPR, WPR><<<(a.N + RPB - 1) / RPB, kThreads, 0, s>>>(a);
+  launch_kernel(gemv_split_kernel<T, O, VB, LPR, WPR>, (a.N + RPB - 1) / RPB, kThreads, 0, s, a, pdl_wanted());
 }
 
 template <class T, class O, int VB>

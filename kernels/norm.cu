@@ -1,4 +1,5 @@
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/norm.cuh"
 
 namespace bmh::cuda {
@@ -8,6 +9,8 @@ template <class T, bool kLayer>
 __global__ void add_norm_kernel(float* __restrict__ residual, const T* __restrict__ delta, const float* __restrict__ w,
                                 const float* __restrict__ b, float eps, int d, T* __restrict__ y) {
   __shared__ float red[32];
+  pdl_trigger();
+  pdl_wait();
   int64_t r = blockIdx.x;
   float* x = residual + r * d;
   float sum = 0.f;
@@ -46,11 +49,11 @@ void add_norm(NormKind kind, Dt t, float* residual, const void* delta, const flo
   int threads = d >= 1024 ? 512 : d >= 256 ? 256 : 128;
   BMH_DISPATCH_DT(t, T, {
     if (kind == NormKind::LayerNorm)
-      add_norm_kernel<T, true><<<R, threads, 0, s>>>(residual, static_cast<const T*>(delta), w, b, float(eps), d,
-                                                      static_cast<T*>(y));
+      launch_kernel(add_norm_kernel<T, true>, R, threads, 0, s, residual, static_cast<const T*>(delta), w, b,
+                    float(eps), d, static_cast<T*>(y));
     else
-      add_norm_kernel<T, false><<<R, threads, 0, s>>>(residual, static_cast<const T*>(delta), w, b, float(eps), d,
-                                                       static_cast<T*>(y));
+      launch_kernel(add_norm_kernel<T, false>, R, threads, 0, s, residual, static_cast<const T*>(delta), w, b,
+                    float(eps), d, static_cast<T*>(y));
   });
   BMH_LAUNCH("add_norm_kernel");
 }

@@ -52,7 +52,8 @@ struct OpCase {
   bool bias = false;
   NormKind norm = NormKind::RMSNorm;
   Activation act = Activation::GeluErf;
-  int variant = 0;               // kernel version (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant); 0 = first
+  int variant = 0;               // kernel version (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant;
+                                 // StateUpdate: DecodeDtVariant, fused = dt_proj [N, M] inside); 0 = first
   bool perf = false;             // model-sized
   std::string name() const;      // "linear_bf16_M129_N250_K96_acc"; a variant other than 0 adds "_<its name>"
   int rows() const { return B * T; }

@@ -64,6 +64,7 @@ std::string OpCase::name() const {
   if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
   if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
   if (variant != 0 && op == OpKind::NormGemv) os << "_fused";
+  if (variant != 0 && op == OpKind::StateUpdate) os << "_dt_" << to_string(DecodeDtVariant(variant));
   return os.str();
 }
 
@@ -112,6 +113,13 @@ std::vector<OpCase> op_cases() {
     }
     { OpCase c = C(OpKind::StateUpdate); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::StateUpdate); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
+    // dt_proj folded in (decode_dt=fused): dt_rank M = 37 and 5 (not multiples of the 16 lanes), and 92
+    // (BlackMamba-2.8B's); delta is then dt_proj [Di, M] times the first M columns of the bc rows
+    for (auto [B, Di, N, Rk, z] : std::vector<std::tuple<int, int, int, int, bool>>{
+             {3, 67, 16, 37, true}, {1, 20, 40, 5, false}, {2, 40, 16, 92, true}}) {
+      OpCase c = C(OpKind::StateUpdate); c.variant = int(DecodeDtVariant::Fused);
+      c.B = B; c.N = Di; c.K = N; c.M = Rk; c.flag = z; c.bias = true; v.push_back(c);
+    }
     for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split}) {
       auto G = [&] { OpCase c = C(OpKind::Gemv); c.variant = int(gv); return c; };
       { OpCase c = G(); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
@@ -188,6 +196,12 @@ std::vector<OpCase> op_cases() {
     }
   { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+  // With dt_proj inside: Mamba-2.8B (dt_rank 160) and BlackMamba-2.8B (2944 channels, dt_rank 92); compare with the
+  // row above plus the gemv rows N5120_K160 / N2944_K92.
+  for (auto [Di, Rk] : std::vector<std::pair<int, int>>{{5120, 160}, {2944, 92}}) {
+    OpCase c = P(OpKind::StateUpdate); c.variant = int(DecodeDtVariant::Fused); c.B = 1; c.N = Di; c.K = 16; c.M = Rk;
+    c.flag = true; c.bias = true; v.push_back(c);
+  }
   { OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = 2560; c.flag = true; v.push_back(c); }
   { OpCase c = P(OpKind::Gemv); c.B = 1; c.N = 7744; c.K = 1472; c.E = 8; c.flag = true; v.push_back(c); }
   // Decode GEMV versions on the thin shapes: BlackMamba-2.8B x_proj, dt_proj, router, one expert's fc1 / fc2 (top-1
@@ -358,11 +372,15 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       const int Di = c.N, N = c.K, p0 = c.M > 0 ? c.M : 3, ldbc = p0 + 2 * N;
       ScanArgs a{};
       a.u = D.put("u", in["u"], dt); a.ldu = Di;
-      a.delta = D.put("delta", in["delta"], dt); a.ldd = Di;
+      const bool fused_dt = c.op == OpKind::StateUpdate && c.variant == int(DecodeDtVariant::Fused);
+      a.delta = fused_dt ? nullptr : D.put("delta", in["delta"], dt); a.ldd = Di;
       a.z = c.flag ? D.put("z", in["z"], dt) : nullptr; a.ldz = Di;
       // [R, p0 + 2N] like x_proj's output [dt_rank | B | C]: B at column p0 (M, else 3), C at p0 + N
       char* bc = static_cast<char*>(D.put("bc", in["bc"], dt));
       a.Bm = bc + p0 * dt_size(dt); a.Cm = bc + (p0 + N) * dt_size(dt); a.ldbc = ldbc;
+      if (fused_dt) {  // delta from dt_proj [Di, p0] and the bc rows' first p0 columns (x_proj's dt part)
+        a.dt_w = D.put("dt_w", in["dt_w"], dt); a.dt_x = bc; a.ldx_dt = ldbc; a.Rk = p0;
+      }
       a.A = static_cast<float*>(D.put("A", in["A"], Dt::F32));
       a.D = static_cast<float*>(D.put("D", in["D"], Dt::F32));
       a.delta_bias = c.bias ? static_cast<float*>(D.put("delta_bias", in["delta_bias"], Dt::F32)) : nullptr;
@@ -642,6 +660,20 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       in["D"] = g.normal(Di, 0.5, Dt::F32, 1.0);
       if (c.bias) in["delta_bias"] = g.normal(Di, 0.5, Dt::F32);
       in["state"] = g.normal(size_t(c.B) * Di * N, 0.5, Dt::F32);
+      if (c.op == OpKind::StateUpdate && c.variant == int(DecodeDtVariant::Fused)) {
+        // dt_proj [Di, Rk] over the bc rows' first Rk columns; in["delta"] becomes what the dt_proj GEMV would store
+        // (the exact dot rounded to the dtype), so the reference check is unchanged. delta_bias shifted by -2 keeps
+        // softplus(delta + bias) in the range of the other cases (delta ~ N(0, 1) here).
+        const int Rk = c.M, ld = Rk + 2 * N;
+        in["dt_w"] = g.normal(size_t(Di) * Rk, 1.0 / std::sqrt(double(Rk)), dt);
+        for (int r = 0; r < R; ++r)
+          for (int ch = 0; ch < Di; ++ch) {
+            double s = 0;
+            for (int k = 0; k < Rk; ++k) s += double(in["dt_w"][size_t(ch) * Rk + k]) * in["bc"][size_t(r) * ld + k];
+            in["delta"][size_t(r) * Di + ch] = round_to(dt, float(s));
+          }
+        for (float& b : in["delta_bias"]) b -= 2.f;
+      }
       break;
     }
     case OpKind::Gemv: {

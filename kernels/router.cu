@@ -1,5 +1,6 @@
 #include "core/error.h"
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/router.cuh"
 
 namespace bmh::cuda {
@@ -13,6 +14,8 @@ __device__ __forceinline__ float round_half(float x, int half) {
 constexpr int kMaxK = 8;
 
 __global__ void router_topk_kernel(RouterArgs a) {
+  pdl_trigger();
+  pdl_wait();
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= a.R) return;
   float* row = a.logits + (int64_t)r * a.E;
@@ -99,7 +102,7 @@ void router_topk(const RouterArgs& a, cudaStream_t s) {
   if (!a.softmax && a.k != 1) fail("cuda router: the sigmoid router is top-1");
   if (!a.nan_flag) fail("cuda router: no NaN flag");
   if (a.R == 0) return;
-  router_topk_kernel<<<(a.R + 127) / 128, 128, 0, s>>>(a);
+  launch_kernel(router_topk_kernel, (a.R + 127) / 128, 128, 0, s, a);
   BMH_LAUNCH("router_topk_kernel");
 }
 

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "kernels/common.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/selective_scan.cuh"
 
 namespace bmh::cuda {
@@ -163,11 +164,16 @@ void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s) { selective_scan(t,
 // 16 lanes per (b, channel); lane l holds states n = l, l + 16, ...; the C.h sum reduces over the 16 lanes.
 constexpr int kGroup = 16;
 template <class T>
-__global__ void state_update_kernel(ScanArgs a) {
+__global__ void state_update_kernel(ScanArgs a, bool pre) {
+  pdl_trigger();
   const int gid = (blockIdx.x * blockDim.x + threadIdx.x) / kGroup, lane = threadIdx.x % kGroup;
   const int b = blockIdx.y, c = gid, N = a.N;
   const bool active = c < a.Di;
   const int cc = active ? c : 0;
+  // dt_proj's row (a weight) before the wait, in a PDL launch only (pre); everything else after it.
+  if (pre && a.dt_w)
+    prefetch_l2(static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk, int64_t(a.Rk) * sizeof(T), lane, kGroup);
+  pdl_wait();
   const T* U = static_cast<const T*>(a.u);
   const T* Dl = static_cast<const T*>(a.delta);
   const T* Z = static_cast<const T*>(a.z);
@@ -176,7 +182,19 @@ __global__ void state_update_kernel(ScanArgs a) {
   const int64_t row = b;
   const float u = to_f(U[row * a.ldu + cc]);
   const float db = a.delta_bias ? a.delta_bias[cc] : 0.f;
-  const float dt = softplus_f(to_f(Dl[row * a.ldd + cc]) + db);
+  float dl;
+  if (a.dt_w) {  // dt_proj here: the group's 16 lanes split the dot over Rk, then it is rounded as the GEMV stores it
+    const T* w = static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk;
+    const T* x = static_cast<const T*>(a.dt_x) + row * a.ldx_dt;
+    float s = 0.f;
+    for (int k = lane; k < a.Rk; k += kGroup) s = fmaf(to_f(w[k]), to_f(x[k]), s);
+#pragma unroll
+    for (int o = kGroup / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    dl = to_f(from_f<T>(s));
+  } else {
+    dl = to_f(Dl[row * a.ldd + cc]);
+  }
+  const float dt = softplus_f(dl + db);
   const float dtu = dt * u;
   float* st = a.state + ((int64_t)b * a.Di + cc) * N;
   float acc = 0.f;
@@ -196,10 +214,11 @@ __global__ void state_update_kernel(ScanArgs a) {
 
 void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s) {
   if (a.T != 1) fail("selective_state_update: T must be 1, got ", a.T);
+  if (a.dt_w && (a.Rk < 1 || !a.dt_x)) fail("selective_state_update: dt_proj weight without its input (Rk ", a.Rk, ")");
   if (a.B == 0 || a.Di == 0) return;
   constexpr int threads = 128;
   dim3 grid((a.Di * kGroup + threads - 1) / threads, a.B);
-  BMH_DISPATCH_DT(t, T, state_update_kernel<T><<<grid, threads, 0, s>>>(a));
+  BMH_DISPATCH_DT(t, T, launch_kernel(state_update_kernel<T>, grid, threads, 0, s, a, pdl_wanted()));
   BMH_LAUNCH("state_update_kernel");
 }
 

@@ -21,6 +21,13 @@ struct ScanArgs {
   void* y; int ldy;
   int B, T, Di, N;
   int lanes = 0;  // Chunked only: lanes per channel splitting time (1, 2, 4, 8 or 16); 0 picks from B * Di
+  // selective_state_update only (DecodeDtVariant::Fused): with dt_w set, delta is not read; instead
+  // delta[b, c] = dt_w[c, :] . dt_x[b, :Rk] (fp32 sum, rounded to the dtype as the dt_proj GEMV stores it), before
+  // delta_bias and softplus as usual. dt_w [Di, Rk] dtype (dt_proj.weight), dt_x dtype row stride ldx_dt (x_proj's
+  // output: its first Rk columns).
+  const void* dt_w = nullptr;
+  const void* dt_x = nullptr;
+  int ldx_dt = 0, Rk = 0;
 };
 
 // Runs the process-wide variant (kernel_variants().scan).
@@ -29,7 +36,8 @@ void selective_scan(Dt t, const ScanArgs& a, ScanVariant v, cudaStream_t s);
 // The two versions (selective_scan.cu, selective_scan_chunked.cu).
 void selective_scan_staged(Dt t, const ScanArgs& a, cudaStream_t s);
 void selective_scan_chunked(Dt t, const ScanArgs& a, cudaStream_t s);
-// Decode: one token per sequence (T = 1), parallel over batch x channel x state (mamba_ssm selective_state_update).
+// Decode: one token per sequence (T = 1), parallel over batch x channel x state (mamba_ssm selective_state_update);
+// with a.dt_w set it also does dt_proj (see ScanArgs).
 void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s);
 
 }  // namespace bmh::cuda

@@ -12,6 +12,8 @@ const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::Spli
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
 const char* to_string(GemvVariant v) { return v == GemvVariant::Split ? "split" : "warp"; }
 const char* to_string(MoePrefillVariant v) { return v == MoePrefillVariant::Streams ? "streams" : "serial"; }
+const char* to_string(PdlVariant v) { return v == PdlVariant::On ? "on" : "off"; }
+const char* to_string(DecodeDtVariant v) { return v == DecodeDtVariant::Fused ? "fused" : "gemv"; }
 
 KernelVariants kernel_set_v1() {
   KernelVariants v;
@@ -20,6 +22,8 @@ KernelVariants kernel_set_v1() {
   v.attn_prefill = AttnPrefillVariant::Gemm;
   v.gemv = GemvVariant::Warp;
   v.moe_prefill = MoePrefillVariant::Serial;
+  v.pdl = PdlVariant::Off;
+  v.decode_dt = DecodeDtVariant::Gemv;
   return v;
 }
 KernelVariants kernel_set_v2() { return KernelVariants{}; }
@@ -27,7 +31,8 @@ KernelVariants kernel_set_v2() { return KernelVariants{}; }
 std::string to_string(const KernelVariants& v) {
   return std::string("scan=") + to_string(v.scan) + ",attn_decode=" + to_string(v.attn_decode) +
          ",attn_prefill=" + to_string(v.attn_prefill) + ",gemv=" + to_string(v.gemv) +
-         ",moe_prefill=" + to_string(v.moe_prefill);
+         ",moe_prefill=" + to_string(v.moe_prefill) + ",pdl=" + to_string(v.pdl) + ",decode_dt=" +
+         to_string(v.decode_dt);
 }
 
 namespace {
@@ -56,9 +61,14 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.gemv = name == "split" ? GemvVariant::Split : GemvVariant::Warp;
     } else if (op == "moe_prefill" && (name == "serial" || name == "streams")) {
       kv.moe_prefill = name == "streams" ? MoePrefillVariant::Streams : MoePrefillVariant::Serial;
+    } else if (op == "pdl" && (name == "off" || name == "on")) {
+      kv.pdl = name == "on" ? PdlVariant::On : PdlVariant::Off;
+    } else if (op == "decode_dt" && (name == "gemv" || name == "fused")) {
+      kv.decode_dt = name == "fused" ? DecodeDtVariant::Fused : DecodeDtVariant::Gemv;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
-           "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, gemv=warp|split, moe_prefill=serial|streams)");
+           "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, "
+           "gemv=warp|split, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused)");
     }
   }
 }

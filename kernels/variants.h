@@ -32,6 +32,17 @@ enum class MoePrefillVariant : int {
   Streams = 1,  // each expert's chain on one of 4 side streams, so small experts' GEMMs fill the GPU together
 };
 
+enum class PdlVariant : int {
+  Off = 0,  // the decode graph's kernels each wait for the previous one to finish and drain (plain launches)
+  On = 1,   // programmatic dependent launch in the decode graph (kernels/launch.cuh): a kernel is scheduled while
+            // its predecessor runs, reads weights, then waits (griddepcontrol.wait) before touching its inputs
+};
+
+enum class DecodeDtVariant : int {
+  Gemv = 0,   // decode: dt_proj as its own GEMV writing delta [B, Di], then the state update reads it
+  Fused = 1,  // decode: the state update computes delta = dt_proj[c] . x_dbl[b, :dt_rank] itself (one kernel fewer)
+};
+
 // Defaults: the version-2 kernels, each faster on the H200 op table of 2026-12-02 and within its op-table
 // tolerance there (kernels/NOTES.md): chunked scan, split-key decode attention, flash prefill, split GEMV.
 // The version-1 set stays selectable as a whole ("v1") or per op.
@@ -41,15 +52,18 @@ struct KernelVariants {
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
   GemvVariant gemv = GemvVariant::Split;
   MoePrefillVariant moe_prefill = MoePrefillVariant::Serial;
+  PdlVariant pdl = PdlVariant::Off;  // CudaDecoder::record_step only; prefill never uses it
+  DecodeDtVariant decode_dt = DecodeDtVariant::Gemv;  // CudaDecoder's mamba_step only
 };
-// The two named sets: "v1" (staged, per_head, gemm, warp: the kernels before 2026-12-02) and "v2" (the defaults).
+// The two named sets: "v1" (staged, per_head, gemm, warp, pdl off, decode_dt gemv: the kernels before 2026-12-02)
+// and "v2" (the defaults; pdl off and decode_dt gemv until they are measured).
 KernelVariants kernel_set_v1();
 KernelVariants kernel_set_v2();
 
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
-// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv, moe_prefill) left to right; an entry "v1" or "v2" sets
-// every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices,
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv, moe_prefill, pdl, decode_dt) left to
+// right; an entry "v1" or "v2" sets every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices,
 // changing nothing. BMH_KERNELS is applied before the first call, so this overrides it.
 void set_kernel_variants(const std::string& spec);
 const char* to_string(ScanVariant v);         // "staged", "chunked"
@@ -57,7 +71,10 @@ const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
 const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
 const char* to_string(GemvVariant v);         // "warp", "split"
 const char* to_string(MoePrefillVariant v);   // "serial", "streams"
-// "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial": the spec set_kernel_variants reads back.
+const char* to_string(PdlVariant v);          // "off", "on"
+const char* to_string(DecodeDtVariant v);     // "gemv", "fused"
+// "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial,pdl=off,decode_dt=gemv": the
+// spec set_kernel_variants reads back.
 std::string to_string(const KernelVariants& v);
 
 }  // namespace bmh::cuda

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <tuple>
@@ -539,6 +540,87 @@ TEST_P(CudaFixture, BatchedGreedyEqualsEachPromptAlone) {
   s.max_batch = 8;
   const auto eight = generate_batched(*m, reqs, s);
   for (size_t r = 0; r < reqs.size(); ++r) EXPECT_EQ(one[r].generated, eight[r].generated) << name << " request " << r;
+}
+
+// Programmatic dependent launch in the decode graph (kernels/launch.cuh, pdl=on) changes only when each kernel is
+// scheduled, never what it computes: every kernel waits for its predecessor before reading activations or writing.
+// So greedy decoding with pdl=on must give the same bits as pdl=off, on every fixture, for both kernel sets (the
+// parameter: v2 exercises the split GEMV and the cluster attention launch, v1 the warp GEMV and per-head attention),
+// fp32 and bf16, batch 1 and 3, random prompts, 7 graph replays after the prefill. A missing wait would race with the
+// previous kernel and show here as differing logits (not reliably on every run: a race is timing-dependent).
+TEST_P(CudaFixture, PdlDecodeIsBitIdentical) {
+  BMH_REQUIRE_GPU();
+  const std::string name = this->name();
+  for (std::string dtype : {"fp32", "bf16"}) {
+    auto m = load_fixture(name, dtype);
+    const int V = m->config().vocab_size;
+    for (int B : {1, 3}) {
+      std::mt19937_64 rng(100 + B);
+      std::vector<int64_t> p(size_t(B) * 11);
+      for (auto& id : p) id = int64_t(rng() % uint64_t(V));
+      const Tensor prompt = Tensor::from_i64(p, {B, 11});
+      Tensor logits[2], ids[2];
+      for (int on : {0, 1}) {
+        KernelSetGuard g(on ? "pdl=on" : "pdl=off");
+        ids[on] = generate_greedy(*m, prompt, 8, &logits[on]);
+      }
+      const std::string what = name + " " + dtype + " B=" + std::to_string(B);
+      EXPECT_EQ(ids[1].to_i64(), ids[0].to_i64()) << what;
+      ASSERT_EQ(logits[0].numel(), logits[1].numel()) << what;
+      const float* a = logits[0].data<float>();
+      const float* b = logits[1].data<float>();
+      int64_t differ = 0;
+      for (int64_t i = 0; i < logits[0].numel(); ++i) differ += std::memcmp(a + i, b + i, sizeof(float)) != 0;
+      EXPECT_EQ(differ, 0) << what << ": logits that differ in any bit, of " << logits[0].numel();
+    }
+  }
+}
+
+// dt_proj folded into the decode state update (decode_dt=fused, here together with pdl=on) against the separate
+// GEMV (decode_dt=gemv, pdl=off): the same teacher-forced tokens through both decoders of one model, fp32 and bf16,
+// batch 1 and 3. Not bit-identical: the fused kernel sums the dt_rank-term dot in another order (16 lanes per
+// channel) than the GEMV. fp32: ~sqrt(dt_rank) fp32 ulps per delta, bound 1e-4 as the decode-vs-forward test's fp32
+// bound. bf16: that order difference can flip the bf16 rounding of a delta by one ulp (as between the two GEMV
+// versions), which later steps carry; bound 2e-2 as the decode-vs-forward test's bf16 bound, for the same reason.
+// The prefill does not use either variant: its logits must be bit-identical. Fixtures without Mamba blocks
+// (pythia, mixtral) run through unchanged and must be bit-identical throughout.
+TEST_P(CudaFixture, FusedDecodeDtMatchesGemv) {
+  BMH_REQUIRE_GPU();
+  const std::string name = this->name();
+  for (std::string dtype : {"fp32", "bf16"}) {
+    auto m = load_fixture(name, dtype);
+    const int V = m->config().vocab_size;
+    const bool has_mamba = std::any_of(m->config().blocks.begin(), m->config().blocks.end(),
+                                       [](const BlockConfig& b) { return b.mixer == MixerKind::Mamba; });
+    for (int B : {1, 3}) {
+      std::mt19937_64 rng(200 + B);
+      std::vector<int64_t> p(size_t(B) * 11);
+      for (auto& id : p) id = int64_t(rng() % uint64_t(V));
+      std::vector<std::vector<int64_t>> feed(7, std::vector<int64_t>(B));
+      for (auto& f : feed)
+        for (auto& id : f) id = int64_t(rng() % uint64_t(V));
+      std::vector<float> out[2];
+      Tensor first[2];
+      for (int fused : {0, 1}) {
+        KernelSetGuard g(fused ? "decode_dt=fused,pdl=on" : "decode_dt=gemv,pdl=off");
+        auto dec = m->decoder(B);
+        first[fused] = dec->prefill(Tensor::from_i64(p, {B, 11}));
+        for (const auto& f : feed) {
+          const Tensor l = dec->step(f);
+          out[fused].insert(out[fused].end(), l.data<float>(), l.data<float>() + l.numel());
+        }
+      }
+      const std::string what = name + " " + dtype + " B=" + std::to_string(B);
+      EXPECT_EQ(std::memcmp(first[0].data<float>(), first[1].data<float>(), first[0].nbytes()), 0) << what;
+      const std::vector<double> want(out[0].begin(), out[0].end());
+      const double e = rel(out[1], want);
+      EXPECT_LT(e, dtype == "fp32" ? 1e-4 : 2e-2) << what;
+      if (!has_mamba) {
+        EXPECT_EQ(out[1], out[0]) << what << ": no Mamba block, nothing may change";
+      }
+      RecordProperty(dtype + "_B" + std::to_string(B) + "_rel_err", std::to_string(e));
+    }
+  }
 }
 
 TEST(CudaMemory, NoLeakOver1000GenerateCalls) {

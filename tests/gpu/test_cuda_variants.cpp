@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/presets.h"
 #include "gpu_test_util.h"
 #include "kernels/cuda_model.h"
@@ -51,6 +52,36 @@ TEST(CudaMoePrefill, SideStreamsEqualSerialBitwise) {
         EXPECT_GE(used, 2) << preset << " MoE " << r << ": one expert took every token, nothing ran concurrently";
       }
     }
+}
+
+// The pdl, decode_dt and moe_prefill entries of a kernel spec (no device needed): parsed, read back by to_string,
+// off / gemv / serial in both named sets, and a bad value changes nothing.
+TEST(KernelVariants, EntriesParseAndRoundTrip) {
+  KernelSetGuard g("v2");
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
+  cuda::set_kernel_variants("pdl=on");
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
+  EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
+            "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial,pdl=on,decode_dt=gemv");
+  EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Split);
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
+  cuda::set_kernel_variants("v1");
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
+  cuda::set_kernel_variants(cuda::to_string(cuda::kernel_variants()) + ",pdl=on");
+  EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
+            "scan=staged,attn_decode=per_head,attn_prefill=gemm,gemv=warp,moe_prefill=serial,pdl=on,decode_dt=gemv");
+  cuda::set_kernel_variants("decode_dt=fused");
+  EXPECT_EQ(cuda::kernel_variants().decode_dt, cuda::DecodeDtVariant::Fused);
+  EXPECT_THROW(cuda::set_kernel_variants("decode_dt=gemm"), Error);
+  cuda::set_kernel_variants("v2");
+  EXPECT_EQ(cuda::kernel_variants().decode_dt, cuda::DecodeDtVariant::Gemv);
+  cuda::set_kernel_variants("moe_prefill=streams");
+  EXPECT_EQ(cuda::kernel_variants().moe_prefill, cuda::MoePrefillVariant::Streams);
+  EXPECT_THROW(cuda::set_kernel_variants("moe_prefill=grouped"), Error);
+  EXPECT_EQ(cuda::kernel_variants().moe_prefill, cuda::MoePrefillVariant::Streams);
+  cuda::set_kernel_variants("v1");
+  EXPECT_EQ(cuda::kernel_variants().moe_prefill, cuda::MoePrefillVariant::Serial);
 }
 
 }  // namespace

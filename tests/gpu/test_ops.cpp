@@ -7,12 +7,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
 #include "core/error.h"
 #include "core/router.h"
 #include "gpu_test_util.h"
 #include "kernels/device.h"
+#include "kernels/bias_act.cuh"
 #include "kernels/gemm.h"
+#include "kernels/launch.cuh"
 #include "kernels/op_cases.h"
 #include "reference/ops.h"
 
@@ -456,6 +460,57 @@ TEST(Gemm, Fp32IsNotTf32) {
   std::vector<double> r;
   append(r, y);
   EXPECT_LT(rel_err(d.out["y"], r), 1e-5);
+}
+
+// kernels/launch.cuh: a capture inside PdlScope(true) links consecutive kernels by programmatic edges (what the
+// decode graph relies on), outside it by plain ones; the graph runs and gives the bits of plain stream launches.
+// A chain of 3 activations h -> a -> b -> c (each reads the previous one's output, 8192 values over 32 blocks).
+TEST(PdlLaunch, ProgrammaticEdgesOnlyInsideTheScope) {
+  BMH_REQUIRE_GPU();
+  const int F = 8192;
+  std::vector<float> h(F);
+  for (int i = 0; i < F; ++i) h[i] = float((i * 37) % 101 - 50) / 7.f;
+  cuda::DeviceBuffer dh(F * 4, "h"), da(F * 4, "a"), db(F * 4, "b"), dc(F * 4, "c");
+  cuda::upload(dh.get(), h.data(), F * 4);
+  cudaStream_t s = nullptr;
+  BMH_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  auto chain = [&] {
+    cuda::mlp_act(Dt::F32, Activation::Silu, false, dh.get(), F, nullptr, 1, F, da.get(), F, s);
+    cuda::mlp_act(Dt::F32, Activation::Silu, false, da.get(), F, nullptr, 1, F, db.get(), F, s);
+    cuda::mlp_act(Dt::F32, Activation::Silu, false, db.get(), F, nullptr, 1, F, dc.get(), F, s);
+  };
+  chain();
+  std::vector<float> want(F), got(F);
+  BMH_CUDA(cudaStreamSynchronize(s));
+  cuda::download(want.data(), dc.get(), F * 4);
+  for (bool on : {false, true}) {
+    BMH_CUDA(cudaMemset(dc.get(), 0, F * 4));
+    BMH_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    {
+      cuda::PdlScope pdl(on);
+      chain();
+    }
+    cudaGraph_t g = nullptr;
+    BMH_CUDA(cudaStreamEndCapture(s, &g));
+    cudaGraphNode_t from[8], to[8];
+    cudaGraphEdgeData data[8];
+    size_t n = 8;
+    BMH_CUDA(cudaGraphGetEdges(g, from, to, data, &n));
+    ASSERT_EQ(n, 2u) << "pdl " << on;
+    for (size_t i = 0; i < n; ++i)
+      EXPECT_EQ(int(data[i].type), on ? int(cudaGraphDependencyTypeProgrammatic) : int(cudaGraphDependencyTypeDefault))
+          << "pdl " << on << " edge " << i;
+    cudaGraphExec_t x = nullptr;
+    BMH_CUDA(cudaGraphInstantiate(&x, g, 0));
+    BMH_CUDA(cudaGraphLaunch(x, s));
+    BMH_CUDA(cudaStreamSynchronize(s));
+    cuda::download(got.data(), dc.get(), F * 4);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), F * 4), 0) << "pdl " << on;
+    cudaGraphExecDestroy(x);
+    cudaGraphDestroy(g);
+  }
+  EXPECT_FALSE(cuda::pdl_wanted());  // the scope restored the flag
+  cudaStreamDestroy(s);
 }
 
 TEST(DeviceBuffer, OutOfMemoryIsAClearError) {
