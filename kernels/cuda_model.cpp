@@ -30,6 +30,7 @@ namespace cuda {
 
 void DecodeState::allocate(const ModelConfig& cfg, Dt dt, int batch, int S_max, const std::string& what) {
   bufs.clear();
+  is_kv.clear();
   ptrs = StatePtrs{};
   const int L = cfg.n_blocks();
   ptrs.conv.assign(L, nullptr);
@@ -46,18 +47,25 @@ void DecodeState::allocate(const ModelConfig& cfg, Dt dt, int batch, int S_max, 
       ptrs.conv[i] = bufs.back().as<float>();
       bufs.emplace_back(size_t(batch) * m.d_inner * m.d_state * 4, tag + " ssm state");
       ptrs.ssm[i] = bufs.back().as<float>();
+      is_kv.insert(is_kv.end(), {0, 0});
     } else if (b.mixer == MixerKind::Attention) {
       const size_t n = size_t(batch) * b.attn.kv_heads() * S_max * b.attn.head_dim * dt_size(dt);
       bufs.emplace_back(n, tag + " key cache (" + std::to_string(S_max) + " positions)");
       ptrs.k[i] = bufs.back().get();
       bufs.emplace_back(n, tag + " value cache (" + std::to_string(S_max) + " positions)");
       ptrs.v[i] = bufs.back().get();
+      is_kv.insert(is_kv.end(), {1, 1});
     }
   }
 }
 
 void DecodeState::zero(cudaStream_t s) {
   for (auto& b : bufs) BMH_CUDA(cudaMemsetAsync(b.get(), 0, b.bytes(), s));
+}
+
+void DecodeState::zero_recurrent(cudaStream_t s) {
+  for (size_t i = 0; i < bufs.size(); ++i)
+    if (!is_kv[i]) BMH_CUDA(cudaMemsetAsync(bufs[i].get(), 0, bufs[i].bytes(), s));
 }
 
 CudaModel::CudaModel(const ModelConfig& cfg, const TensorMap& canonical, Dt dt) : cfg_(cfg) {
@@ -465,7 +473,7 @@ void CudaModel::prefill_from_host(const int64_t* ids_host, int B, int T, const P
     scratch_B_ = B;
     scratch_T_ = T;
   }
-  scratch_state_.zero(stream_);
+  scratch_state_.zero_recurrent(stream_);
   upload(ws_ids_.get(), ids_host, size_t(B) * T * 8, stream_);
   prefill_rows(ws_ids_.as<int64_t>(), B, T, scratch_state_.ptrs, trace);
 }

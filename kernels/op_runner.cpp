@@ -87,6 +87,13 @@ std::vector<OpCase> op_cases() {
     for (Activation a : {Activation::GeluErf, Activation::GeluTanh, Activation::Silu, Activation::Relu}) {
       OpCase c = C(OpKind::MlpAct); c.T = 19; c.N = 75; c.act = a; c.flag = a == Activation::GeluErf; c.bias = a != Activation::Relu;
       v.push_back(c);
+      // F = 96: 16-byte accesses (8 bf16/fp16 or 4 fp32 per thread), gated and not, with and without bias.
+      c.N = 96;
+      for (bool gated : {false, true}) {
+        c.flag = gated;
+        c.bias = gated != (a == Activation::Relu);
+        v.push_back(c);
+      }
     }
     { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 37; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 2; c.N = 33; c.K = 4; v.push_back(c); }
@@ -196,6 +203,12 @@ std::vector<OpCase> op_cases() {
     }
   { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+  // Prefill elementwise passes at 8 x 2048: pythia-1.4b's GELU (erf) with fc1 bias over [16384, 8192]; one
+  // BlackMamba-2.8B expert's gated GELU over its ~2048 rows of [2 x 3872]; pythia-1.4b's rotary (32 of 128 dims)
+  // with the k/v copy into the cache.
+  { OpCase c = P(OpKind::MlpAct); c.T = 16384; c.N = 8192; c.bias = true; v.push_back(c); }
+  { OpCase c = P(OpKind::MlpAct); c.T = 2048; c.N = 3872; c.flag = true; v.push_back(c); }
+  { OpCase c = P(OpKind::Rotary); c.B = 8; c.T = 2048; c.H = 16; c.hd = 128; c.rd = 32; c.S = 2048; v.push_back(c); }
   // With dt_proj inside: Mamba-2.8B (dt_rank 160) and BlackMamba-2.8B (2944 channels, dt_rank 92); compare with the
   // row above plus the gemv rows N5120_K160 / N2944_K92.
   for (auto [Di, Rk] : std::vector<std::pair<int, int>>{{5120, 160}, {2944, 92}}) {
