@@ -44,19 +44,23 @@ enum class DecodeDtVariant : int {
 };
 
 // Defaults: the version-2 kernels, each faster on the H200 op table of 2026-12-02 and within its op-table
-// tolerance there (kernels/NOTES.md): chunked scan, split-key decode attention, flash prefill, split GEMV.
+// tolerance there (kernels/NOTES.md): chunked scan, split-key decode attention, flash prefill, split GEMV; and,
+// from the in-run A/B of 197b1ef (same weights, one process): MoE experts on side streams (MoE layer 1.728 ->
+// 1.663 ms, bit-identical) and PDL in the decode graph (blackmamba-2.8b 1.148 -> 0.964 ms/token, mamba-2.8b
+// 3.047 -> 3.046, pythia-1.4b 1.509 -> 1.541: a 2% loss there, a 16% gain on the model this harness is for).
+// decode_dt=fused stays off: no gain measured (0.964 -> 0.975, 3.046 -> 3.091).
 // The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
   ScanVariant scan = ScanVariant::Chunked;
   AttnDecodeVariant attn_decode = AttnDecodeVariant::SplitKeys;
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
   GemvVariant gemv = GemvVariant::Split;
-  MoePrefillVariant moe_prefill = MoePrefillVariant::Serial;
-  PdlVariant pdl = PdlVariant::Off;  // CudaDecoder::record_step only; prefill never uses it
+  MoePrefillVariant moe_prefill = MoePrefillVariant::Streams;
+  PdlVariant pdl = PdlVariant::On;  // CudaDecoder::record_step only; prefill never uses it
   DecodeDtVariant decode_dt = DecodeDtVariant::Gemv;  // CudaDecoder's mamba_step only
 };
-// The two named sets: "v1" (staged, per_head, gemm, warp, pdl off, decode_dt gemv: the kernels before 2026-12-02)
-// and "v2" (the defaults; pdl off and decode_dt gemv until they are measured).
+// The two named sets: "v1" (staged, per_head, gemm, warp, serial MoE, pdl off, decode_dt gemv: the kernels before
+// 2026-12-02) and "v2" (the defaults).
 KernelVariants kernel_set_v1();
 KernelVariants kernel_set_v2();
 

@@ -55,11 +55,15 @@ TEST(CudaMoePrefill, SideStreamsEqualSerialBitwise) {
 }
 
 // The pdl, decode_dt and moe_prefill entries of a kernel spec (no device needed): parsed, read back by to_string,
-// off / gemv / serial in both named sets, and a bad value changes nothing.
+// the named sets' choices (v2: pdl on, streams; v1: pdl off, serial; decode_dt gemv in both), and a bad value changes
+// nothing.
 TEST(KernelVariants, EntriesParseAndRoundTrip) {
   KernelSetGuard g("v2");
+  EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
+  EXPECT_EQ(cuda::kernel_variants().moe_prefill, cuda::MoePrefillVariant::Streams);
+  cuda::set_kernel_variants("pdl=off");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
-  cuda::set_kernel_variants("pdl=on");
+  cuda::set_kernel_variants("pdl=on,moe_prefill=serial");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
             "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial,pdl=on,decode_dt=gemv");
