@@ -34,7 +34,7 @@ double counter_uniform(uint64_t seed, uint64_t request, uint64_t token) {
 
 int64_t choose_token(const float* logits, int64_t V, const SamplingOptions& o, uint64_t request, uint64_t token) {
   if (V < 1) fail("choose_token: empty logits row");
-  if (o.greedy() || o.top_k == 1) return std::max_element(logits, logits + V) - logits;  // first maximum
+  if (o.greedy()) return std::max_element(logits, logits + V) - logits;  // first maximum, as torch.argmax
   const double inv_t = 1.0 / o.temperature;
   // Dividing by T > 0 keeps the order of the float logits, so the float logits order the scores.
   const double s_max = double(*std::max_element(logits, logits + V)) * inv_t;
@@ -66,8 +66,11 @@ int64_t choose_token(const float* logits, int64_t V, const SamplingOptions& o, u
   for (int64_t i = 0; i < V; ++i) order[size_t(i)] = {-logits[i], i};
   size_t n = size_t(V);
   if (o.top_k > 0 && o.top_k < V) {
-    std::nth_element(order.begin(), order.begin() + o.top_k, order.end());
-    n = size_t(o.top_k);
+    // HF TopKLogitsWarper removes scores < the k-th largest score: every token tied with the k-th is kept too.
+    std::nth_element(order.begin(), order.begin() + (o.top_k - 1), order.end());
+    const float kth = order[size_t(o.top_k - 1)].first;  // minus the k-th largest logit
+    n = size_t(std::partition(order.begin(), order.end(), [&](const auto& x) { return x.first <= kth; }) -
+               order.begin());
   }
   if (o.top_p < 1) {
     double total = 0;

@@ -30,12 +30,14 @@ double counter_uniform(uint64_t seed, uint64_t request, uint64_t token);
 // TemperatureLogitsWarper, then TopKLogitsWarper, then TopPLogitsWarper keeping the token that crosses top_p):
 //   1. p_i = exp(logits_i / T - max_j logits_j / T) in double; tokens ordered by logit descending, equal logits by
 //      id ascending;
-//   2. the first k of that order are kept (all when top_k = 0);
+//   2. the tokens whose logit is at least the k-th largest are kept (all when top_k = 0): ties with the k-th token
+//      are kept too, as TopKLogitsWarper's `scores < topk(scores, k)[..., -1]` removes only smaller ones;
 //   3. of those, the shortest prefix of that order whose sum of p reaches top_p * (their sum of p) is kept;
 //   4. with u = counter_uniform(seed, request, token), the chosen token is the first kept token in ascending id
 //      order whose running sum of p exceeds u * (the kept tokens' sum of p).
 // As T -> 0 every token whose logit is below the maximum gets p = 0 (exp underflows), so the draw is uniform over
-// the tokens tied at the maximum: the greedy token when the maximum is unique. top_k = 1 is exactly greedy.
+// the tokens tied at the maximum: the greedy token when the maximum is unique. top_k = 1 is greedy when the maximum
+// is unique; tied maxima are all kept and drawn from (as HF), where greedy takes the first (torch.argmax).
 int64_t choose_token(const float* logits, int64_t V, const SamplingOptions& o, uint64_t request, uint64_t token);
 
 }  // namespace bmh

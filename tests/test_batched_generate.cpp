@@ -238,11 +238,24 @@ TEST(Sampling, FrequenciesMatchSoftmaxTopKTopP) {
   o.top_p = 1;
   o.temperature = 1e-9;
   expect_near(freq(o), {0, 0.5, 0, 0.5, 0}, "T=1e-9");
-  // Greedy and top-k 1 take the first maximum.
+  // Greedy takes the first maximum (torch.argmax); top-k 1 keeps both tied maxima (HF keeps every score >= the k-th
+  // largest), so at equal p it draws them evenly.
   EXPECT_EQ(choose_token(logits.data(), 5, SamplingOptions{}, 0, 0), 1);
   o.temperature = 3;
   o.top_k = 1;
-  EXPECT_EQ(choose_token(logits.data(), 5, o, 0, 0), 1);
+  expect_near(freq(o), {0, 0.5, 0, 0.5, 0}, "top-k 1, tied maxima");
+  // A tie at the k-th place: logits 2, 1, 1, 0.5 -> top-k 2 keeps ids 1, 3 (2.0), 0 and 2 (1.0) of this row.
+  const std::vector<float> tied = {1.0f, 2.0f, 1.0f, 0.5f, -1.0f};
+  o.temperature = 1;
+  o.top_k = 2;
+  std::vector<double> f(5);
+  for (int i = 0; i < n; ++i) f[size_t(choose_token(tied.data(), 5, o, uint64_t(i) % 97, uint64_t(i) / 97))] += 1.0 / n;
+  const double z = std::exp(2.0) + 2 * std::exp(1.0);
+  expect_near(f, {std::exp(1.0) / z, std::exp(2.0) / z, std::exp(1.0) / z, 0, 0}, "top-k 2 with a tie at the 2nd place");
+  // With a unique maximum top-k 1 is greedy.
+  const std::vector<float> unique = {1.0f, 2.5f, 0.5f, 2.0f, -1.0f};
+  o.top_k = 1;
+  for (uint64_t t = 0; t < 50; ++t) EXPECT_EQ(choose_token(unique.data(), 5, o, 3, t), 1);
 }
 
 TEST(Sampling, CounterUniformIsAPureFunctionOfItsCounter) {
