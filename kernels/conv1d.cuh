@@ -8,8 +8,9 @@
 #include "kernels/device.h"
 
 namespace bmh::cuda {
+// vec = false keeps the scalar kernel even where the 16-byte one applies (the op table's bit-identity check).
 void causal_conv1d_silu(Dt t, const void* x, int ldx, const float* w, const float* bias, float* state, int B, int T,
-                        int Di, int K, void* y, int ldy, cudaStream_t s);
+                        int Di, int K, void* y, int ldy, cudaStream_t s, bool vec = true);
 // One token per sequence (T = 1), one fused kernel: x [B, Di] (row stride ldx), y [B, Di] (row stride ldy).
 void causal_conv1d_silu_update(Dt t, const void* x, int ldx, const float* w, const float* bias, float* state, int B,
                                int Di, int K, void* y, int ldy, cudaStream_t s);

@@ -8,6 +8,7 @@
 #include "kernels/device.h"
 
 namespace bmh::cuda {
+// vec = false keeps the scalar kernel even where the 16-byte one applies (the op table's bit-identity check).
 void add_norm(NormKind kind, Dt t, float* residual, const void* delta, const float* w, const float* b, double eps,
-              int R, int d, void* y, cudaStream_t s);
+              int R, int d, void* y, cudaStream_t s, bool vec = true);
 }

@@ -41,7 +41,8 @@ struct OpCase {
   OpKind op;
   Dt dt = Dt::F32;
   int B = 1, T = 1;              // sequences x tokens; rows R = B*T
-  int M = 0, N = 0, K = 0;       // Linear/Gemv: x [M or B, K], W [N, K]; Conv: Di = N, taps K; Scan: Di = N, d_state K;
+  int M = 0, N = 0, K = 0;       // Linear/Gemv: x [M or B, K], W [N, K]; Conv: Di = N, taps K, xz row stride
+                                 // 2 N + M; Scan: Di = N, d_state K;
                                  // AttnDecode: K > 0 attends to positions 0..K-1 only; AttnPrefill: K > 0
                                  // key/value heads, grouped-query qkv rows [q heads | k heads | v heads]
   int E = 0;                     // experts (Gemv, MoeRoute); Scan: lanes per channel of the chunked scan (0 = auto)
@@ -53,7 +54,8 @@ struct OpCase {
   NormKind norm = NormKind::RMSNorm;
   Activation act = Activation::GeluErf;
   int variant = 0;               // kernel version (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant;
-                                 // StateUpdate: DecodeDtVariant, fused = dt_proj [N, M] inside); 0 = first
+                                 // StateUpdate: DecodeDtVariant, fused = dt_proj [N, M] inside; AddNorm,
+                                 // Conv1d: 1 = the scalar kernel where the 16-byte one applies); 0 = first
   bool perf = false;             // model-sized
   std::string name() const;      // "linear_bf16_M129_N250_K96_acc"; a variant other than 0 adds "_<its name>"
   int rows() const { return B * T; }

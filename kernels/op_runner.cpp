@@ -65,6 +65,7 @@ std::string OpCase::name() const {
   if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
   if (variant != 0 && op == OpKind::NormGemv) os << "_fused";
   if (variant != 0 && op == OpKind::StateUpdate) os << "_dt_" << to_string(DecodeDtVariant(variant));
+  if (variant != 0 && (op == OpKind::AddNorm || op == OpKind::Conv1d)) os << "_scalar";
   return os.str();
 }
 
@@ -84,6 +85,9 @@ std::vector<OpCase> op_cases() {
         v.push_back(c);
       }
     { OpCase c = C(OpKind::AddNorm); c.T = 300; c.N = 2560; c.flag = true; v.push_back(c); }
+    // 16-byte path (d % 4 == 0) at 512 threads with a partial last pass (1472 = 368 float4s) and at 128 threads
+    { OpCase c = C(OpKind::AddNorm); c.T = 37; c.N = 1472; c.norm = NormKind::LayerNorm; c.flag = true; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::AddNorm); c.T = 21; c.N = 200; v.push_back(c); }
     for (Activation a : {Activation::GeluErf, Activation::GeluTanh, Activation::Silu, Activation::Relu}) {
       OpCase c = C(OpKind::MlpAct); c.T = 19; c.N = 75; c.act = a; c.flag = a == Activation::GeluErf; c.bias = a != Activation::Relu;
       v.push_back(c);
@@ -98,6 +102,13 @@ std::vector<OpCase> op_cases() {
     { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 37; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 2; c.N = 33; c.K = 4; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 11; c.N = 40; c.K = 3; c.bias = true; v.push_back(c); }  // generic K
+    // 16-byte path (channels and row strides multiples of 8 / of 4 in fp32): a partial second channel block and a
+    // partial last run; T = 2 < K - 1 (the window's first rows all from the state); 68 channels (16-byte path in
+    // fp32 only); an odd row stride (M = 1 extra column per xz row: the scalar kernel in every dtype).
+    { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 37; c.N = 1096; c.K = 4; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Conv1d); c.B = 3; c.T = 2; c.N = 128; c.K = 4; c.bias = true; v.push_back(c); }
+    { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 20; c.N = 68; c.K = 4; v.push_back(c); }
+    { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 37; c.N = 72; c.K = 4; c.M = 1; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 3; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
     for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
       auto S = [&] { OpCase c = C(OpKind::Scan); c.variant = int(sv); return c; };
@@ -207,7 +218,12 @@ std::vector<OpCase> op_cases() {
     OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.B = 8; c.T = 2048; c.N = 2944; c.K = 16;
     c.flag = true; c.bias = true; c.M = 92; c.E = G; v.push_back(c);
   }
-  { OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c); }
+  // Mamba-2.8B and BlackMamba-2.8B d_inner; each beside the scalar kernel (variant 1, timing only).
+  for (int Di : {5120, 2944})
+    for (int scalar : {0, 1}) {
+      OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = Di; c.K = 4; c.bias = true; c.variant = scalar;
+      v.push_back(c);
+    }
   { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
   // Prefill elementwise passes at 8 x 2048: pythia-1.4b's GELU (erf) with fc1 bias over [16384, 8192]; one
   // BlackMamba-2.8B expert's gated GELU over its ~2048 rows of [2 x 3872]; pythia-1.4b's rotary (32 of 128 dims)
@@ -222,6 +238,13 @@ std::vector<OpCase> op_cases() {
     c.flag = true; c.bias = true; v.push_back(c);
   }
   { OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = 2560; c.flag = true; v.push_back(c); }
+  // The prefill's norms (no delta: the residual adds come from the GEMMs): Pythia-1.4B LayerNorm, BlackMamba-2.8B
+  // RMSNorm; each beside the scalar kernel (variant 1, timing only).
+  for (int d : {2048, 1472})
+    for (int scalar : {0, 1}) {
+      OpCase c = P(OpKind::AddNorm); c.T = 16384; c.N = d; c.variant = scalar;
+      c.norm = d == 2048 ? NormKind::LayerNorm : NormKind::RMSNorm; c.bias = d == 2048; v.push_back(c);
+    }
   { OpCase c = P(OpKind::Gemv); c.B = 1; c.N = 7744; c.K = 1472; c.E = 8; c.flag = true; v.push_back(c); }
   // Decode GEMV versions on the thin shapes: BlackMamba-2.8B x_proj, dt_proj, router, one expert's fc1 / fc2 (top-1
   // of 8, scaled into the fp32 residual); Mamba-2.8B x_proj, dt_proj.
@@ -361,7 +384,7 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       float* w = static_cast<float*>(D.put("w", in["w"], Dt::F32));
       float* b = c.bias ? static_cast<float*>(D.put("b", in["b"], Dt::F32)) : nullptr;
       void* y = D.out("y", size_t(R) * c.N, dt);
-      D.launch = [=, &c](cudaStream_t s) { add_norm(c.norm, dt, res, delta, w, b, 1e-5, R, c.N, y, s); };
+      D.launch = [=, &c](cudaStream_t s) { add_norm(c.norm, dt, res, delta, w, b, 1e-5, R, c.N, y, s, c.variant == 0); };
       break;
     }
     case OpKind::MlpAct: {
@@ -374,16 +397,20 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
     }
     case OpKind::Conv1d:
     case OpKind::Conv1dUpdate: {
-      void* xz = D.put("xz", in["xz"], dt);  // [R, 2Di]: the conv reads the first Di columns (row stride 2Di)
+      // [R, 2Di + M]: the conv reads the first Di columns (row stride 2Di + M; M > 0 only to test odd strides)
+      void* xz = D.put("xz", in["xz"], dt);
+      const int ldx = 2 * c.N + c.M;
       float* w = static_cast<float*>(D.put("w", in["w"], Dt::F32));
       float* b = c.bias ? static_cast<float*>(D.put("b", in["b"], Dt::F32)) : nullptr;
       float* st = static_cast<float*>(D.put("state", in["state"], Dt::F32));
       D.out_dt["state"] = Dt::F32;
       void* y = D.out("y", size_t(R) * c.N, dt);
       if (c.op == OpKind::Conv1d)
-        D.launch = [=, &c](cudaStream_t s) { causal_conv1d_silu(dt, xz, 2 * c.N, w, b, st, c.B, c.T, c.N, c.K, y, c.N, s); };
+        D.launch = [=, &c](cudaStream_t s) {
+          causal_conv1d_silu(dt, xz, ldx, w, b, st, c.B, c.T, c.N, c.K, y, c.N, s, c.variant == 0);
+        };
       else
-        D.launch = [=, &c](cudaStream_t s) { causal_conv1d_silu_update(dt, xz, 2 * c.N, w, b, st, c.B, c.N, c.K, y, c.N, s); };
+        D.launch = [=, &c](cudaStream_t s) { causal_conv1d_silu_update(dt, xz, ldx, w, b, st, c.B, c.N, c.K, y, c.N, s); };
       break;
     }
     case OpKind::Scan:
@@ -661,7 +688,7 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       break;
     case OpKind::Conv1d:
     case OpKind::Conv1dUpdate:
-      in["xz"] = g.normal(size_t(R) * 2 * c.N, 1.0, dt);
+      in["xz"] = g.normal(size_t(R) * (2 * c.N + c.M), 1.0, dt);
       in["w"] = g.normal(size_t(c.N) * c.K, 0.5, Dt::F32);
       if (c.bias) in["b"] = g.normal(c.N, 0.2, Dt::F32);
       in["state"] = g.normal(size_t(c.B) * (c.K - 1) * c.N, 1.0, Dt::F32);

@@ -125,7 +125,7 @@ TEST_P(OpTest, MatchesReference) {
         Vd b = c.bias ? vec(in["b"], Di) : Vd();
         std::vector<double> ry, rs;
         for (int s = 0; s < c.B; ++s) {
-          M x = mat(in["xz"], c.T, Di, 2 * Di, 0, s * c.T);
+          M x = mat(in["xz"], c.T, Di, 2 * Di + c.M, 0, s * c.T);
           M hist = mat(in["state"], K - 1, Di, Di, 0, s * (K - 1));
           append(ry, ref::causal_conv1d_silu<double>(x, w, c.bias ? &b : nullptr, hist));
           M all(K - 1 + c.T, Di);
@@ -435,6 +435,8 @@ std::vector<OpCase> op_test_cases() {
     // automatic lanes and on the T = 700 attention case (11 tiles).
     if (c.perf && c.op == OpKind::Scan && ((c.variant == 0 && c.B == 1) || c.E != 0)) continue;
     if (c.perf && c.op == OpKind::AttnPrefill) continue;
+    // The scalar twins of the model-sized conv and norm rows: VectorPaths checks them against the 16-byte kernels.
+    if (c.perf && (c.op == OpKind::Conv1d || c.op == OpKind::AddNorm) && c.variant != 0) continue;
     v.push_back(c);
   }
   return v;
@@ -442,6 +444,35 @@ std::vector<OpCase> op_test_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Table, OpTest, ::testing::ValuesIn(op_test_cases()),
                          [](const auto& info) { return info.param.name(); });
+
+// The 16-byte conv and norm kernels do each output's arithmetic as the scalar kernels do (same operations, same
+// order, same per-thread sums), so every output must match variant 1 (the scalar kernel forced) bit for bit, on
+// every conv and norm case of the table, model-sized ones included (bf16 there).
+TEST(VectorPaths, BitIdenticalToScalarKernels) {
+  BMH_REQUIRE_GPU();
+  int compared = 0;
+  for (const OpCase& c : cuda::op_cases()) {
+    if ((c.op != OpKind::Conv1d && c.op != OpKind::AddNorm) || c.variant != 0) continue;
+    OpCase s = c;
+    s.variant = 1;
+    cuda::OpData dv = cuda::make_op_inputs(c, 11), ds = dv;
+    cuda::run_op(c, dv);
+    cuda::run_op(s, ds);
+    ASSERT_EQ(dv.out.size(), ds.out.size()) << c.name();
+    for (auto& [k, a] : dv.out) {
+      const std::vector<float>& b = ds.out.at(k);
+      ASSERT_EQ(a.size(), b.size()) << c.name() << " " << k;
+      size_t bad = 0, first = a.size();
+      for (size_t i = 0; i < a.size(); ++i)
+        if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0 && bad++ == 0) first = i;
+      EXPECT_EQ(bad, 0u) << c.name() << " " << k << ": first difference at " << first << " ("
+                         << (first < a.size() ? a[first] : 0.f) << " vs " << (first < b.size() ? b[first] : 0.f)
+                         << ")";
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 0);
+}
 
 // The fixtures were computed with TF32 off: our fp32 GEMMs must be true fp32. TF32 (10-bit mantissa inputs) would
 // miss 1e-5 by two orders of magnitude on this K.
