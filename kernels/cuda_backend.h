@@ -64,7 +64,9 @@ class CudaModel final : public LanguageModel {
   std::string describe() const override;
   ForwardOutput forward(const Tensor& ids, const ForwardOptions& opt = {}) override;
   std::unique_ptr<Decoder> decoder(int batch) override;
-  int max_decode_batch() const override { return 8; }  // the decode GEMV's rows (kernels/gemv.cuh)
+  // 8 (the decode GEMV's rows, whose per-row expert serves top-k MoE without a host sync) for models with MoE
+  // blocks; 256 otherwise (above 8 rows the decoder's projections run through cuBLAS).
+  int max_decode_batch() const override;
   std::vector<ScoreResult> score(const std::vector<ScoreRequest>& requests) override;
   // Batched scoring (cuda_score.cpp): requests sorted by length, right-padded, several per forward; with
   // opt.deterministic, score() (one request per forward).

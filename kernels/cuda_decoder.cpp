@@ -25,8 +25,13 @@ namespace {
 class CudaDecoder final : public Decoder {
  public:
   CudaDecoder(CudaModel& m, int batch) : m_(m), cfg_(m.config()), B_(batch) {
-    if (batch < 1 || batch > 8) fail("cuda decoder: batch ", batch, " outside [1, 8] (the decode GEMV handles up to 8)");
+    if (batch < 1 || batch > m.max_decode_batch())
+      fail("cuda decoder: batch ", batch, " outside [1, ", m.max_decode_batch(), "] (",
+           m.max_decode_batch() == kGemvMaxRows ? "the decode GEMV's rows; its per-row expert serves MoE blocks"
+                                                : "batches above 8 run their projections through cuBLAS",
+           ")");
     BMH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    if (batch > kGemvMaxRows) blas_ = std::make_unique<Blas>(stream_);
     const Dt dt = m.dt();
     const size_t es = dt_size(dt);
     const int d = cfg_.d_model, V = cfg_.vocab_size;
@@ -244,7 +249,7 @@ class CudaDecoder final : public Decoder {
     GemvArgs g{};
     g.B = B_; g.N = V; g.K = d; g.W = W.head(); g.x = xn_.get(); g.ldx = d;
     g.bias = nb(W.lm_head_b); g.y = logits_.get(); g.ldy = V;
-    gemv(dt, Dt::F32, g, s);
+    project(Dt::F32, g);
   }
 
   int* flag() const { return expert_.as<int>() + size_t(B_) * (2 * K_ + 1); }
@@ -254,7 +259,17 @@ class CudaDecoder final : public Decoder {
     GemvArgs g{};
     g.B = B_; g.N = l.out; g.K = l.in; g.W = l.w.get(); g.x = x; g.ldx = ldx;
     g.bias = with_bias ? l.bias() : nullptr; g.accumulate = accumulate; g.y = y; g.ldy = ldy;
-    gemv(m_.dt(), out, g, stream_);
+    project(out, g);
+  }
+
+  // y = x W^T (+ bias) (+ y): the decode GEMV up to 8 rows; above, a cuBLAS GEMM (fp32 accumulate, beta = 1 for the
+  // residual add) then add_bias, as prefill computes it. Per-row experts and scales exist only in the GEMV, so MoE
+  // models decode at most 8 rows (CudaModel::max_decode_batch).
+  void project(Dt out, const GemvArgs& g) {
+    if (B_ <= kGemvMaxRows) return gemv(m_.dt(), out, g, stream_);
+    if (g.expert || g.scale) fail("cuda decoder: a per-row expert GEMV at batch ", B_, " (at most ", kGemvMaxRows, ")");
+    linear(*blas_, m_.dt(), out, B_, g.N, g.K, g.x, g.ldx, g.W, g.K, g.y, g.ldy, 1.f, g.accumulate ? 1.f : 0.f);
+    add_bias(out, g.y, g.ldy, g.bias, B_, g.N, stream_);
   }
 
   void mamba_step(int i, const DevBlock& w) {
@@ -348,21 +363,22 @@ class CudaDecoder final : public Decoder {
       for (int j = 0; j < k; ++j) {
         g1.expert = g2.expert = expert_sm + size_t(j) * B_;
         g2.scale = gate_sm + size_t(j) * B_;
-        gemv(dt, dt, g1, stream_);
+        project(dt, g1);
         mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
-        gemv(dt, Dt::F32, g2, stream_);
+        project(Dt::F32, g2);
       }
       return;
     }
-    gemv(dt, dt, g1, stream_);
+    project(dt, g1);
     mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
-    gemv(dt, Dt::F32, g2, stream_);
+    project(Dt::F32, g2);
   }
 
   CudaModel& m_;
   const ModelConfig& cfg_;
   int B_;
   cudaStream_t stream_ = nullptr;
+  std::unique_ptr<Blas> blas_;  // batches above kGemvMaxRows: cuBLAS on stream_ (its own workspace, capture-safe)
   DecodeState state_;
   DecodeState slot_state_;  // one row: prefill_slot's scratch
   DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_, scores_;

@@ -8,6 +8,7 @@
 #include "kernels/cuda_backend.h"
 #include "kernels/cuda_model.h"
 #include "kernels/embedding.cuh"
+#include "kernels/gemv.cuh"
 #include "kernels/attention.cuh"
 #include "kernels/attention_gqa.cuh"
 #include "kernels/inner_norm.cuh"
@@ -108,6 +109,12 @@ void CudaModel::ensure_side_streams() {
     BMH_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     side_done_.push_back(e);
   }
+}
+
+int CudaModel::max_decode_batch() const {
+  for (const BlockConfig& b : cfg_.blocks)
+    if (b.mlp == MlpKind::Moe) return kGemvMaxRows;
+  return 256;
 }
 
 std::string CudaModel::describe() const { return std::string("cuda ") + dt_name(w_.dt); }

@@ -12,6 +12,7 @@
 #include "kernels/variants.h"
 
 namespace bmh::cuda {
+constexpr int kGemvMaxRows = 8;  // rows (B) the decode GEMV kernels take
 struct GemvArgs {
   int B, N, K;
   const void* W; int64_t w_expert_stride = 0;
