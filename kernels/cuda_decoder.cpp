@@ -86,6 +86,7 @@ class CudaDecoder final : public Decoder {
     if (host_pos_) cudaFreeHost(host_pos_);
     if (host_flag_) cudaFreeHost(host_flag_);
     if (host_logits_) cudaFreeHost(host_logits_);
+    blas_.reset();  // the cuBLAS handle before the stream it is bound to
     if (stream_) cudaStreamDestroy(stream_);
   }
 
