@@ -159,7 +159,10 @@ if want bench; then
   say "== bmh bench-gpu"
   # Op rows: the scan's versions side by side (8 x 2048 and 1 x 16384), decode attention at 32k cached positions,
   # attention prefill 8 x 2048; every version stays in the op table for `bmh bench-gpu` without --ops.
+  # Also (bench_gpu.json only): BlackMamba-2.8B's scan shape at each lane count, and the prefill elementwise passes
+  # (GELU, gated expert activation, rotary, conv, norms) beside their scalar versions where those are kept.
   OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048'
+  OPS="$OPS|^selective_scan_bf16_B8_T2048_M92_N2944|^mlp_act_bf16_T|^rotary_bf16_B8|^conv1d_bf16_B8|^add_norm_bf16_T16384"
   # Preset rows with the default kernels; BENCH_AB=1 adds the version-1 kernels (staged scan, per-head decode
   # attention, cuBLAS prefill attention, warp GEMV) beside them, same weights, adjacent rows ("(v1 kernels)" in
   # the table) -- about 100 s more, which with the peers does not fit one 10-minute call.

@@ -113,8 +113,8 @@ def build_rows(bench, peers):
         if o.get("op") != "selective_scan" or "_B" not in o["name"] and "_T" not in o["name"]:
             continue
         shape = scan_shape(o["name"])
-        if shape[1] < 1024:
-            continue  # the correctness-sized cases are not benchmarks
+        if shape[1] < 1024 or shape[2] != 5120 or re.search(r"_E\d+", o["name"]):
+            continue  # correctness-sized cases, other widths and fixed lane counts: bench_gpu.json only
         pe = find_peer(peers, what="selective_scan", shape=shape)
         rows.append({"benchmark": f"{o['name']} (ms)", "ours_ms": o["ms"], "floor_ms": o["floor_ms"],
                      "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
