@@ -46,6 +46,27 @@ __device__ __forceinline__ float block_max(float v, float* smem32) {
   return warp_max(v);
 }
 
+// The row's mean and 1 / sqrt(variance + eps) (LayerNorm), or 0 and 1 / sqrt(mean square + eps) (RMSNorm), from
+// `sum` (the block-wide sum of x, or of x^2 for RMSNorm); LayerNorm's variance pass re-reads the row (global or
+// shared memory) thread-strided, so every kernel normalizing a row with it (add_norm's two, gemv_norm) sums in one order.
+template <bool kLayer>
+__device__ __forceinline__ void norm_stats(const float* x, int d, float sum, float eps, float* red, float& mean,
+                                           float& rstd) {
+  mean = 0.f;
+  if (kLayer) {
+    mean = sum / d;
+    float var = 0.f;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+      float c = x[i] - mean;
+      var += c * c;
+    }
+    var = block_sum(var, red);
+    rstd = rsqrtf(var / d + eps);
+  } else {
+    rstd = rsqrtf(sum / d + eps);
+  }
+}
+
 // exp(x) through the SFU: ex2.approx(x * log2(e)), relative error ~2^-22 for |x| <~ 20 (what __expf does). The scan
 // and state update use it for exp(dt * A); everything else keeps expf.
 __device__ __forceinline__ float exp_sfu(float x) {

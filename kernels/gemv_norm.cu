@@ -29,19 +29,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_norm_kernel(GemvArgs a, Norm
     float sum = 0.f;
     for (int i = threadIdx.x; i < K; i += blockDim.x) sum += kLayer ? x[i] : x[i] * x[i];
     sum = block_sum(sum, red);
-    float mean = 0.f, rstd;
-    if (kLayer) {
-      mean = sum / K;
-      float var = 0.f;
-      for (int i = threadIdx.x; i < K; i += blockDim.x) {
-        const float c = x[i] - mean;
-        var += c * c;
-      }
-      var = block_sum(var, red);
-      rstd = rsqrtf(var / K + nm.eps);
-    } else {
-      rstd = rsqrtf(sum / K + nm.eps);
-    }
+    float mean, rstd;
+    norm_stats<kLayer>(x, K, sum, nm.eps, red, mean, rstd);
     for (int i = threadIdx.x; i < K; i += blockDim.x) {
       float v = (x[i] - mean) * rstd * nm.w[i];
       if (nm.b) v += nm.b[i];

@@ -23,19 +23,8 @@ __global__ void add_norm_kernel(float* __restrict__ residual, const T* __restric
     sum += kLayer ? v : v * v;
   }
   sum = block_sum(sum, red);
-  float mean = 0.f, rstd;
-  if (kLayer) {
-    mean = sum / d;
-    float var = 0.f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) {
-      float c = x[i] - mean;
-      var += c * c;
-    }
-    var = block_sum(var, red);
-    rstd = rsqrtf(var / d + eps);
-  } else {
-    rstd = rsqrtf(sum / d + eps);
-  }
+  float mean, rstd;
+  norm_stats<kLayer>(x, d, sum, eps, red, mean, rstd);
   for (int i = threadIdx.x; i < d; i += blockDim.x) {
     float v = (x[i] - mean) * rstd * w[i];
     if (b) v += b[i];
@@ -84,19 +73,8 @@ __global__ void add_norm_vec_kernel(float* __restrict__ residual, const T* __res
     sum += kLayer ? v : v * v;
   }
   sum = block_sum(sum, red);
-  float mean = 0.f, rstd;
-  if (kLayer) {
-    mean = sum / d;
-    float var = 0.f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) {
-      float c = row[i] - mean;
-      var += c * c;
-    }
-    var = block_sum(var, red);
-    rstd = rsqrtf(var / d + eps);
-  } else {
-    rstd = rsqrtf(sum / d + eps);
-  }
+  float mean, rstd;
+  norm_stats<kLayer>(row, d, sum, eps, red, mean, rstd);
   for (int i = threadIdx.x; i < d4; i += blockDim.x) {
     const float4 xv = row4[i], wv = reinterpret_cast<const float4*>(w)[i];
     const float xs[4] = {xv.x, xv.y, xv.z, xv.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
