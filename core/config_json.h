@@ -103,5 +103,7 @@ struct ConfigJson {
 };
 
 ConfigJson read_config_json(const std::string& path);
+// What read_config_json does with the file's text (path names it in errors).
+ConfigJson parse_config_json(std::string_view text, const std::string& path);
 
 }  // namespace bmh

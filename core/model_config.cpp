@@ -62,8 +62,17 @@ ConfigJson read_config_json(const std::string& path) {
   return c;
 }
 
+ConfigJson parse_config_json(std::string_view text, const std::string& path) {
+  ConfigJson c{path, parse_json_bounded(text, path)};
+  if (!c.j.is_object()) fail(path, ": expected a JSON object at the top level");
+  return c;
+}
+
 ModelConfig load_model_config(const std::string& dir, const ConfigOptions& opt) {
-  ConfigJson c = read_config_json(dir + "/config.json");
+  return model_config_from_json(read_config_json(dir + "/config.json"), dir, opt);
+}
+
+ModelConfig model_config_from_json(const ConfigJson& c, const std::string& name, const ConfigOptions& opt) {
   ModelConfig cfg;
   std::string model_type = c.get_or<std::string>("model_type", "");
   if (c.has("mamba_moe_layers") || c.has("conv_dimension")) {
@@ -86,7 +95,7 @@ ModelConfig load_model_config(const std::string& dir, const ConfigOptions& opt) 
   } else {
     fail(c.path, ": cannot tell the model family (no model_type, no mamba_moe_layers, no d_model/n_layer)");
   }
-  cfg.name = dir;
+  cfg.name = name;
   if (opt.override_expert_act)
     for (auto& b : cfg.blocks)
       if (b.mlp != MlpKind::None) b.ffn.act = opt.expert_act;

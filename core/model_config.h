@@ -111,5 +111,8 @@ struct ConfigOptions {
   bool allow_nonfinite = false;            // --allow-nonfinite: NaN/Inf weights warn instead of failing the load
 };
 ModelConfig load_model_config(const std::string& dir, const ConfigOptions& opt = {});
+struct ConfigJson;
+// What load_model_config does with dir/config.json once read: detects the family and parses it; name = the dir.
+ModelConfig model_config_from_json(const ConfigJson& c, const std::string& name, const ConfigOptions& opt = {});
 
 }  // namespace bmh

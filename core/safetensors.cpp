@@ -84,8 +84,11 @@ uint64_t entry_nbytes(const std::string& path, const Entry& e) {
 
 Checkpoint read_safetensors(const std::string& path) {
   auto file = MappedFile::open(path);
-  const uint8_t* base = file->data();
-  const uint64_t size = file->size();
+  return parse_safetensors(file->data(), file->size(), file, path);
+}
+
+Checkpoint parse_safetensors(const uint8_t* base, uint64_t size, const std::shared_ptr<const void>& owner,
+                             const std::string& path) {
   if (size < 8) fail(path, ": file is ", size, " bytes, too short for the 8-byte safetensors header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = n << 8 | base[i];
@@ -136,7 +139,7 @@ Checkpoint read_safetensors(const std::string& path) {
     const uint8_t* p = data + e.begin;
     Tensor t;
     if (reinterpret_cast<uintptr_t>(p) % dtype_size(e.dtype) == 0) {
-      t = Tensor::borrow(e.dtype, e.shape, p, file);
+      t = Tensor::borrow(e.dtype, e.shape, p, owner);
     } else {  // a header length that is not a multiple of 8 misaligns the data: copy rather than alias
       t = Tensor::zeros(e.dtype, e.shape);
       if (t.nbytes()) std::memcpy(t.raw_mut(), p, t.nbytes());

@@ -37,8 +37,14 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::load(const std::string& path) {
-  TokenizerSpec spec = read_tokenizer_json(path);
+Tokenizer Tokenizer::load(const std::string& path) { return from_spec(read_tokenizer_json(path)); }
+
+Tokenizer Tokenizer::from_json(std::string_view text, const std::string& path) {
+  return from_spec(parse_tokenizer_json(text, path));
+}
+
+Tokenizer Tokenizer::from_spec(TokenizerSpec spec) {
+  const std::string& path = spec.path;
   auto impl = std::make_unique<TokenizerImpl>();
   impl->path = path;
   impl->nfc = spec.nfc;

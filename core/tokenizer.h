@@ -23,11 +23,14 @@
 namespace bmh {
 
 struct TokenizerImpl;
+struct TokenizerSpec;
 
 class Tokenizer {
  public:
   // Loads a HF tokenizer.json; throws bmh::Error naming the file and the key for anything unsupported or malformed.
   static Tokenizer load(const std::string& path);
+  // What load does with the file's text (path names it in errors and path()).
+  static Tokenizer from_json(std::string_view text, const std::string& path);
 
   std::vector<int32_t> encode(std::string_view text) const;
   // Appends to `out` (no clearing); for callers that batch many strings into one buffer.
@@ -56,6 +59,7 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::unique_ptr<TokenizerImpl> impl);
+  static Tokenizer from_spec(TokenizerSpec spec);
   std::unique_ptr<TokenizerImpl> impl_;
 };
 

@@ -39,7 +39,11 @@ TokenizerSpec read_tokenizer_json(const std::string& path) {
   if (!f) fail("tokenizer ", path, ": cannot open the file");
   std::stringstream ss;
   ss << f.rdbuf();
-  const json root = parse_json_bounded(ss.str(), "tokenizer " + path);
+  return parse_tokenizer_json(ss.str(), path);
+}
+
+TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& path) {
+  const json root = parse_json_bounded(text, "tokenizer " + path);
   TokenizerSpec spec;
   spec.path = path;
   try {

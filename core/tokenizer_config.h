@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -23,5 +24,7 @@ struct TokenizerSpec {
 };
 
 TokenizerSpec read_tokenizer_json(const std::string& path);
+// What read_tokenizer_json does with the file's text (path names it in errors and in the spec).
+TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& path);
 
 }  // namespace bmh

@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/pickle.h"
 
 namespace bmh {
@@ -63,7 +63,9 @@ std::string zip_error_text(int code) {
 
 class TorchZipReader {
  public:
-  explicit TorchZipReader(std::string path) : path_(std::move(path)) {}
+  // data[0, size) must outlive the reader (libzip reads records from it on demand).
+  TorchZipReader(const uint8_t* data, uint64_t size, std::string path)
+      : path_(std::move(path)), data_(data), archive_bytes_(size) {}
   ~TorchZipReader() {
     if (zip_) zip_discard(zip_);
   }
@@ -89,22 +91,24 @@ class TorchZipReader {
 
  private:
   std::string path_, prefix_;
-  uint64_t archive_bytes_ = 0;
+  const uint8_t* data_;
+  uint64_t archive_bytes_;
   zip_t* zip_ = nullptr;
   std::map<std::string, std::shared_ptr<Storage>> storages_;
 
+  // zip_open(path) is zip_source_file_create + zip_open_from_source; here the source is the bytes.
   void open() {
-    std::ifstream probe(path_, std::ios::binary);
-    if (!probe) fail("cannot open ", path_, ": ", std::strerror(errno));
-    char head[4] = {};
-    probe.read(head, 4);
-    probe.clear();
-    probe.seekg(0, std::ios::end);
-    archive_bytes_ = uint64_t(std::max<std::streamoff>(0, probe.tellg()));
-    int err = 0;
-    zip_ = zip_open(path_.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t* src = zip_source_buffer_create(archive_bytes_ ? data_ : nullptr, archive_bytes_, 0, &ze);
+    if (src) {
+      zip_ = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
+      if (!zip_) zip_source_free(src);  // zip_ owns the source only once opened
+    }
+    const int err = zip_error_code_zip(&ze);
+    zip_error_fini(&ze);
     if (!zip_) {
-      if (uint8_t(head[0]) == 0x80 && uint8_t(head[1]) == 0x02)
+      if (archive_bytes_ >= 2 && data_[0] == 0x80 && data_[1] == 0x02)
         fail(path_, ": legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with torch >= 1.6");
       fail(path_, ": not a readable torch.save zip archive (truncated or corrupt?): ", zip_error_text(err));
     }
@@ -358,6 +362,13 @@ class TorchZipReader {
 
 }  // namespace
 
-Checkpoint read_torch_zip(const std::string& path) { return TorchZipReader(path).read(); }
+Checkpoint read_torch_zip(const std::string& path) {
+  auto file = MappedFile::open(path);
+  return parse_torch_zip(file->data(), file->size(), path);
+}
+
+Checkpoint parse_torch_zip(const uint8_t* data, uint64_t size, const std::string& path) {
+  return TorchZipReader(data, size, path).read();
+}
 
 }  // namespace bmh

@@ -5,8 +5,9 @@
 
 namespace bmh {
 
-Tensor read_input_ids(const std::string& path) {
-  Checkpoint in = read_safetensors(path);
+Tensor read_input_ids(const std::string& path) { return input_ids_of(read_safetensors(path), path); }
+
+Tensor input_ids_of(const Checkpoint& in, const std::string& path) {
   auto it = in.tensors.find("input_ids");
   if (it == in.tensors.end()) fail(path, ": no tensor 'input_ids'");
   if (it->second.dtype() != DType::I64 || it->second.rank() != 2)
@@ -30,7 +31,11 @@ void add_routes(TensorMap& out, const std::vector<RouteRecord>& routes, int64_t 
 }
 
 std::vector<std::pair<int, std::vector<int64_t>>> read_forced_routes(const std::string& path, const ModelConfig& cfg) {
-  Checkpoint ck = read_safetensors(path);
+  return forced_routes_of(read_safetensors(path), path, cfg);
+}
+
+std::vector<std::pair<int, std::vector<int64_t>>> forced_routes_of(const Checkpoint& ck, const std::string& path,
+                                                                   const ModelConfig& cfg) {
   std::vector<std::pair<int, std::vector<int64_t>>> out;
   for (int block : cfg.moe_blocks()) {
     const std::string key = "route." + std::to_string(block) + ".expert";

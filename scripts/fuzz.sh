@@ -20,6 +20,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 
 cmake --build "$build" -j2 --target "${targets[@]/#/fuzz_}"
 python3 tests/fuzz/make_seeds.py . "$build/seeds"
 [ "$minutes" = 0 ] && exit 0
+source tests/fuzz/max_len.sh
 
 mkdir -p results/fuzz/crashes
 [ -f results/fuzz/runs.tsv ] || printf 'date\ttarget\tseconds\texecs\tfindings\n' > results/fuzz/runs.tsv
@@ -33,7 +34,7 @@ for t in "${targets[@]}"; do
   set +e
   "$build/tests/fuzz/fuzz_$t" "$corpus" "$build/seeds/$t" -fork=1 -ignore_crashes=1 -ignore_ooms=1 \
     -ignore_timeouts=1 -max_total_time=$((minutes * 60)) -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=20 \
-    -max_len=65536 -artifact_prefix="results/fuzz/crashes/$t-" >"$log" 2>&1
+    -max_len="$(max_len "$t")" -artifact_prefix="results/fuzz/crashes/$t-" >"$log" 2>&1
   set -e
   secs=$(($(date +%s) - start))
   # fork mode prints "#N: cov: ... exec/s: ... oom/timeout/crash: A/B/C ..." lines; the last holds the totals.

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <cstring>
 #include <random>
 
 #include "core/checkpoint.h"
@@ -186,6 +187,28 @@ TEST(Safetensors, ReadsTheFixtures) {
   EXPECT_EQ(ex.tensors.at("logits").shape(), (Shape{ids.dim(0), ids.dim(1), 512}));
   for (int64_t id : ids.to_i64()) EXPECT_TRUE(id >= 0 && id < 512) << id;
   EXPECT_EQ(ex.tensors.at("route.1.router_logits").shape(), (Shape{ids.dim(0), ids.dim(1), 8}));
+}
+
+// parse_safetensors is what read_safetensors runs on the mapping (and what tests/fuzz fuzzes): on the bytes of a
+// fixture it yields the same tensors; on damaged bytes it names the path it was given.
+TEST(Safetensors, BytesEntryPointReadsWhatThePathVersionReads) {
+  for (const char* f : {"/mamba-tiny-hf/model.safetensors", "/blackmamba-tiny/expected.safetensors"}) {
+    const std::string path = kFixtures + f, bytes = bmh_test::read_bytes(path);
+    auto buf = std::make_shared<std::string>(bytes);
+    Checkpoint a = read_safetensors(path);
+    Checkpoint b = parse_safetensors(reinterpret_cast<const uint8_t*>(buf->data()), buf->size(), buf, "mem");
+    buf.reset();  // the tensors keep the bytes alive
+    ASSERT_EQ(a.tensors.size(), b.tensors.size()) << f;
+    for (const auto& [name, t] : a.tensors) {
+      const Tensor& u = b.tensors.at(name);
+      EXPECT_EQ(u.describe(), t.describe()) << name;
+      EXPECT_EQ(std::memcmp(u.raw(), t.raw(), t.nbytes()), 0) << name;
+      EXPECT_EQ(b.file_of.at(name), "mem");
+    }
+    EXPECT_ERROR_MENTIONS(parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size() - 1,
+                                            nullptr, "mem"),
+                          "mem", "truncated");
+  }
 }
 
 // ---- damaged files: one test each ----

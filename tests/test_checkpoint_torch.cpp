@@ -3,7 +3,9 @@
 // shared storages / strides / nested containers / protocol 4, and one test per kind of damaged archive.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "core/checkpoint.h"
@@ -73,6 +75,28 @@ TEST(TorchZip, BlackMambaTinyBf16Fixture) {
   EXPECT_EQ(emb.to_f32()[2], -0.390625f);
   EXPECT_NEAR(sum_f64(emb), 141.34663951396942, 1e-10);
   EXPECT_NEAR(sum_f64(ck.tensors.at("model.decoder.final_layernorm.bias")), -1.3318328857421875, 1e-12);
+}
+
+// parse_torch_zip is what read_torch_zip runs on the mapped file (and what tests/fuzz fuzzes): on a fixture's
+// bytes it yields the same tensors, which own their bytes; damaged bytes are refused naming the path it was given.
+TEST(TorchZip, BytesEntryPointReadsWhatThePathVersionReads) {
+  for (const char* f : {"/blackmamba-tiny/pytorch_model.bin", "/mamba-tiny-ssm/pytorch_model.bin"}) {
+    const std::string path = kFixtures + f;
+    std::string bytes = bmh_test::read_bytes(path);
+    Checkpoint a = read_torch_zip(path);
+    Checkpoint b = parse_torch_zip(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "mem");
+    std::fill(bytes.begin(), bytes.end(), '\0');  // nothing borrows from the input
+    ASSERT_EQ(a.tensors.size(), b.tensors.size()) << f;
+    for (const auto& [name, t] : a.tensors) {
+      const Tensor& u = b.tensors.at(name);
+      EXPECT_EQ(u.describe(), t.describe()) << name;
+      EXPECT_EQ(std::memcmp(u.raw(), t.raw(), t.nbytes()), 0) << name;
+      EXPECT_EQ(b.file_of.at(name), "mem");
+    }
+    bytes = bmh_test::read_bytes(path);
+    EXPECT_ERROR_MENTIONS(parse_torch_zip(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size() / 2, "mem"),
+                          "mem", "not a readable torch.save zip archive");
+  }
 }
 
 TEST(TorchZip, BlackMambaTinyVariantFp32Fixture) {

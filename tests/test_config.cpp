@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/config_json.h"
 #include "core/error.h"
 #include "core/model_weights.h"
 #include "core/presets.h"
@@ -23,6 +24,27 @@ fs::path temp_config(const std::string& json) {
   fs::create_directories(d);
   std::ofstream(d / "config.json") << json;
   return d;
+}
+
+// model_config_from_json(parse_config_json(text)) is load_model_config without the file (what tests/fuzz fuzzes).
+TEST(Config, FromJsonIsLoadWithoutTheFile) {
+  for (const char* fam : {"blackmamba-tiny", "mamba-tiny-ssm", "mamba-tiny-hf", "pythia-tiny"}) {
+    const std::string dir = test::fixture_dir(fam);
+    std::ifstream in(dir + "/config.json");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const ModelConfig a = load_model_config(dir), b = model_config_from_json(parse_config_json(text, "mem"), dir);
+    EXPECT_EQ(b.family, a.family) << fam;
+    EXPECT_EQ(b.name, a.name) << fam;
+    EXPECT_EQ(b.n_blocks(), a.n_blocks()) << fam;
+    EXPECT_EQ(b.moe_blocks(), a.moe_blocks()) << fam;
+    EXPECT_EQ(count_parameters(b).total, count_parameters(a).total) << fam;
+  }
+  try {
+    (void)parse_config_json("[1, 2]", "mem/config.json");
+    ADD_FAILURE() << "a JSON array parsed as a config";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mem/config.json"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Config, ZyphraBlackMambaFixture) {

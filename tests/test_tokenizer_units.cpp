@@ -157,6 +157,25 @@ TEST(TinyTokenizer, AddedTokensLeftmostLongestAroundNfc) {
   EXPECT_EQ(tok.decode({'a', 262, 'b'}, false), "a<s>b");
 }
 
+// Tokenizer::from_json is what load runs on the file's text (and what tests/fuzz fuzzes): same ids, same errors.
+TEST(TinyTokenizer, FromJsonIsLoadWithoutTheFile) {
+  const std::string text = tiny_tokenizer().dump(), path = write_temp(tiny_tokenizer(), "tiny.json");
+  const Tokenizer a = Tokenizer::load(path), b = Tokenizer::from_json(text, "mem.json");
+  std::filesystem::remove(path);
+  EXPECT_EQ(b.vocab_size(), a.vocab_size());
+  EXPECT_EQ(b.path(), "mem.json");
+  for (const char* s : {"abcd aaa", "a<s>b xyzw", "e\u0301t n\u0303x", "bcd\n  12 ab"}) {
+    EXPECT_EQ(b.encode(s), a.encode(s)) << s;
+    EXPECT_EQ(b.decode(b.encode(s), false), a.decode(a.encode(s), false)) << s;
+  }
+  try {
+    (void)Tokenizer::from_json(text.substr(0, text.size() / 2), "mem.json");
+    ADD_FAILURE() << "half a tokenizer.json loaded";
+  } catch (const bmh::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer mem.json"), std::string::npos) << e.what();
+  }
+}
+
 // Each unsupported feature is refused at load with its name in the message.
 TEST(TinyTokenizer, RefusesUnsupportedFeatures) {
   struct Case {

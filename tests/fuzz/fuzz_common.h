@@ -1,4 +1,8 @@
-// Shared by the libFuzzer targets: inputs become files (the readers take paths), and the outcome rule.
+// Shared by the libFuzzer targets: the input as bytes or as a file, and the outcome rule. Readers are fuzzed through
+// the bytes entry point their path version calls (parse_safetensors, parse_torch_zip, parse_config_json,
+// Tokenizer::from_json): no file system round trip per execution, and ASan sees reads past the input's end (the
+// input is an exact-size heap block; a mapping would hide them up to the page end). Readers that resolve other
+// files next to theirs (experiments, tasks) still get a file.
 // Rule: a reader either returns or throws bmh::Error (a named one-line error). Anything else — another
 // exception type, a crash, a sanitizer report, a leak, an allocation over -rss_limit_mb — is a finding.
 #pragma once
@@ -11,7 +15,9 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -29,6 +35,14 @@ inline const std::string& scratch_dir() {
     return d;
   }();
   return dir;
+}
+
+// The input as text, and as the owner tensors that borrow from it hold (libFuzzer keeps it alive for the call).
+inline std::string_view text(const uint8_t* data, size_t size) {
+  return std::string_view(reinterpret_cast<const char*>(data), size);
+}
+inline std::shared_ptr<const void> borrowed(const uint8_t* data) {
+  return std::shared_ptr<const void>(data, [](const void*) {});
 }
 
 // Writes data to <scratch>/<name> and returns the path.
