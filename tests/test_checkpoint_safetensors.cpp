@@ -198,13 +198,7 @@ TEST(Safetensors, BytesEntryPointReadsWhatThePathVersionReads) {
     Checkpoint a = read_safetensors(path);
     Checkpoint b = parse_safetensors(reinterpret_cast<const uint8_t*>(buf->data()), buf->size(), buf, "mem");
     buf.reset();  // the tensors keep the bytes alive
-    ASSERT_EQ(a.tensors.size(), b.tensors.size()) << f;
-    for (const auto& [name, t] : a.tensors) {
-      const Tensor& u = b.tensors.at(name);
-      EXPECT_EQ(u.describe(), t.describe()) << name;
-      EXPECT_EQ(std::memcmp(u.raw(), t.raw(), t.nbytes()), 0) << name;
-      EXPECT_EQ(b.file_of.at(name), "mem");
-    }
+    bmh_test::expect_same_tensors(a, b, "mem", f);
     EXPECT_ERROR_MENTIONS(parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size() - 1,
                                             nullptr, "mem"),
                           "mem", "truncated");

@@ -86,13 +86,7 @@ TEST(TorchZip, BytesEntryPointReadsWhatThePathVersionReads) {
     Checkpoint a = read_torch_zip(path);
     Checkpoint b = parse_torch_zip(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "mem");
     std::fill(bytes.begin(), bytes.end(), '\0');  // nothing borrows from the input
-    ASSERT_EQ(a.tensors.size(), b.tensors.size()) << f;
-    for (const auto& [name, t] : a.tensors) {
-      const Tensor& u = b.tensors.at(name);
-      EXPECT_EQ(u.describe(), t.describe()) << name;
-      EXPECT_EQ(std::memcmp(u.raw(), t.raw(), t.nbytes()), 0) << name;
-      EXPECT_EQ(b.file_of.at(name), "mem");
-    }
+    bmh_test::expect_same_tensors(a, b, "mem", f);
     bytes = bmh_test::read_bytes(path);
     EXPECT_ERROR_MENTIONS(parse_torch_zip(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size() / 2, "mem"),
                           "mem", "not a readable torch.save zip archive");

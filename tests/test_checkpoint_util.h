@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/checkpoint.h"
 #include "core/error.h"
 
 namespace bmh_test {
@@ -41,6 +42,19 @@ inline std::string read_bytes(const std::string& path) {
 }
 
 // Runs f; returns the bmh::Error message, or "<no error>" when it did not throw.
+// A checkpoint parsed from bytes holds the same tensors (dtype, shape, bytes) as the one read from its path, each
+// recorded as coming from `source`.
+inline void expect_same_tensors(const bmh::Checkpoint& from_path, const bmh::Checkpoint& from_bytes,
+                                const std::string& source, const std::string& what) {
+  ASSERT_EQ(from_path.tensors.size(), from_bytes.tensors.size()) << what;
+  for (const auto& [name, t] : from_path.tensors) {
+    const bmh::Tensor& u = from_bytes.tensors.at(name);
+    EXPECT_EQ(u.describe(), t.describe()) << what << " " << name;
+    EXPECT_EQ(std::memcmp(u.raw(), t.raw(), t.nbytes()), 0) << what << " " << name;
+    EXPECT_EQ(from_bytes.file_of.at(name), source) << what << " " << name;
+  }
+}
+
 inline std::string error_of(const std::function<void()>& f) {
   try {
     f();
