@@ -251,8 +251,15 @@ __global__ void __launch_bounds__(kThreads, 5) scan_chunked_kernel(ScanArgs a) {
           y[j] = fmaf(cv[r], h, y[j]);
         }
       }
-      // Lane G-1's write depends (through the shuffles) on lane 0's read of `carry`, so it cannot overtake it.
-      if (k == G - 1) sH[grp * N + n] = h;
+      // The chunk's last state (lane G-1's h) is written back by lane 0, the lane that read `carry`: one thread
+      // reads and writes the slot, so no lane of the group can overwrite it before lane 0 has read it (which the
+      // data dependency through the shuffles already implies, but racecheck does not model).
+      if constexpr (G > 1) {
+        const float last = __shfl_sync(0xffffffffu, h, G - 1, G);
+        if (k == 0) sH[grp * N + n] = last;
+      } else {
+        sH[grp * N + n] = h;
+      }
     }
     __syncthreads();  // every lane is done with B/C before y overwrites them
     {

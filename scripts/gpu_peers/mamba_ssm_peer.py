@@ -9,7 +9,10 @@ weights of the Mamba-1.4B/2.8B shapes (state-spaces/mamba-*/config.json), `Mamba
 - forward B x T: one call returning all B*T logits, as our benchmark;
 - selective_scan_fn alone on our op table's scan shapes (bf16 u/delta/B/C, fp32 A/D, z and softplus as in Mamba).
 
-Usage: python3 mamba_ssm_peer.py --mamba DIR --conv DIR --kernels BUILD_DIR --json OUT.json [--quick]
+--rows picks the rows: "single" (decode b=1, forward, scan) or "batched" (decode at batch 8/64/256), so gpu_check.sh
+can run the batched rows last, after every other peer, in what is left of its device call.
+
+Usage: python3 mamba_ssm_peer.py --mamba DIR --conv DIR --kernels BUILD_DIR --json OUT.json [--rows single|batched]
 """
 import argparse, types, sys
 import peer_common as pc
@@ -83,28 +86,37 @@ def main():
     ap.add_argument("--forward-batch", type=int, default=8)
     ap.add_argument("--forward-len", type=int, default=2048)
     ap.add_argument("--presets", default="mamba-2.8b,mamba-1.4b")
+    ap.add_argument("--rows", choices=("single", "batched"), default="single")
     a = ap.parse_args()
     rep = pc.Report(a.json)
     LM, Cfg = import_mamba(a)
     import torch
     rep.meta["peer"] = "mamba_ssm (compiled selective_scan_cuda + causal_conv1d_cuda) bf16"
+    scans = [(8, 2048, 5120), (1, 16384, 5120)] if a.rows == "single" else []
+    whats = ["decode_b8", "decode_b64", "decode_b256"] if a.rows == "batched" else ["decode", "forward"]
+    rep.plan([{"key": f"{n}/{w}", "preset": n, "what": w} for n in a.presets.split(",") for w in whats]
+             + [{"key": f"scan/{B}x{T}x{D}", "what": "selective_scan", "shape": [B, T, D]} for B, T, D in scans])
     for name in a.presets.split(","):
         d, L = SHAPES[name]
         m = model(LM, Cfg, d, L)
-        rep.run(f"{name}/decode", lambda: {"preset": name, "what": "decode", "peer": "mamba_ssm generate(cg=True)",
-                                           "batch": 1, "peer_ms": decode_ms(m)})
-        for Bd in (8, 64, 256):
-            def batched(Bd=Bd):
-                with pc.deadline(25):
-                    return {"preset": name, "what": f"decode_b{Bd}", "peer": "mamba_ssm generate(cg=True)",
-                            "batch": Bd, "peer_ms": decode_ms(m, n1=8, n2=40, batch=Bd)}
-            rep.run(f"{name}/decode_b{Bd}", batched)
-        B, T = a.forward_batch, a.forward_len
-        rep.run(f"{name}/forward", lambda: {"preset": name, "what": "forward", "peer": "mamba_ssm MambaLMHeadModel",
-                                            "batch": B, "len": T, "peer_ms": forward_ms(m, B, T)})
+        if a.rows == "batched":
+            for Bd in (8, 64, 256):
+                def batched(Bd=Bd):
+                    with pc.deadline(25):
+                        return {"preset": name, "what": f"decode_b{Bd}", "peer": "mamba_ssm generate(cg=True)",
+                                "batch": Bd, "peer_ms": decode_ms(m, n1=8, n2=40, batch=Bd)}
+                rep.run(f"{name}/decode_b{Bd}", batched)
+        else:
+            rep.run(f"{name}/decode", lambda: {"preset": name, "what": "decode",
+                                               "peer": "mamba_ssm generate(cg=True)", "batch": 1,
+                                               "peer_ms": decode_ms(m)})
+            B, T = a.forward_batch, a.forward_len
+            rep.run(f"{name}/forward", lambda: {"preset": name, "what": "forward",
+                                                "peer": "mamba_ssm MambaLMHeadModel", "batch": B, "len": T,
+                                                "peer_ms": forward_ms(m, B, T)})
         del m
         torch.cuda.empty_cache()
-    for B, T, D in [(8, 2048, 5120), (1, 16384, 5120)]:
+    for B, T, D in scans:
         rep.run(f"scan/{B}x{T}x{D}", lambda: {"what": "selective_scan", "shape": [B, T, D],
                                               "peer": "mamba_ssm selective_scan_fn", "peer_ms": scan_ms(B, T, D)})
 

@@ -51,20 +51,28 @@ def add_paths(*dirs):
 
 
 class Report:
-    """Collects peer rows; a failing peer becomes a row with its error (printed, never hidden)."""
+    """Collects peer rows; a failing peer becomes a row with its error (printed, never hidden). `plan` records the
+    rows a script means to produce, so a script ended by its time limit leaves rows that say so (table.py)."""
 
     def __init__(self, path):
         self.path, self.rows = path, []
         import torch
         self.meta = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0)}
 
+    def plan(self, entries):
+        """entries: dicts with "key" and the fields table.py matches a row by (preset, what, shape)."""
+        self.meta["planned"] = entries
+        self.write()
+
     def run(self, key, fn):
+        t0 = time.perf_counter()
         try:
             row = fn()
             row["key"] = key
             self.rows.append(row)
             print(f"{key}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                          for k, v in row.items() if k != "key"), flush=True)
+                                          for k, v in row.items() if k != "key")
+                  + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
         except Exception as e:
             traceback.print_exc()
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:300]

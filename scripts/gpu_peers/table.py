@@ -11,6 +11,16 @@ faster). A peer that failed keeps its row, with its error in place of a time; no
 import argparse, json, os, re, time
 
 
+NO_PEER = "no peer for this shape"  # not a failure: no peer script measures it (e.g. batched decoding of BlackMamba)
+
+
+def peer_cell(r):
+    """The peer-time cell: the time, or why there is none."""
+    if r["peer_ms"] is not None:
+        return f"{r['peer_ms']:.3g}"
+    return f"({NO_PEER})" if r.get("peer_error") == NO_PEER else f"failed: {r.get('peer_error')}"
+
+
 def load_peers(paths):
     rows = []
     for p in paths:
@@ -19,7 +29,12 @@ def load_peers(paths):
         except Exception as e:
             rows.append({"key": os.path.basename(p), "error": f"could not read {p}: {e}"})
             continue
+        got = {r.get("key") for r in d.get("peers", [])}
         rows += d.get("peers", [])
+        # A row the script planned but never wrote: it was ended (gpu_check's time limit) or crashed first.
+        rows += [{**e, "error": f"not measured: {os.path.basename(p)}'s script ended before this row "
+                                "(time limit or crash; gpu_check log)"}
+                 for e in d.get("planned", []) if e["key"] not in got]
     return rows
 
 
@@ -88,7 +103,7 @@ def build_rows(bench, peers):
                     pe = next((r for r in peers if r.get("key") == f"{pr}/{what}"), None)
                 row = {"benchmark": label, "ours_ms": ours, "floor_ms": floor,
                        "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
-                       "peer_error": pe.get("error") if pe else ("no peer for this shape" if pe is None else None)}
+                       "peer_error": pe.get("error") if pe else (NO_PEER if pe is None else None)}
                 if ks:
                     row["kernels"] = ks
                 rows.append(row)
@@ -108,7 +123,7 @@ def build_rows(bench, peers):
                          "ours_ms": 1e3 * int(B) / tps if tps else None, "floor_ms": m["decode_floor_ms"],
                          "ours_error": None if tps else f"the CUDA decoder takes batches up to 8",
                          "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
-                         "peer_error": pe.get("error") if pe else "no peer for this shape"})
+                         "peer_error": pe.get("error") if pe else NO_PEER})
     for o in bench.get("ops", []):
         if o.get("op") != "selective_scan" or "_B" not in o["name"] and "_T" not in o["name"]:
             continue
@@ -118,7 +133,7 @@ def build_rows(bench, peers):
         pe = find_peer(peers, what="selective_scan", shape=shape)
         rows.append({"benchmark": f"{o['name']} (ms)", "ours_ms": o["ms"], "floor_ms": o["floor_ms"],
                      "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
-                     "peer_error": pe.get("error") if pe else "no peer for this shape"})
+                     "peer_error": pe.get("error") if pe else NO_PEER})
     # Kernel rows the issues set targets on (no peer of their own): decode attention at 32k cached positions (floor:
     # the KV-cache bytes at copy bandwidth) and flash prefill attention at 8 x 2048 (floor: its FLOPs at the GEMM rate).
     for o in bench.get("ops", []):
@@ -140,8 +155,7 @@ def markdown(rows, fl, device, commit, command):
          "| benchmark | ours | floor | % of floor | peer | peer time | peer / ours |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["ours_ms"] is None:
-            peer_t = f"{r['peer_ms']:.3g}" if r["peer_ms"] is not None else f"failed: {r.get('peer_error')}"
-            L.append(f"| {r['benchmark']} | not run: {r.get('ours_error')} | - | - | {r['peer'] or '-'} | {peer_t} | - |")
+            L.append(f"| {r['benchmark']} | not run: {r.get('ours_error')} | - | - | {r['peer'] or '-'} | {peer_cell(r)} | - |")
             continue
         pct = f"{100 * r['floor_ms'] / r['ours_ms']:.0f}%"
         if r["peer_ms"] is not None:
@@ -149,7 +163,7 @@ def markdown(rows, fl, device, commit, command):
         elif r["peer"] is None and r.get("peer_error") is None:
             peer = "- | - | -"  # a kernel row without a peer
         else:
-            peer = f"{r['peer'] or '-'} | failed: {r['peer_error']} | -"
+            peer = f"{r['peer'] or '-'} | {peer_cell(r)} | -"
         L.append(f"| {r['benchmark']} | {r['ours_ms']:.4g} | {r['floor_ms']:.4g} | {pct} | {peer} |")
     return "\n".join(L) + "\n"
 

@@ -112,6 +112,7 @@ def main():
     ap.add_argument("--presets", default="blackmamba-2.8b,blackmamba-1.5b")
     a = ap.parse_args()
     rep = pc.Report(a.json)
+    rep.plan([{"key": f"{n}/{w}", "preset": n, "what": w} for n in a.presets.split(",") for w in ("decode", "forward")])
     Cfg, Model = import_zyphra(a.src, a.kernels, a.conv)
     import torch
     for name in a.presets.split(","):
