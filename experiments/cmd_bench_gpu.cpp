@@ -18,6 +18,7 @@
 #include "core/flops.h"
 #include "core/model_weights.h"
 #include "core/presets.h"
+#include "evals/results_writer.h"
 #include "experiments/command.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/device.h"
@@ -106,10 +107,7 @@ template <class F> double time_events(F fn, int iters) {
   return median(ms);
 }
 
-// Decode throughput at batch B: B random prompts of `prompt` tokens, then median per-step wall time (as the batch-1
-// decode above) over `steps`; tokens/s = B / step time. null where B exceeds the decoder's batch (max_decode_batch).
-nlohmann::json decode_tokens_per_s(LanguageModel& m, int B, int prompt, int steps) {
-  if (B > m.max_decode_batch()) return nullptr;
+double decode_tokens_per_s_or_throw(LanguageModel& m, int B, int prompt, int steps) {
   const int64_t V = m.config().vocab_size;
   std::mt19937_64 rng(5 + uint64_t(B));
   std::vector<int64_t> ids(size_t(B) * prompt);
@@ -128,6 +126,21 @@ nlohmann::json decode_tokens_per_s(LanguageModel& m, int B, int prompt, int step
     if (s >= 4) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return 1e3 * B / median(ms);
+}
+
+// Decode throughput at batch B: B random prompts of `prompt` tokens, then median per-step wall time (as the batch-1
+// decode above) over `steps`; tokens/s = B / step time. null where B exceeds the decoder's batch (max_decode_batch).
+// A batch whose decoder does not fit in device memory (the KV caches are sized for max_seq_len positions: pythia-1.4b
+// at 256 rows needs ~100 GB) is also null, with the error in `errors[B]`.
+nlohmann::json decode_tokens_per_s(LanguageModel& m, int B, int prompt, int steps, nlohmann::json& errors) {
+  if (B > m.max_decode_batch()) return nullptr;
+  try {
+    return decode_tokens_per_s_or_throw(m, B, prompt, steps);
+  } catch (const Error& e) {
+    errors[std::to_string(B)] = e.what();
+    std::printf("decode at batch %d: %s\n", B, e.what());
+    return nullptr;
+  }
 }
 
 // Random bf16 bits (finite, |x| < 2): never zeros, which can run faster than real data.
@@ -150,6 +163,10 @@ double gemm_ms(cuda::Blas& blas, int M, int N, int K, int iters) {
                      iters);
 }
 
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void write_json(const std::string& path, const nlohmann::json& j) { eval::write_file_atomic(path, j.dump(1) + "\n"); }
+
 // A --kernels-ab set as a set_kernel_variants spec: "v2+pdl=on" -> "v2,pdl=on".
 std::string ab_spec(std::string set) {
   std::replace(set.begin(), set.end(), '+', ',');
@@ -158,6 +175,7 @@ std::string ab_spec(std::string set) {
 
 void run_bench(const BenchArgs& a) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each row reaches a log as it is measured, even if the run is cut short
+  const auto t_start = Clock::now();
   if (!cuda::device_available()) fail("bench-gpu: no CUDA device");
   if (!a.kernels.empty()) cuda::set_kernel_variants(a.kernels);
   nlohmann::json out;
@@ -210,6 +228,7 @@ void run_bench(const BenchArgs& a) {
   }
 
   // One MoE layer (BlackMamba-2.8B expert shape, top-1 of 8) vs a dense GEMM of equal FLOPs.
+  std::printf("\n[MoE layer at %.0f s]\n", seconds_since(t_start));
   {
     ModelConfig bm = preset_config("blackmamba-2.8b");
     int moe_block = bm.moe_blocks().at(0);
@@ -259,7 +278,9 @@ void run_bench(const BenchArgs& a) {
   // made and its forward runs; one model (same weights) serves every set, so the rows of one preset are an A/B.
   const cuda::KernelVariants base = cuda::kernel_variants();
   std::vector<std::string> sets = a.kernels_ab.empty() ? std::vector<std::string>{""} : a.kernels_ab;
+  write_json(a.json, out);
   for (const std::string& name : a.skip_models ? std::vector<std::string>{} : a.presets) {
+    std::printf("\n[%s at %.0f s]\n", name.c_str(), seconds_since(t_start));
     ModelConfig cfg = preset_config(name);
     auto t_load = Clock::now();
     cuda::CudaModel m(cfg, random_weights(cfg, 1, DType::BF16), Dt::BF16);
@@ -289,10 +310,11 @@ void run_bench(const BenchArgs& a) {
       }
       const double dec_ms = median(steps);
       // Throughput by batch, with the first kernel set only (the A/B rows compare batch-1 latency).
-      nlohmann::json tps = nullptr;
+      nlohmann::json tps = nullptr, decode_errors = nlohmann::json::object();
       if (&set == &sets.front()) {
         tps = nlohmann::json::object();
-        for (int B : {1, 8, 64, 256}) tps[std::to_string(B)] = decode_tokens_per_s(m, B, a.prompt, a.decode_tokens);
+        for (int B : {1, 8, 64, 256})
+          tps[std::to_string(B)] = decode_tokens_per_s(m, B, a.prompt, a.decode_tokens, decode_errors);
         std::printf("\n%s decode tokens/s by batch: %s (null: over the CUDA decoder's batch of %d)\n", name.c_str(),
                     tps.dump().c_str(), m.max_decode_batch());
       }
@@ -318,11 +340,14 @@ void run_bench(const BenchArgs& a) {
                                {"forward_shape", {a.fwd_batch, a.fwd_len}}, {"kernel_variants", spec},
                                {"forward_ops", fwd_ops}});
       if (!set.empty()) out["models"].back()["kernels"] = set;
+      if (!decode_errors.empty()) out["models"].back()["decode_errors"] = decode_errors;
+      write_json(a.json, out);  // after every preset: a run cut short keeps what it measured
     }
   }
   cuda::kernel_variants() = base;
-  std::ofstream(a.json) << out.dump(1) << "\n";
-  std::printf("\nwrote %s\n", a.json.c_str());
+  out["complete"] = true;
+  write_json(a.json, out);
+  std::printf("\nwrote %s (%.0f s)\n", a.json.c_str(), seconds_since(t_start));
 }
 
 void add_bench_gpu_command(CLI::App& app) {

@@ -160,10 +160,11 @@ if want bench; then
   say "== bmh bench-gpu"
   # Op rows: the scan's versions side by side (8 x 2048 and 1 x 16384), decode attention at 32k cached positions,
   # attention prefill 8 x 2048; every version stays in the op table for `bmh bench-gpu` without --ops.
-  # Also (bench_gpu.json only): BlackMamba-2.8B's scan shape at each lane count, and the prefill elementwise passes
-  # (GELU, gated expert activation, rotary, conv, norms) beside their scalar versions where those are kept.
+  # BENCH_EXTRA_OPS=1 adds (bench_gpu.json only, ~1 min): BlackMamba-2.8B's scan shape at each lane count, and the
+  # prefill elementwise passes (GELU, gated expert activation, rotary, conv, norms) beside their scalar versions.
   OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048'
-  OPS="$OPS|^selective_scan_bf16_B8_T2048_M92_N2944|^mlp_act_bf16_T|^rotary_bf16_B8|^conv1d_bf16_B8|^add_norm_bf16_T16384"
+  [ -z "${BENCH_EXTRA_OPS:-}" ] ||
+    OPS="$OPS|^selective_scan_bf16_B8_T2048_M92_N2944|^mlp_act_bf16_T|^rotary_bf16_B8|^conv1d_bf16_B8|^add_norm_bf16_T16384"
   # Preset rows with the default kernels; BENCH_AB=1 adds the version-1 kernels (staged scan, per-head decode
   # attention, cuBLAS prefill attention, warp GEMV) beside them, same weights, adjacent rows ("(v1 kernels)" in
   # the table) -- about 100 s more, which with the peers does not fit one 10-minute call.
@@ -176,7 +177,8 @@ if want bench; then
   say "== peers"
   # Each peer script runs under min(its cap, what is left of the call less 15 s for the table), most important
   # rows first and mamba_ssm's batched decoding last, so the call's limit never cuts the table: a script that is
-  # stopped leaves its planned rows marked "not measured" (table.py).
+  # stopped leaves its planned rows marked "not measured" (table.py). CALL_LIMIT: the seconds the device call
+  # allows this script (the tool's limit, or less where less device time is left).
   CALL_LIMIT=${CALL_LIMIT:-585}
   peer() {
     local cap=$1 name=$2; shift 2

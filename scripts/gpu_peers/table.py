@@ -83,7 +83,9 @@ def build_rows(bench, peers):
         if pe.get("preset") and pe["preset"] not in ran and pe.get("what") in ("decode", "forward"):
             shape = "b=1 (ms/token)" if pe["what"] == "decode" else f"{pe.get('batch')}x{pe.get('len')} (ms)"
             rows.append({"benchmark": f"{pe['preset']} {pe['what']} {shape}", "ours_ms": None, "floor_ms": None,
-                         "ours_error": bench.get("error", "not run"), "peer": pe.get("peer"),
+                         "ours_error": bench.get("error") or ("not run" if bench.get("complete", True) else
+                                                              "bench-gpu ended before this preset (gpu_check log)"),
+                         "peer": pe.get("peer"),
                          "peer_ms": pe.get("peer_ms"), "peer_error": pe.get("error")})
     # bench-gpu --kernels-ab times a preset once per kernel set: its decode rows, then its forward rows, adjacent.
     # The default set ("v2", or no "kernels" key) keeps the plain labels; another set's rows say which, e.g.
@@ -121,7 +123,8 @@ def build_rows(bench, peers):
                 continue
             rows.append({"benchmark": f"{m['preset']} decode b={B} (ms per step of {B} tokens)",
                          "ours_ms": 1e3 * int(B) / tps if tps else None, "floor_ms": m["decode_floor_ms"],
-                         "ours_error": None if tps else f"the CUDA decoder takes batches up to 8",
+                         "ours_error": None if tps else (m.get("decode_errors") or {}).get(B, "the CUDA decoder "
+                                                                                              "takes batches up to 8").split("; hint")[0],
                          "peer": pe.get("peer") if pe else None, "peer_ms": pe.get("peer_ms") if pe else None,
                          "peer_error": pe.get("error") if pe else NO_PEER})
     for o in bench.get("ops", []):
