@@ -138,7 +138,9 @@ P=scripts/gpu_peers
 PEERS="$PWD/$CARRY/peers"
 OA=$(cd "$O" && pwd)
 KB=/tmp/peer_kernels
-if want bench; then
+# BENCH_PEERS=none: bmh bench-gpu alone (kernel A/B runs); the table then has no peer times.
+NO_PEERS=$([ "${BENCH_PEERS:-all}" = none ] && echo 1 || true)
+if want bench && [ -z "$NO_PEERS" ]; then
   # The peers' kernels build on the CPUs while our tests and benchmark run on the GPU.
   (PYTHONUNBUFFERED=1 python3 $P/build_peer_kernels.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --out "$KB" \
      >/tmp/peer_build.log 2>&1; echo "exit $?" >>/tmp/peer_build.log) &
@@ -165,12 +167,16 @@ if want bench; then
   OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048'
   [ -z "${BENCH_EXTRA_OPS:-}" ] ||
     OPS="$OPS|^selective_scan_bf16_B8_T2048_M92_N2944|^mlp_act_bf16_T|^rotary_bf16_B8|^conv1d_bf16_B8|^add_norm_bf16_T16384"
-  # Preset rows with the default kernels; BENCH_AB=1 adds the version-1 kernels (staged scan, per-head decode
-  # attention, cuBLAS prefill attention, warp GEMV) beside them, same weights, adjacent rows ("(v1 kernels)" in
-  # the table) -- about 100 s more, which with the peers does not fit one 10-minute call.
-  run_bin "$CARRY/bin/bmh" bench-gpu --json "$OA/bench_gpu.json" --ops "$OPS" ${BENCH_AB:+--kernels-ab v1,v2} \
+  # Preset rows with the default kernels; BENCH_AB=SETS times every preset once per kernel set of the comma-separated
+  # list, same weights, adjacent rows ("(SET kernels)" in the table; sets as `bmh bench-gpu --kernels-ab`, e.g.
+  # BENCH_AB=v2,v1 or BENCH_AB=v2,v2+decode_proj=cublas,v2+scan_lanes=4) -- ~25 s more per set and preset, which
+  # with the peers does not fit one 10-minute call for more than one extra set: use BENCH_AB with BENCH_PEERS=none.
+  run_bin "$CARRY/bin/bmh" bench-gpu --json "$OA/bench_gpu.json" --ops "$OPS" ${BENCH_AB:+--kernels-ab "$BENCH_AB"} \
     --presets blackmamba-2.8b,blackmamba-1.5b,mamba-2.8b,mamba-1.4b,pythia-1.4b 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
+  [ -z "$NO_PEERS" ] || say "== peers: not run (BENCH_PEERS=none)"
+fi
+if want bench && [ -z "$NO_PEERS" ]; then
   wait $BUILD_PID
   say "== peer kernels: $(grep -E 'built in|^exit' /tmp/peer_build.log | tr '\n' ' ')"
   grep -q "^exit 0" /tmp/peer_build.log || tail -n 40 /tmp/peer_build.log | tee -a "$LOG"
@@ -193,8 +199,13 @@ if want bench; then
   peer 180 transformers $P/hf_peers.py --json "$OA/peers_transformers.json"
   peer 120 mamba_ssm-batched $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
     --rows batched --json "$OA/peers_mamba_ssm_batched.json"
+fi
+if want bench; then
   say "== table"
-  python3 $P/table.py --bench "$OA/bench_gpu.json" --peers "$OA"/peers_*.json --commit "$COMMIT" \
+  shopt -s nullglob
+  peer_files=("$OA"/peers_*.json)
+  shopt -u nullglob
+  python3 $P/table.py --bench "$OA/bench_gpu.json" --peers "${peer_files[@]}" --commit "$COMMIT" \
     --command "scripts/gpu_check.sh bench" --out "$OA" 2>&1 | tee -a "$LOG"
 fi
 if want sanitize; then

@@ -112,8 +112,8 @@ def build_rows(bench, peers):
     # Batched decode (bench-gpu's decode_tokens_per_s): ms per step of B tokens, ours = 1000 B / (tokens/s); the
     # floor is the batch-1 floor (the weights are read once per step; the B states add well under 1%).
     for m in models:
-        if m.get("kernels") and m["kernels"] != "v2":
-            continue
+        ks = m.get("kernels")
+        suffix = f" ({ks} kernels)" if ks and ks != "v2" else ""
         for B, tps in (m.get("decode_tokens_per_s") or {}).items():
             if B == "1":
                 continue
@@ -121,7 +121,7 @@ def build_rows(bench, peers):
                 peers, key=f"{m['preset']}/decode_b{B}")
             if pe is None and not tps:
                 continue
-            rows.append({"benchmark": f"{m['preset']} decode b={B} (ms per step of {B} tokens)",
+            rows.append({"benchmark": f"{m['preset']} decode b={B} (ms per step of {B} tokens){suffix}",
                          "ours_ms": 1e3 * int(B) / tps if tps else None, "floor_ms": m["decode_floor_ms"],
                          "ours_error": None if tps else (m.get("decode_errors") or {}).get(B, "the CUDA decoder "
                                                                                               "takes batches up to 8").split("; hint")[0],
