@@ -26,9 +26,11 @@ struct GemvArgs {
 // Runs the process-wide variant (kernel_variants().gemv).
 void gemv(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 void gemv(Dt t, Dt out, const GemvArgs& a, GemvVariant v, cudaStream_t s);
-// The versions: one warp per row (gemv.cu); lanes / warps per row fitted to the shape (gemv_split.cu).
+// The versions: one warp per row (gemv.cu); lanes / warps per row fitted to the shape (gemv_split.cu); all rows
+// b in one pass over the weights (gemv_rows.cu, batched decoding; one row runs gemv_split).
 void gemv_warp(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 void gemv_split(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+void gemv_rows(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 
 // The pre-norm folded into the GEMV's input (gemv_norm.cu): x[b] = norm(residual[b]) w (+ b) rounded to dtype t, as
 // add_norm (norm.cuh) writes it with no delta, then y as gemv. a.x / a.ldx are ignored; K = d. B * d * dtype bytes

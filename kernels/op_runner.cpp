@@ -423,7 +423,8 @@ OpTiming time_op(const OpCase& c, int iters) {
     case OpKind::Linear: r.flops = 2.0 * c.M * c.N * c.K; r.bytes = in_bytes + double(c.M) * c.N * (c.flag ? 4 : es); break;
     case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * ((c.M > 0 ? c.M : 3) + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
     case OpKind::Conv1d: r.bytes = R * c.N * es * 2 + double(c.N) * c.K * 4; r.flops = R * c.N * c.K * 2.0; break;
-    case OpKind::Gemv: r.bytes = double(c.B) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
+    // Weights read once (shared) or once per row (per-row experts); the rows' x, and y written.
+    case OpKind::Gemv: r.bytes = double(c.flag ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::NormGemv: r.bytes = double(std::max(c.E, 1) > 1 ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * 4 + c.B * double(c.N) * (c.flag ? 4 : es); r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::AddNorm: r.bytes = in_bytes + R * c.N * (es + (c.flag ? 4 : 0)); break;
     case OpKind::AttnDecode: r.bytes = 2.0 * c.B * c.H * (c.S - 3) * c.hd * es; r.flops = 4.0 * c.B * c.H * c.S * c.hd; break;

@@ -10,7 +10,9 @@ namespace bmh::cuda {
 const char* to_string(ScanVariant v) { return v == ScanVariant::Chunked ? "chunked" : "staged"; }
 const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
-const char* to_string(GemvVariant v) { return v == GemvVariant::Split ? "split" : "warp"; }
+const char* to_string(GemvVariant v) {
+  return v == GemvVariant::Rows ? "rows" : v == GemvVariant::Split ? "split" : "warp";
+}
 const char* to_string(MoePrefillVariant v) { return v == MoePrefillVariant::Streams ? "streams" : "serial"; }
 const char* to_string(PdlVariant v) { return v == PdlVariant::On ? "on" : "off"; }
 const char* to_string(DecodeDtVariant v) { return v == DecodeDtVariant::Fused ? "fused" : "gemv"; }
@@ -57,8 +59,8 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
     } else if (op == "attn_prefill" && (name == "gemm" || name == "flash")) {
       kv.attn_prefill = name == "flash" ? AttnPrefillVariant::Flash : AttnPrefillVariant::Gemm;
-    } else if (op == "gemv" && (name == "warp" || name == "split")) {
-      kv.gemv = name == "split" ? GemvVariant::Split : GemvVariant::Warp;
+    } else if (op == "gemv" && (name == "warp" || name == "split" || name == "rows")) {
+      kv.gemv = name == "rows" ? GemvVariant::Rows : name == "split" ? GemvVariant::Split : GemvVariant::Warp;
     } else if (op == "moe_prefill" && (name == "serial" || name == "streams")) {
       kv.moe_prefill = name == "streams" ? MoePrefillVariant::Streams : MoePrefillVariant::Serial;
     } else if (op == "pdl" && (name == "off" || name == "on")) {
@@ -68,7 +70,7 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
            "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, "
-           "gemv=warp|split, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused)");
+           "gemv=warp|split|rows, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused)");
     }
   }
 }

@@ -54,7 +54,7 @@ TEST(CudaMoePrefill, SideStreamsEqualSerialBitwise) {
     }
 }
 
-// The pdl, decode_dt and moe_prefill entries of a kernel spec (no device needed): parsed, read back by to_string,
+// The pdl, decode_dt, moe_prefill and gemv entries of a kernel spec (no device needed): parsed, read back by to_string,
 // the named sets' choices (v2: pdl on, streams; v1: pdl off, serial; decode_dt gemv in both), and a bad value changes
 // nothing.
 TEST(KernelVariants, EntriesParseAndRoundTrip) {
@@ -86,6 +86,11 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   EXPECT_EQ(cuda::kernel_variants().moe_prefill, cuda::MoePrefillVariant::Streams);
   cuda::set_kernel_variants("v1");
   EXPECT_EQ(cuda::kernel_variants().moe_prefill, cuda::MoePrefillVariant::Serial);
+  cuda::set_kernel_variants("gemv=rows");
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Rows);
+  EXPECT_NE(cuda::to_string(cuda::kernel_variants()).find(",gemv=rows,"), std::string::npos);
+  EXPECT_THROW(cuda::set_kernel_variants("gemv=row"), Error);
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Rows);
 }
 
 }  // namespace
