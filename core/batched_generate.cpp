@@ -31,16 +31,21 @@ std::vector<GenerateResult> generate_batched(LanguageModel& model, const std::ve
   check_requests(model.config(), requests);
   BatchedGenerateStats st;
   std::vector<GenerateResult> out(requests.size());
-  // Appends request r's next token from its logits row; returns whether r is finished.
-  auto take = [&](size_t r, const float* row) {
+  // Appends request r's next token; returns whether r is finished.
+  auto take_token = [&](size_t r, int64_t tok) {
     GenerateResult& res = out[r];
-    const int64_t tok = choose_token(row, V, opt.sampling, r, res.generated.size());
     res.generated.push_back(tok);
     ++st.generated_tokens;
     if (tok == opt.eos) res.finish_reason = "eos";
     else if (int(res.generated.size()) >= requests[r].max_new) res.finish_reason = "length";
     return !res.finish_reason.empty();
   };
+  // ... chosen from its logits row.
+  auto take = [&](size_t r, const float* row) {
+    return take_token(r, choose_token(row, V, opt.sampling, r, out[r].generated.size()));
+  };
+  // Greedy steps take the argmax where the logits are (Decoder::step_greedy): only the ids move.
+  const bool greedy = opt.sampling.greedy();
   size_t next = 0;  // the next waiting request
   // Requests with max_new = 0 finish without running the model (as generate_greedy does).
   auto skip_empty = [&] {
@@ -62,8 +67,15 @@ std::vector<GenerateResult> generate_batched(LanguageModel& model, const std::ve
       auto one = model.decoder(1);
       Tensor logits = one->prefill(prompt_tensor(requests[next]));
       ++st.prefills;
-      while (!take(next, logits.data<float>())) {
-        logits = one->step({out[next].generated.back()});
+      bool done = take(next, logits.data<float>());
+      while (!done) {
+        const int64_t last = out[next].generated.back();
+        if (greedy) {
+          done = take_token(next, one->step_greedy({last})[0]);
+        } else {
+          logits = one->step({last});
+          done = take(next, logits.data<float>());
+        }
         ++st.steps;
       }
     }
@@ -95,13 +107,16 @@ std::vector<GenerateResult> generate_batched(LanguageModel& model, const std::ve
   };
   for (int s = 0; s < B; ++s) fill(s);
   while (std::any_of(active.begin(), active.end(), [](uint8_t a) { return a != 0; })) {
-    Tensor logits = dec->step_slots(tokens, active);
+    Tensor logits;
+    std::vector<int64_t> chosen;
+    if (greedy) chosen = dec->step_slots_greedy(tokens, active);
+    else logits = dec->step_slots(tokens, active);
     ++st.steps;
-    const float* lp = logits.data<float>();
     for (int s = 0; s < B; ++s) {
       if (!active[s]) continue;
       const size_t r = size_t(owner[s]);
-      if (take(r, lp + int64_t(s) * V)) fill(s);
+      const bool done = greedy ? take_token(r, chosen[size_t(s)]) : take(r, logits.data<float>() + int64_t(s) * V);
+      if (done) fill(s);
       else tokens[s] = out[r].generated.back();
     }
   }

@@ -105,6 +105,23 @@ Tensor Decoder::step_slots(const std::vector<int64_t>&, const std::vector<uint8_
   fail("this backend's decoder has no per-slot state (Decoder::per_slot() is false)");
 }
 
+std::vector<int64_t> argmax_rows(const Tensor& logits) {
+  const int64_t B = logits.dim(0), V = logits.dim(1);
+  std::vector<int64_t> out(size_t(B), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const float* row = logits.data<float>() + b * V;
+    out[size_t(b)] = std::max_element(row, row + V) - row;
+  }
+  return out;
+}
+std::vector<int64_t> Decoder::step_greedy(const std::vector<int64_t>& tokens) { return argmax_rows(step(tokens)); }
+std::vector<int64_t> Decoder::step_slots_greedy(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active) {
+  std::vector<int64_t> out = argmax_rows(step_slots(tokens, active));
+  for (size_t b = 0; b < out.size() && b < active.size(); ++b)
+    if (!active[b]) out[b] = -1;
+  return out;
+}
+
 Tensor generate_greedy(LanguageModel& model, const Tensor& ids, int n_new, Tensor* generated_logits) {
   check_input_ids(ids, model.config().vocab_size, "prompt ids");
   const int64_t B = ids.dim(0), T = ids.dim(1), V = model.config().vocab_size;

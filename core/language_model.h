@@ -84,7 +84,17 @@ class Decoder {
   // Feeds tokens[b] to every slot b with active[b] != 0 (each at its own position); returns F32 [B, V] whose rows
   // of active slots are their next logits (other rows are zero). Inactive slots are untouched.
   virtual Tensor step_slots(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active);
+
+  // Greedy decoding without moving the logits: as step() / step_slots(), but returns each row's next token, the
+  // first maximum of its logits (core/sampling.h's greedy rule; inactive slots get -1). The defaults take the
+  // argmax of step()'s logits on the host; a backend computes it where the logits are and moves only the ids (as
+  // mamba_ssm's generate(cg=True) keeps its sampling on the GPU).
+  virtual std::vector<int64_t> step_greedy(const std::vector<int64_t>& tokens);
+  virtual std::vector<int64_t> step_slots_greedy(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active);
 };
+
+// The first maximum of each row of F32 logits [B, V] (std::max_element: core/sampling.cpp's greedy rule).
+std::vector<int64_t> argmax_rows(const Tensor& logits);
 
 class LanguageModel {
  public:

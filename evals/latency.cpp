@@ -50,14 +50,6 @@ Tensor token_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
   return Tensor::from_i64(v, {B, T});
 }
 
-std::vector<int64_t> argmax_rows(const Tensor& logits) {
-  const int64_t B = logits.dim(0), V = logits.dim(1);
-  std::vector<int64_t> out(B);
-  const float* p = logits.data<float>();
-  for (int64_t b = 0; b < B; ++b) out[b] = std::max_element(p + b * V, p + (b + 1) * V) - (p + b * V);
-  return out;
-}
-
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -113,23 +113,19 @@ double decode_tokens_per_s_or_throw(LanguageModel& m, int B, int prompt, int ste
   std::vector<int64_t> ids(size_t(B) * prompt);
   for (auto& x : ids) x = int64_t(rng() % uint64_t(V));
   auto dec = m.decoder(B);
-  Tensor logits = dec->prefill(Tensor::from_i64(ids, {B, prompt}));
+  std::vector<int64_t> next = argmax_rows(dec->prefill(Tensor::from_i64(ids, {B, prompt})));
   std::vector<double> ms;
   for (int s = 0; s < steps + 4; ++s) {
-    std::vector<int64_t> next(static_cast<size_t>(B));
-    for (int b = 0; b < B; ++b) {
-      const float* l = logits.data<float>() + int64_t(b) * V;
-      next[size_t(b)] = std::max_element(l, l + V) - l;
-    }
     auto t0 = std::chrono::steady_clock::now();
-    logits = dec->step(next);
+    next = dec->step_greedy(next);
     if (s >= 4) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return 1e3 * B / median(ms);
 }
 
-// Decode throughput at batch B: B random prompts of `prompt` tokens, then median per-step wall time (as the batch-1
-// decode above) over `steps`; tokens/s = B / step time. null where B exceeds the decoder's batch (max_decode_batch).
+// Decode throughput at batch B: B random prompts of `prompt` tokens, then median per-step wall time over `steps`
+// of greedy steps whose argmax runs on the device (Decoder::step_greedy: B ids to the host, not B x V logits, as
+// the peer, mamba_ssm's generate(cg=True), samples on the GPU); tokens/s = B / step time. null where B exceeds the decoder's batch (max_decode_batch).
 // A batch whose decoder does not fit in device memory (the KV caches are sized for max_seq_len positions: pythia-1.4b
 // at 256 rows needs ~100 GB) is also null, with the error in `errors[B]`.
 nlohmann::json decode_tokens_per_s(LanguageModel& m, int B, int prompt, int steps, nlohmann::json& errors) {

@@ -15,6 +15,7 @@
 #include "kernels/embedding.cuh"
 #include "kernels/gemv.cuh"
 #include "kernels/launch.cuh"
+#include "kernels/logits.cuh"
 #include "kernels/moe.cuh"
 #include "kernels/norm.cuh"
 #include "kernels/selective_scan.cuh"
@@ -77,6 +78,8 @@ class CudaDecoder final : public Decoder {
     BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_pos_), sizeof(int)));
     BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_flag_), sizeof(int)));
     BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_logits_), size_t(B_) * V * 4));
+    greedy_.alloc(size_t(B_) * 12, "decoder greedy ids [B] int64 and NaN rows [B] int");
+    BMH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host_greedy_), greedy_.bytes()));
   }
 
   ~CudaDecoder() override {
@@ -86,6 +89,7 @@ class CudaDecoder final : public Decoder {
     if (host_pos_) cudaFreeHost(host_pos_);
     if (host_flag_) cudaFreeHost(host_flag_);
     if (host_logits_) cudaFreeHost(host_logits_);
+    if (host_greedy_) cudaFreeHost(host_greedy_);
     blas_.reset();  // the cuBLAS handle before the stream it is bound to
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -118,44 +122,31 @@ class CudaDecoder final : public Decoder {
   }
 
   Tensor step(const std::vector<int64_t>& tokens) override {
-    if (pos_host_ < 0) fail("cuda decoder: step before prefill");
-    if (int(tokens.size()) != B_) fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens");
-    for (size_t b = 0; b < tokens.size(); ++b)
-      if (tokens[b] < 0 || tokens[b] >= cfg_.vocab_size)
-        fail("decoder step: id ", tokens[b], " for sequence ", b, " is outside the vocabulary [0, ", cfg_.vocab_size,
-             ")");
-    if (pos_host_ >= state_.ptrs.S_max)
-      fail("cuda decoder: position ", pos_host_, " exceeds the KV cache of ", state_.ptrs.S_max, " positions");
-    check_sliding_window(cfg_, pos_host_ + 1, "cuda decoder step");
+    enqueue_step(tokens);
     const int V = cfg_.vocab_size;
-    std::copy(tokens.begin(), tokens.end(), host_ids_);
-    *host_pos_ = pos_host_;
-    BMH_CUDA(cudaMemcpyAsync(ids_.get(), host_ids_, size_t(B_) * 8, cudaMemcpyHostToDevice, stream_));
-    BMH_CUDA(cudaMemcpyAsync(pos_.get(), host_pos_, sizeof(int), cudaMemcpyHostToDevice, stream_));
-    if (!exec_) {
-      BMH_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-      try {
-        record_step();
-      } catch (...) {
-        cudaGraph_t g = nullptr;
-        cudaStreamEndCapture(stream_, &g);
-        if (g) cudaGraphDestroy(g);
-        throw;
-      }
-      BMH_CUDA(cudaStreamEndCapture(stream_, &graph_));
-      BMH_CUDA(cudaGraphInstantiate(&exec_, graph_, 0));
-    }
-    BMH_CUDA(cudaGraphLaunch(exec_, stream_));
     BMH_CUDA(cudaMemcpyAsync(host_logits_, logits_.get(), size_t(B_) * V * 4, cudaMemcpyDeviceToHost, stream_));
-    BMH_CUDA(cudaMemcpyAsync(host_flag_, flag(), sizeof(int), cudaMemcpyDeviceToHost, stream_));
-    BMH_CUDA(cudaStreamSynchronize(stream_));
-    if (*host_flag_) {
-      BMH_CUDA(cudaMemset(flag(), 0, sizeof(int)));
-      check_router_nan_flag(*host_flag_, "cuda decoder step at position " + std::to_string(pos_host_));
-    }
-    ++pos_host_;
+    finish_step();
     Tensor out = Tensor::zeros(DType::F32, {B_, V});
     std::copy(host_logits_, host_logits_ + size_t(B_) * V, out.data_mut<float>());
+    return out;
+  }
+
+  // The argmax on the device (kernels/logits.cuh): B ids come back instead of B x V logits. A row holding a NaN
+  // is taken on the host from its logits, with the host's rule.
+  std::vector<int64_t> step_greedy(const std::vector<int64_t>& tokens) override {
+    enqueue_step(tokens);
+    const int V = cfg_.vocab_size;
+    argmax_rows(logits_.as<float>(), B_, V, greedy_.as<int64_t>(), greedy_nan(), stream_);
+    BMH_CUDA(cudaMemcpyAsync(host_greedy_, greedy_.get(), greedy_.bytes(), cudaMemcpyDeviceToHost, stream_));
+    finish_step();
+    std::vector<int64_t> out(host_greedy_, host_greedy_ + B_);
+    const int* nan = reinterpret_cast<const int*>(host_greedy_ + B_);
+    for (int b = 0; b < B_; ++b) {
+      if (!nan[b]) continue;
+      std::vector<float> row(static_cast<size_t>(V));
+      download(row.data(), logits_.as<float>() + size_t(b) * V, size_t(V) * 4, stream_);
+      out[size_t(b)] = std::max_element(row.begin(), row.end()) - row.begin();
+    }
     return out;
   }
 
@@ -195,6 +186,23 @@ class CudaDecoder final : public Decoder {
   // active rows are returned.
   Tensor step_slots(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active) override {
     if (!per_slot()) Decoder::step_slots(tokens, active);
+    Tensor out = step(slot_tokens(tokens, active));
+    float* p = out.data_mut<float>();
+    for (int b = 0; b < B_; ++b)
+      if (!active[b]) std::fill(p + size_t(b) * cfg_.vocab_size, p + size_t(b + 1) * cfg_.vocab_size, 0.f);
+    return out;
+  }
+  std::vector<int64_t> step_slots_greedy(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active) override {
+    if (!per_slot()) return Decoder::step_slots_greedy(tokens, active);
+    std::vector<int64_t> out = step_greedy(slot_tokens(tokens, active));
+    for (int b = 0; b < B_; ++b)
+      if (!active[b]) out[size_t(b)] = -1;
+    return out;
+  }
+
+ private:
+  // The tokens a per-slot step feeds: free slots advance on token 0.
+  std::vector<int64_t> slot_tokens(const std::vector<int64_t>& tokens, const std::vector<uint8_t>& active) {
     if (int(tokens.size()) != B_ || int(active.size()) != B_)
       fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens and ", active.size(), " active flags");
     if (state_.bufs.empty()) fail("cuda decoder: step_slots before prefill_slot");
@@ -202,14 +210,53 @@ class CudaDecoder final : public Decoder {
     for (int b = 0; b < B_; ++b)
       if (!active[b]) fed[b] = 0;
     pos_host_ = 0;  // read only by attention, which per-slot models have none of
-    Tensor out = step(fed);
-    float* p = out.data_mut<float>();
-    for (int b = 0; b < B_; ++b)
-      if (!active[b]) std::fill(p + size_t(b) * cfg_.vocab_size, p + size_t(b + 1) * cfg_.vocab_size, 0.f);
-    return out;
+    return fed;
   }
 
- private:
+  // Checks the tokens, uploads them and the position, and replays the step graph (captured on first use).
+  void enqueue_step(const std::vector<int64_t>& tokens) {
+    if (pos_host_ < 0) fail("cuda decoder: step before prefill");
+    if (int(tokens.size()) != B_) fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens");
+    for (size_t b = 0; b < tokens.size(); ++b)
+      if (tokens[b] < 0 || tokens[b] >= cfg_.vocab_size)
+        fail("decoder step: id ", tokens[b], " for sequence ", b, " is outside the vocabulary [0, ", cfg_.vocab_size,
+             ")");
+    if (pos_host_ >= state_.ptrs.S_max)
+      fail("cuda decoder: position ", pos_host_, " exceeds the KV cache of ", state_.ptrs.S_max, " positions");
+    check_sliding_window(cfg_, pos_host_ + 1, "cuda decoder step");
+    std::copy(tokens.begin(), tokens.end(), host_ids_);
+    *host_pos_ = pos_host_;
+    BMH_CUDA(cudaMemcpyAsync(ids_.get(), host_ids_, size_t(B_) * 8, cudaMemcpyHostToDevice, stream_));
+    BMH_CUDA(cudaMemcpyAsync(pos_.get(), host_pos_, sizeof(int), cudaMemcpyHostToDevice, stream_));
+    if (!exec_) {
+      BMH_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        record_step();
+      } catch (...) {
+        cudaGraph_t g = nullptr;
+        cudaStreamEndCapture(stream_, &g);
+        if (g) cudaGraphDestroy(g);
+        throw;
+      }
+      BMH_CUDA(cudaStreamEndCapture(stream_, &graph_));
+      BMH_CUDA(cudaGraphInstantiate(&exec_, graph_, 0));
+    }
+    BMH_CUDA(cudaGraphLaunch(exec_, stream_));
+  }
+
+  // After the step's downloads are enqueued: waits for them, reports a NaN router logit, advances the position.
+  void finish_step() {
+    BMH_CUDA(cudaMemcpyAsync(host_flag_, flag(), sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    BMH_CUDA(cudaStreamSynchronize(stream_));
+    if (*host_flag_) {
+      BMH_CUDA(cudaMemset(flag(), 0, sizeof(int)));
+      check_router_nan_flag(*host_flag_, "cuda decoder step at position " + std::to_string(pos_host_));
+    }
+    ++pos_host_;
+  }
+
+  int* greedy_nan() const { return reinterpret_cast<int*>(greedy_.as<int64_t>() + B_); }
+
   // One decode step for B_ rows, enqueued on stream_ (captured into the graph). With pdl=on every kernel below is
   // launched as a programmatic dependent of the one before (kernels/launch.cuh): each waits (griddepcontrol.wait)
   // before reading activations or writing, so the results are the same bits; only the launch gaps overlap.
@@ -382,12 +429,13 @@ class CudaDecoder final : public Decoder {
   std::unique_ptr<Blas> blas_;  // batches above kGemvMaxRows: cuBLAS on stream_ (its own workspace, capture-safe)
   DecodeState state_;
   DecodeState slot_state_;  // one row: prefill_slot's scratch
-  DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_, scores_;
+  DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_, scores_, greedy_;
   int K_ = 1, E_ = 1, H_max_ = 0;
   int* host_flag_ = nullptr;
   int64_t* host_ids_ = nullptr;
   int* host_pos_ = nullptr;
   float* host_logits_ = nullptr;
+  int64_t* host_greedy_ = nullptr;  // pinned: greedy_'s ids then NaN flags
   int pos_host_ = -1;
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t exec_ = nullptr;

@@ -9,4 +9,8 @@
 namespace bmh::cuda {
 void logsoftmax_gather(const float* logits, int R, int V, const int64_t* target, float* logprob, int* greedy,
                        int* argmax, cudaStream_t s);
+// Greedy decoding on the device: out[r] = the first index of row r's maximum (as std::max_element, which
+// core/sampling.cpp's greedy uses); has_nan[r] = 1 when row r holds a NaN (out[r] then undefined: the caller
+// applies the host rule to that row).
+void argmax_rows(const float* logits, int R, int V, int64_t* out, int* has_nan, cudaStream_t s);
 }
