@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kThreads) gemv_rows_kernel(GemvArgs a, bool pr
       ok[r] = n0 + r < a.N;
       w[r] = W + (int64_t)(ok[r] ? n0 + r : 0) * nv;
     }
-#pragma unroll 2
+#pragma unroll 1
     for (int i = q; i < nv; i += TPR) {
       int4 wv[R];
 #pragma unroll
@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kThreads) gemv_rows_kernel(GemvArgs a, bool pr
     for (int b = 0; b < kMaxB; ++b)
       w[b] = W + ((b < B ? a.expert[b] : 0) * a.w_expert_stride + (int64_t)(ok ? n0 : 0) * a.K) / Vec16<T>::V;
     if (ok) {
-#pragma unroll 2
+#pragma unroll 1
       for (int i = q; i < nv; i += TPR) {
         int4 wv[kMaxB];
 #pragma unroll
