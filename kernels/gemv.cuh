@@ -31,6 +31,8 @@ void gemv(Dt t, Dt out, const GemvArgs& a, GemvVariant v, cudaStream_t s);
 void gemv_warp(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 void gemv_split(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 void gemv_rows(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+// ... and the tensor-core version for 2..8 rows sharing bf16/fp16 weights (gemv_mma.cu; the rest runs gemv_rows).
+void gemv_mma(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 
 // The pre-norm folded into the GEMV's input (gemv_norm.cu): x[b] = norm(residual[b]) w (+ b) rounded to dtype t, as
 // add_norm (norm.cuh) writes it with no delta, then y as gemv. a.x / a.ldx are ignored; K = d. B * d * dtype bytes

@@ -122,7 +122,7 @@ std::vector<OpCase> op_cases() {
       OpCase c = C(OpKind::StateUpdate); c.variant = int(DecodeDtVariant::Fused);
       c.B = B; c.N = Di; c.K = N; c.M = Rk; c.flag = z; c.bias = true; v.push_back(c);
     }
-    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Rows}) {
+    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Rows, GemvVariant::Mma}) {
       auto G = [&] { OpCase c = C(OpKind::Gemv); c.variant = int(gv); return c; };
       { OpCase c = G(); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
       { OpCase c = G(); c.B = 3; c.N = 130; c.K = 1472; v.push_back(c); }
@@ -133,11 +133,14 @@ std::vector<OpCase> op_cases() {
       { OpCase c = G(); c.B = 3; c.N = 45; c.K = 1001; v.push_back(c); }
       { OpCase c = G(); c.B = 1; c.N = 70; c.K = 16; c.bias = true; v.push_back(c); }
       // rows: 8 rows with shared weights split over 8 warps (37 = 9 groups of 4 rows + 1), 5 rows with per-row
-      // experts over 4 warps, 8 lanes per group on short rows (K = 64), 6 rows with a bias and no split
+      // experts over 4 warps, 8 lanes per group on short rows (K = 64), 6 rows with a bias and no split; mma: the
+      // same shapes (a partial 16-row tile, K = 64 in two 32-steps, 2050 rows), plus K = 1000 (a partial last
+      // 32-step: 8-element vectors beyond K are zero) at 2 rows
       { OpCase c = G(); c.B = 8; c.N = 37; c.K = 2048; c.bias = true; v.push_back(c); }
       { OpCase c = G(); c.B = 5; c.N = 19; c.K = 5120; c.E = 3; c.flag = true; c.bias = true; v.push_back(c); }
       { OpCase c = G(); c.B = 4; c.N = 70; c.K = 64; v.push_back(c); }
       { OpCase c = G(); c.B = 6; c.N = 2050; c.K = 512; c.bias = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 2; c.N = 45; c.K = 1000; c.bias = true; v.push_back(c); }
     }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 10240; c.K = 2560; c.perf = true; v.push_back(c); }
     for (int fused : {0, 1}) {  // B x K normalized rows, then W [N, K]; bias: LayerNorm bias and GEMV bias
@@ -249,7 +252,7 @@ std::vector<OpCase> op_cases() {
   // expert's fc1 (top-1 of 8: each row its own expert).
   for (auto [N, K, E] : std::vector<std::tuple<int, int, int>>{{10240, 2560, 0}, {192, 5120, 0}, {2560, 5120, 0},
                                                                {7744, 1472, 8}})
-    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Rows}) {
+    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Rows, GemvVariant::Mma}) {
       OpCase c = P(OpKind::Gemv); c.variant = int(gv); c.B = 8; c.N = N; c.K = K; c.E = E; c.flag = E > 0;
       v.push_back(c);
     }

@@ -11,7 +11,7 @@ const char* to_string(ScanVariant v) { return v == ScanVariant::Chunked ? "chunk
 const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
 const char* to_string(GemvVariant v) {
-  return v == GemvVariant::Rows ? "rows" : v == GemvVariant::Split ? "split" : "warp";
+  return v == GemvVariant::Mma ? "mma" : v == GemvVariant::Rows ? "rows" : v == GemvVariant::Split ? "split" : "warp";
 }
 const char* to_string(MoePrefillVariant v) { return v == MoePrefillVariant::Streams ? "streams" : "serial"; }
 const char* to_string(PdlVariant v) { return v == PdlVariant::On ? "on" : "off"; }
@@ -59,8 +59,11 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
     } else if (op == "attn_prefill" && (name == "gemm" || name == "flash")) {
       kv.attn_prefill = name == "flash" ? AttnPrefillVariant::Flash : AttnPrefillVariant::Gemm;
-    } else if (op == "gemv" && (name == "warp" || name == "split" || name == "rows")) {
-      kv.gemv = name == "rows" ? GemvVariant::Rows : name == "split" ? GemvVariant::Split : GemvVariant::Warp;
+    } else if (op == "gemv" && (name == "warp" || name == "split" || name == "rows" || name == "mma")) {
+      kv.gemv = name == "mma"    ? GemvVariant::Mma
+                : name == "rows" ? GemvVariant::Rows
+                : name == "split" ? GemvVariant::Split
+                                  : GemvVariant::Warp;
     } else if (op == "moe_prefill" && (name == "serial" || name == "streams")) {
       kv.moe_prefill = name == "streams" ? MoePrefillVariant::Streams : MoePrefillVariant::Serial;
     } else if (op == "pdl" && (name == "off" || name == "on")) {
@@ -70,7 +73,7 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
            "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, "
-           "gemv=warp|split|rows, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused)");
+           "gemv=warp|split|rows|mma, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused)");
     }
   }
 }

@@ -26,6 +26,7 @@ enum class GemvVariant : int {
   Warp = 0,   // one warp per output row (gemv.cu)
   Split = 1,  // LPR lanes per row (short rows) or WPR warps splitting K (few long rows) (gemv_split.cu)
   Rows = 2,   // batched decode: all rows b in one pass over the weights, 4 weight rows per lane group (gemv_rows.cu)
+  Mma = 3,    // batched decode, shared bf16/fp16 weights: tensor-core tiles of 16 weight rows x 8 batch rows (gemv_mma.cu)
 };
 
 enum class MoePrefillVariant : int {
@@ -74,7 +75,7 @@ void set_kernel_variants(const std::string& spec);
 const char* to_string(ScanVariant v);         // "staged", "chunked"
 const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
 const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
-const char* to_string(GemvVariant v);         // "warp", "split", "rows"
+const char* to_string(GemvVariant v);         // "warp", "split", "rows", "mma"
 const char* to_string(MoePrefillVariant v);   // "serial", "streams"
 const char* to_string(PdlVariant v);          // "off", "on"
 const char* to_string(DecodeDtVariant v);     // "gemv", "fused"

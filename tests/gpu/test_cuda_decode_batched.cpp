@@ -1,5 +1,5 @@
-// Batched decoding: the one-pass GEMV for 2..8 rows (gemv=rows) against the row-by-row version (gemv=split) inside
-// the decoder, and greedy steps whose argmax runs on the device (Decoder::step_greedy) against the host's argmax.
+// Batched decoding: the one-pass GEMVs for 2..8 rows (gemv=rows, gemv=mma) against the row-by-row version
+// (gemv=split) inside the decoder, and greedy steps whose argmax runs on the device (Decoder::step_greedy) against the host's argmax.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -38,12 +38,13 @@ Feed random_feed(int B, int V, uint64_t seed) {
   return f;
 }
 
-// Every fixture (MoE ones take the per-row expert path), fp32 and bf16, 2, 5 and 8 rows. Not bit-identical: each
-// output's K-term dot is summed in another order (all rows per lane group vs one row at a time). fp32: a few fp32
-// ulps per output, bound 1e-4 as the decode-vs-forward fp32 bound; bf16: that order difference can flip the bf16
-// rounding of an activation by one ulp, which later steps carry, bound 2e-2 as the decode-vs-forward bf16 bound.
-// The prefill runs no GEMV: its logits must be identical.
-TEST(CudaBatchedDecode, RowsGemvMatchesSplit) {
+// The one-pass versions against the row-by-row one: every fixture (MoE ones take the per-row expert path, which
+// gemv=mma hands to gemv=rows), fp32 (mma: rows) and bf16, 2, 5 and 8 rows. Not bit-identical: each output's K-term
+// dot is summed in another order (rows: all rows per lane group; mma: tensor-core tiles). fp32: a few fp32 ulps per
+// output, bound 1e-4 as the decode-vs-forward fp32 bound; bf16: that order difference can flip the bf16 rounding of
+// an activation by one ulp, which later steps carry, bound 2e-2 as the decode-vs-forward bf16 bound. The prefill
+// runs no GEMV: its logits must be identical.
+TEST(CudaBatchedDecode, OnePassGemvsMatchSplit) {
   BMH_REQUIRE_GPU();
   for (const std::string& name : kFixtures)
     for (std::string dtype : {"fp32", "bf16"}) {
@@ -51,22 +52,30 @@ TEST(CudaBatchedDecode, RowsGemvMatchesSplit) {
       for (int B : {2, 5, 8}) {
         if (B > m->max_decode_batch()) continue;
         const Feed f = random_feed(B, m->config().vocab_size, 300 + B);
-        std::vector<float> out[2];
-        Tensor first[2];
-        for (int rows : {0, 1}) {
-          KernelSetGuard g(rows ? "gemv=rows" : "gemv=split");
+        auto run = [&](const std::string& spec, Tensor& first) {
+          KernelSetGuard g(spec);
           auto dec = m->decoder(B);
-          first[rows] = dec->prefill(f.prompt);
+          first = dec->prefill(f.prompt);
+          std::vector<float> out;
           for (const auto& s : f.steps) {
             const Tensor l = dec->step(s);
-            out[rows].insert(out[rows].end(), l.data<float>(), l.data<float>() + l.numel());
+            out.insert(out.end(), l.data<float>(), l.data<float>() + l.numel());
           }
+          return out;
+        };
+        Tensor first_split;
+        const std::vector<float> split = run("gemv=split", first_split);
+        const std::vector<double> want(split.begin(), split.end());
+        for (std::string spec : {"gemv=rows", "gemv=mma"}) {
+          Tensor first;
+          const std::vector<float> got = run(spec, first);
+          const std::string what = name + " " + dtype + " B=" + std::to_string(B) + " " + spec;
+          EXPECT_EQ(std::memcmp(first.data<float>(), first_split.data<float>(), first.nbytes()), 0) << what;
+          const double e = rel(got, want);
+          EXPECT_LT(e, dtype == "fp32" ? 1e-4 : 2e-2) << what;
+          RecordProperty(name + "_" + dtype + "_B" + std::to_string(B) + "_" + spec.substr(5) + "_rel_err",
+                         std::to_string(e));
         }
-        const std::string what = name + " " + dtype + " B=" + std::to_string(B);
-        EXPECT_EQ(std::memcmp(first[0].data<float>(), first[1].data<float>(), first[0].nbytes()), 0) << what;
-        const double e = rel(out[1], std::vector<double>(out[0].begin(), out[0].end()));
-        EXPECT_LT(e, dtype == "fp32" ? 1e-4 : 2e-2) << what;
-        RecordProperty(name + "_" + dtype + "_B" + std::to_string(B) + "_rel_err", std::to_string(e));
       }
     }
 }

@@ -91,6 +91,9 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   EXPECT_NE(cuda::to_string(cuda::kernel_variants()).find(",gemv=rows,"), std::string::npos);
   EXPECT_THROW(cuda::set_kernel_variants("gemv=row"), Error);
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Rows);
+  cuda::set_kernel_variants("gemv=mma");
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
+  EXPECT_NE(cuda::to_string(cuda::kernel_variants()).find(",gemv=mma,"), std::string::npos);
 }
 
 }  // namespace
