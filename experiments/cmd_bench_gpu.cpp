@@ -107,13 +107,33 @@ template <class F> double time_events(F fn, int iters) {
   return median(ms);
 }
 
-double decode_tokens_per_s_or_throw(LanguageModel& m, int B, int prompt, int steps) {
-  const int64_t V = m.config().vocab_size;
+// Prints and returns the per-op GPU times of one decode step at prompt's batch (CudaModel::decode_breakdown).
+nlohmann::json decode_breakdown(cuda::CudaModel& m, const Tensor& prompt, const std::string& what) {
+  std::vector<cuda::OpTimer::Row> rows = m.decode_breakdown(prompt);
+  double total = 0;
+  for (const auto& r : rows) total += r.ms;
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.ms > y.ms; });
+  std::printf("  %s per op (one step outside the graph, events between ops, %.3f ms in all):", what.c_str(), total);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : rows) {
+    std::printf(" %s %.3f ms (%.0f%%, x%d);", r.op.c_str(), r.ms, 100 * r.ms / total, r.count);
+    out.push_back({{"op", r.op}, {"ms", r.ms}, {"count", r.count}});
+  }
+  std::printf("\n");
+  return out;
+}
+
+// B random prompts of `prompt` tokens.
+Tensor random_prompts(int B, int prompt, int64_t V) {
   std::mt19937_64 rng(5 + uint64_t(B));
   std::vector<int64_t> ids(size_t(B) * prompt);
   for (auto& x : ids) x = int64_t(rng() % uint64_t(V));
+  return Tensor::from_i64(ids, {B, prompt});
+}
+
+double decode_tokens_per_s_or_throw(LanguageModel& m, int B, int prompt, int steps) {
   auto dec = m.decoder(B);
-  std::vector<int64_t> next = argmax_rows(dec->prefill(Tensor::from_i64(ids, {B, prompt})));
+  std::vector<int64_t> next = argmax_rows(dec->prefill(random_prompts(B, prompt, m.config().vocab_size)));
   std::vector<double> ms;
   for (int s = 0; s < steps + 4; ++s) {
     auto t0 = std::chrono::steady_clock::now();
@@ -128,10 +148,19 @@ double decode_tokens_per_s_or_throw(LanguageModel& m, int B, int prompt, int ste
 // the peer, mamba_ssm's generate(cg=True), samples on the GPU); tokens/s = B / step time. null where B exceeds the decoder's batch (max_decode_batch).
 // A batch whose decoder does not fit in device memory (the KV caches are sized for max_seq_len positions: pythia-1.4b
 // at 256 rows needs ~100 GB) is also null, with the error in `errors[B]`.
-nlohmann::json decode_tokens_per_s(LanguageModel& m, int B, int prompt, int steps, nlohmann::json& errors) {
+// `breakdown[B]` gets that batch's per-op step times.
+nlohmann::json decode_tokens_per_s(cuda::CudaModel& m, int B, int prompt, int steps, nlohmann::json& errors,
+                                   nlohmann::json& breakdown, const std::string& name) {
   if (B > m.max_decode_batch()) return nullptr;
   try {
-    return decode_tokens_per_s_or_throw(m, B, prompt, steps);
+    const double tps = decode_tokens_per_s_or_throw(m, B, prompt, steps);
+    try {
+      breakdown[std::to_string(B)] = decode_breakdown(m, random_prompts(B, prompt, m.config().vocab_size),
+                                                      name + " decode b=" + std::to_string(B));
+    } catch (const Error& e) {
+      errors[std::to_string(B) + " breakdown"] = e.what();
+    }
+    return tps;
   } catch (const Error& e) {
     errors[std::to_string(B)] = e.what();
     std::printf("decode at batch %d: %s\n", B, e.what());
@@ -306,11 +335,11 @@ void run_bench(const BenchArgs& a) {
       }
       const double dec_ms = median(steps);
       // Throughput by batch, with the first kernel set only (the A/B rows compare batch-1 latency).
-      nlohmann::json tps = nullptr, decode_errors = nlohmann::json::object();
+      nlohmann::json tps = nullptr, decode_errors = nlohmann::json::object(), decode_ops = nlohmann::json::object();
       if (&set == &sets.front()) {
         tps = nlohmann::json::object();
         for (int B : {1, 8, 64, 256})
-          tps[std::to_string(B)] = decode_tokens_per_s(m, B, a.prompt, a.decode_tokens, decode_errors);
+          tps[std::to_string(B)] = decode_tokens_per_s(m, B, a.prompt, a.decode_tokens, decode_errors, decode_ops, name);
         std::printf("\n%s decode tokens/s by batch: %s (null: over the CUDA decoder's batch of %d)\n", name.c_str(),
                     tps.dump().c_str(), m.max_decode_batch());
       }
@@ -337,6 +366,7 @@ void run_bench(const BenchArgs& a) {
                                {"forward_ops", fwd_ops}});
       if (!set.empty()) out["models"].back()["kernels"] = set;
       if (!decode_errors.empty()) out["models"].back()["decode_errors"] = decode_errors;
+      if (!decode_ops.empty()) out["models"].back()["decode_ops"] = decode_ops;
       write_json(a.json, out);  // after every preset: a run cut short keeps what it measured
     }
   }

@@ -88,6 +88,9 @@ class CudaModel final : public LanguageModel {
   void* final_hidden() const { return ws_xn_.get(); }
   // Per-op GPU times of the prefills run while a timer is attached (null detaches); the caller owns the timer.
   void set_op_timer(OpTimer* t) { timer_ = t; }
+  // Per-op GPU times of one decode step of a fresh decoder for prompt's B rows (prompt [B, T] ids), after its
+  // prefill and one graph step: the step's kernels run once outside the graph with events between ops.
+  std::vector<OpTimer::Row> decode_breakdown(const Tensor& prompt);
 
  private:
   void ensure_workspace(int B, int T);

@@ -18,6 +18,7 @@
 #include "kernels/logits.cuh"
 #include "kernels/moe.cuh"
 #include "kernels/norm.cuh"
+#include "kernels/op_timer.h"
 #include "kernels/selective_scan.cuh"
 
 namespace bmh::cuda {
@@ -150,6 +151,28 @@ class CudaDecoder final : public Decoder {
     return out;
   }
 
+  // One step's kernels run once outside the graph with events between ops (kernels/op_timer.h): GPU ms per op.
+  // The state advances as in step(); the events add a few microseconds per op, so this is a breakdown, not a time.
+  std::vector<OpTimer::Row> timed_step(const std::vector<int64_t>& tokens) {
+    if (pos_host_ < 0) fail("cuda decoder: step before prefill");
+    if (int(tokens.size()) != B_) fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens");
+    std::copy(tokens.begin(), tokens.end(), host_ids_);
+    *host_pos_ = pos_host_;
+    BMH_CUDA(cudaMemcpyAsync(ids_.get(), host_ids_, size_t(B_) * 8, cudaMemcpyHostToDevice, stream_));
+    BMH_CUDA(cudaMemcpyAsync(pos_.get(), host_pos_, sizeof(int), cudaMemcpyHostToDevice, stream_));
+    OpTimer timer(stream_);
+    timer_ = &timer;
+    try {
+      record_step();
+    } catch (...) {
+      timer_ = nullptr;
+      throw;
+    }
+    timer_ = nullptr;
+    finish_step();
+    return timer.totals();
+  }
+
   // Continuous batching (core/batched_generate.h) for models without attention: a Mamba step reads no position,
   // so slots at different positions can share the graph; attention would need a position per row in the rotary
   // and decode-attention kernels (the graph reads one).
@@ -255,6 +278,10 @@ class CudaDecoder final : public Decoder {
     ++pos_host_;
   }
 
+  void tick(const char* op) {
+    if (timer_) timer_->mark(op);
+  }
+
   int* greedy_nan() const { return reinterpret_cast<int*>(greedy_.as<int64_t>() + B_); }
 
   // One decode step for B_ rows, enqueued on stream_ (captured into the graph). With pdl=on every kernel below is
@@ -268,6 +295,7 @@ class CudaDecoder final : public Decoder {
     cudaStream_t s = stream_;
     float* resid = resid_.as<float>();
     embedding(dt, W.embed.get(), ids_.as<int64_t>(), B_, d, resid, s);
+    tick("embed");
     auto nb = [](const DeviceBuffer& b) { return b.bytes() ? b.as<float>() : nullptr; };
     for (int i = 0; i < cfg_.n_blocks(); ++i) {
       const BlockConfig& bc = cfg_.blocks[i];
@@ -281,6 +309,7 @@ class CudaDecoder final : public Decoder {
         xn2 = xn2_.get();
         add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, B_, d, xn2, s);
       }
+      tick("norm");
       if (bc.mixer == MixerKind::Mamba) mamba_step(i, w);
       if (bc.mixer == MixerKind::Attention) attention_step(i, w);
       if (has_mlp) {
@@ -288,16 +317,19 @@ class CudaDecoder final : public Decoder {
           add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, B_, d,
                    xn_.get(), s);
           xn2 = xn_.get();
+          tick("norm");
         }
         mlp_step(i, w, xn2);
       }
     }
     add_norm(cfg_.final_norm, dt, resid, nullptr, W.final_norm_w.as<float>(), nb(W.final_norm_b), cfg_.final_norm_eps,
              B_, d, xn_.get(), s);
+    tick("norm");
     GemvArgs g{};
     g.B = B_; g.N = V; g.K = d; g.W = W.head(); g.x = xn_.get(); g.ldx = d;
     g.bias = nb(W.lm_head_b); g.y = logits_.get(); g.ldy = V;
     project(Dt::F32, g);
+    tick("lm_head");
   }
 
   int* flag() const { return expert_.as<int>() + size_t(B_) * (2 * K_ + 1); }
@@ -327,9 +359,12 @@ class CudaDecoder final : public Decoder {
     const int Di = m.d_inner, N = m.d_state, Rk = m.dt_rank, Wx = Rk + 2 * N, d = cfg_.d_model;
     char* xz = a_.as<char>();
     linear_step(dt, w.in_proj, xn_.get(), d, xz, 2 * Di, false);
+    tick("mamba.in_proj");
     causal_conv1d_silu_update(dt, xz, 2 * Di, w.conv_w.as<float>(), w.conv_b.bytes() ? w.conv_b.as<float>() : nullptr,
                               state_.ptrs.conv[i], B_, Di, m.d_conv, b_.get(), Di, stream_);
+    tick("mamba.conv");
     linear_step(dt, w.x_proj, b_.get(), Di, c_.get(), Wx, false);
+    tick("mamba.x_proj");
     char* dtb = e_.as<char>();
     char* y = dtb + size_t(B_) * Di * es;
     if (m.inner_norms) {  // Jamba: RMSNorm dt, B and C in place (modeling_jamba.py JambaMambaMixer)
@@ -340,6 +375,7 @@ class CudaDecoder final : public Decoder {
     }
     const bool fused_dt = kernel_variants().decode_dt == DecodeDtVariant::Fused;
     if (!fused_dt) linear_step(dt, w.dt_proj, c_.get(), Wx, dtb, Di, false, /*with_bias=*/false);
+    tick("mamba.dt_proj");
     ScanArgs sa{};
     sa.u = b_.get(); sa.ldu = Di;
     sa.delta = dtb; sa.ldd = Di;
@@ -354,7 +390,9 @@ class CudaDecoder final : public Decoder {
     sa.y = y; sa.ldy = Di;
     sa.B = B_; sa.T = 1; sa.Di = Di; sa.N = N;
     selective_state_update(dt, sa, stream_);
+    tick("mamba.state_update");
     linear_step(Dt::F32, w.out_proj, y, Di, resid_.get(), d, true);
+    tick("mamba.out_proj");
   }
 
   void attention_step(int i, const DevBlock& w) {
@@ -364,19 +402,27 @@ class CudaDecoder final : public Decoder {
     if (a.grouped_qkv) {  // Mixtral/Jamba grouped-query attention
       const int Hkv = a.kv_heads(), W = (H + 2 * Hkv) * hd;
       linear_step(dt, w.qkv, xn_.get(), d, a_.get(), W, false);
+      tick("attn.qkv");
       gqa_rotary_split(dt, a_.get(), B_, 1, H, Hkv, hd, a.rotary_dim, float(a.rope_theta), 0, pos_.as<int>(), c_.get(),
                        state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, stream_);
+      tick("attn.rotary");
       gqa_attention_decode(dt, c_.get(), B_, H, Hkv, hd, state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max,
                            pos_.as<int>(), 1.f / std::sqrt(float(hd)), scores_.as<float>(), b_.get(), stream_);
+      tick("attn.core");
       linear_step(Dt::F32, w.dense, b_.get(), dh, resid_.get(), d, true);
+      tick("attn.dense");
       return;
     }
     linear_step(dt, w.qkv, xn_.get(), d, a_.get(), 3 * dh, false);
+    tick("attn.qkv");
     rotary_qkv_to_cache(dt, a_.get(), B_, 1, H, hd, a.rotary_dim, float(a.rope_theta), 0, pos_.as<int>(),
                         state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, stream_);
+    tick("attn.rotary");
     attention_decode(dt, a_.get(), B_, H, hd, state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, pos_.as<int>(),
                      1.f / std::sqrt(float(hd)), b_.get(), stream_);
+    tick("attn.core");
     linear_step(Dt::F32, w.dense, b_.get(), dh, resid_.get(), d, true);
+    tick("attn.dense");
   }
 
   void mlp_step(int i, const DevBlock& w, const void* xn) {
@@ -405,6 +451,7 @@ class CudaDecoder final : public Decoder {
       ra.expert = expert; ra.gate = gate; ra.expert_sm = expert_sm; ra.gate_sm = gate_sm; ra.tie = tie;
       ra.nan_flag = flag(); ra.tag = i + 1;
       router_topk(ra, stream_);
+      tick("moe.router");
       g1.w_expert_stride = int64_t(F1) * d; g1.bias_expert_stride = F1;
       g2.w_expert_stride = int64_t(d) * F; g2.bias_expert_stride = d;
       // One pass per slot, in slot order: the expert output (with its bias) times its gate, added to the residual.
@@ -412,14 +459,20 @@ class CudaDecoder final : public Decoder {
         g1.expert = g2.expert = expert_sm + size_t(j) * B_;
         g2.scale = gate_sm + size_t(j) * B_;
         project(dt, g1);
+        tick("moe.fc1");
         mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
+        tick("moe.act");
         project(Dt::F32, g2);
+        tick("moe.fc2");
       }
       return;
     }
     project(dt, g1);
+    tick("mlp.fc1");
     mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
+    tick("mlp.act");
     project(Dt::F32, g2);
+    tick("mlp.fc2");
   }
 
   CudaModel& m_;
@@ -437,6 +490,7 @@ class CudaDecoder final : public Decoder {
   float* host_logits_ = nullptr;
   int64_t* host_greedy_ = nullptr;  // pinned: greedy_'s ids then NaN flags
   int pos_host_ = -1;
+  OpTimer* timer_ = nullptr;  // timed_step only (never while capturing the graph)
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t exec_ = nullptr;
 };
@@ -444,5 +498,12 @@ class CudaDecoder final : public Decoder {
 }  // namespace
 
 std::unique_ptr<Decoder> CudaModel::decoder(int batch) { return std::make_unique<CudaDecoder>(*this, batch); }
+
+std::vector<OpTimer::Row> CudaModel::decode_breakdown(const Tensor& prompt) {
+  CudaDecoder dec(*this, int(prompt.dim(0)));
+  const std::vector<int64_t> first = bmh::argmax_rows(dec.prefill(prompt));
+  dec.step(first);  // the graph and every lazily made resource exist before the timed step
+  return dec.timed_step(first);
+}
 
 }  // namespace bmh::cuda

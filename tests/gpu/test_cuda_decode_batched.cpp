@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/language_model.h"
 #include "gpu_test_util.h"
+#include "kernels/cuda_backend.h"
 #include "kernels/device.h"
 #include "kernels/logits.cuh"
 #include "model_test_util.h"
@@ -136,6 +138,45 @@ TEST(CudaBatchedDecode, ArgmaxKernelFollowsTheHostRule) {
   EXPECT_EQ(want[2], 0);
   EXPECT_EQ(want[3], V - 1);
   EXPECT_EQ(want[5], 0);
+}
+
+// The per-op breakdown of one decode step (bench-gpu's "decode b=B per op"): every op of the model's blocks is
+// named once per block that has it, with a positive GPU time; besides those only "norm" (the op accounting; the
+// kernels are the graph's, run eagerly, and checked by the tests above).
+TEST(CudaBatchedDecode, StepBreakdownNamesEveryOpPerBlock) {
+  BMH_REQUIRE_GPU();
+  for (const std::string& name : {std::string("blackmamba-tiny"), std::string("pythia-tiny")}) {
+    auto m = load_fixture(name, "bf16");
+    auto* cm = dynamic_cast<cuda::CudaModel*>(m.get());
+    ASSERT_NE(cm, nullptr) << name;
+    int mamba = 0, attn = 0, moe = 0, mlp = 0;
+    for (const BlockConfig& b : m->config().blocks) {
+      mamba += b.mixer == MixerKind::Mamba;
+      attn += b.mixer == MixerKind::Attention;
+      moe += b.mlp == MlpKind::Moe;
+      mlp += b.mlp == MlpKind::Dense;
+    }
+    const Feed f = random_feed(3, m->config().vocab_size, 500);
+    std::map<std::string, std::pair<double, int>> got;
+    for (const auto& r : cm->decode_breakdown(f.prompt)) got[r.op] = {r.ms, r.count};
+    std::map<std::string, int> want = {{"embed", 1}, {"lm_head", 1}};
+    for (const char* op : {"mamba.in_proj", "mamba.conv", "mamba.x_proj", "mamba.dt_proj", "mamba.state_update",
+                           "mamba.out_proj"})
+      if (mamba) want[op] = mamba;
+    for (const char* op : {"attn.qkv", "attn.rotary", "attn.core", "attn.dense"})
+      if (attn) want[op] = attn;
+    for (const char* op : {"moe.router", "moe.fc1", "moe.act", "moe.fc2"})
+      if (moe) want[op] = moe;
+    for (const char* op : {"mlp.fc1", "mlp.act", "mlp.fc2"})
+      if (mlp) want[op] = mlp;
+    for (const auto& [op, n] : want) {
+      ASSERT_TRUE(got.count(op)) << name << ": no " << op;
+      EXPECT_EQ(got[op].second, n) << name << " " << op;
+      EXPECT_GT(got[op].first, 0.0) << name << " " << op;
+    }
+    EXPECT_EQ(got.size(), want.size() + 1) << name << ": ops besides the blocks' and norm";  // + "norm"
+    EXPECT_TRUE(got.count("norm")) << name;
+  }
 }
 
 }  // namespace
