@@ -51,12 +51,17 @@ enum class DecodeDtVariant : int {
 // 1.663 ms, bit-identical) and PDL in the decode graph (blackmamba-2.8b 1.148 -> 0.964 ms/token, mamba-2.8b
 // 3.047 -> 3.046, pythia-1.4b 1.509 -> 1.541: a 2% loss there, a 16% gain on the model this harness is for).
 // decode_dt=fused stays off: no gain measured (0.964 -> 0.975, 3.046 -> 3.091).
+// gemv=mma (2026-12-03): batched decode's dense GEMVs on tensor cores. The op table of e4b002e (H200) measured the
+// row-by-row split GEMV at 67.7 us for 8 rows of Mamba-2.8B's in_proj (20.3 us for one) and the one-pass CUDA-core
+// version (rows) at 61.5 us, bound by its per-row conversions and FMAs, not by the 52 MB of weights; mma does 16 x 8
+// x 16 products per instruction. One row, fp32 and per-row experts run as before (mma -> rows -> split for one
+// row; rows for experts). Its own timing is the A/B of the first call that carries it (kernels/NOTES.md).
 // The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
   ScanVariant scan = ScanVariant::Chunked;
   AttnDecodeVariant attn_decode = AttnDecodeVariant::SplitKeys;
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
-  GemvVariant gemv = GemvVariant::Split;
+  GemvVariant gemv = GemvVariant::Mma;  // 2..8 rows sharing bf16/fp16 weights; the rest runs split (see below)
   MoePrefillVariant moe_prefill = MoePrefillVariant::Streams;
   PdlVariant pdl = PdlVariant::On;  // CudaDecoder::record_step only; prefill never uses it
   DecodeDtVariant decode_dt = DecodeDtVariant::Gemv;  // CudaDecoder's mamba_step only

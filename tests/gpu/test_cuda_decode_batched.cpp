@@ -1,5 +1,6 @@
 // Batched decoding: the one-pass GEMVs for 2..8 rows (gemv=rows, gemv=mma) against the row-by-row version
-// (gemv=split) inside the decoder, and greedy steps whose argmax runs on the device (Decoder::step_greedy) against the host's argmax.
+// (gemv=split) inside the decoder, and greedy steps whose argmax runs on the device (Decoder::step_greedy) against
+// the host's argmax.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -120,7 +121,8 @@ TEST(CudaBatchedDecode, ArgmaxKernelFollowsTheHostRule) {
   row[3][V - 1] = std::numeric_limits<float>::infinity();
   row[4][123] = std::numeric_limits<float>::quiet_NaN();
   row[5][0] = 50.f;  // the first index itself
-  cuda::DeviceBuffer logits(h.size() * 4, "test logits"), ids(size_t(R) * 8, "test ids"), nan(size_t(R) * 4, "test nan");
+  cuda::DeviceBuffer logits(h.size() * 4, "test logits"), ids(size_t(R) * 8, "test ids");
+  cuda::DeviceBuffer nan(size_t(R) * 4, "test nan");
   cuda::upload(logits.get(), h.data(), h.size() * 4, nullptr);
   cuda::argmax_rows(logits.as<float>(), R, V, ids.as<int64_t>(), nan.as<int>(), nullptr);
   std::vector<int64_t> got(R);

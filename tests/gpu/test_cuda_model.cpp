@@ -40,8 +40,8 @@ using gpu_test::load_fixture;
 using gpu_test::rel;
 
 // The model tests run twice: with the default kernels ("v2": chunked scan, split-key decode attention, flash
-// prefill, split GEMV) and with the version-1 set ("v1": staged, per_head, cuBLAS + softmax, warp), so both stay
-// checked against the oracles and the CPU reference at the same dtype tolerances.
+// prefill, split GEMV for one row and mma for 2..8) and with the version-1 set ("v1": staged, per_head, cuBLAS +
+// softmax, warp), so both stay checked against the oracles and the CPU reference at the same dtype tolerances.
 using gpu_test::KernelSetGuard;
 const std::vector<std::string> kKernelSets = {"v2", "v1"};
 
@@ -397,9 +397,10 @@ TEST_P(CudaFixture, BatchedGreedyEqualsEachPromptAlone) {
 // Programmatic dependent launch in the decode graph (kernels/launch.cuh, pdl=on) changes only when each kernel is
 // scheduled, never what it computes: every kernel waits for its predecessor before reading activations or writing.
 // So greedy decoding with pdl=on must give the same bits as pdl=off, on every fixture, for both kernel sets (the
-// parameter: v2 exercises the split GEMV and the cluster attention launch, v1 the warp GEMV and per-head attention),
-// fp32 and bf16, batch 1 and 3, random prompts, 7 graph replays after the prefill. A missing wait would race with the
-// previous kernel and show here as differing logits (not reliably on every run: a race is timing-dependent).
+// parameter: v2 exercises the split GEMV (B = 1), the mma GEMV (B = 3, bf16) and the cluster attention launch, v1
+// the warp GEMV and per-head attention), fp32 and bf16, batch 1 and 3, random prompts, 7 graph replays after the
+// prefill. A missing wait would race with the previous kernel and show here as differing logits (not reliably on
+// every run: a race is timing-dependent).
 TEST_P(CudaFixture, PdlDecodeIsBitIdentical) {
   BMH_REQUIRE_GPU();
   const std::string name = this->name();

@@ -66,9 +66,9 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("pdl=on,moe_prefill=serial");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
-            "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial,pdl=on,decode_dt=gemv");
+            "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv");
   EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
-  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Split);
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   cuda::set_kernel_variants("v1");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
