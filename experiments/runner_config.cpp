@@ -119,7 +119,8 @@ void check_steps(const std::string& where, const std::vector<std::string>& steps
 }
 
 void check_file(const std::string& where, const std::string& path) {
-  if (!fs::is_regular_file(path)) fail(where, ": no such file ", path);
+  std::error_code ec;  // a name the OS refuses (too long, ...) is a missing file, not a filesystem_error
+  if (!fs::is_regular_file(path, ec)) fail(where, ": no such file ", path);
 }
 
 void check_name(const std::string& where, const std::string& name) {
@@ -187,6 +188,8 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
       cfg = train::resolve_model_config(tc);
     } catch (const Error& e) {
       fail(w, ": ", e.what());
+    } catch (const fs::filesystem_error& e) {  // a name the OS refuses (too long, ...): found by fuzz_experiment
+      fail(w, ": config ", m.config_file, ": ", e.code().message());
     }
   } else if (!m.spec.preset.empty()) {
     try {
@@ -202,7 +205,7 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
       if (opt.models_dir.empty())
         fail(w, ": its dir ", d, " needs --models-dir (the folder holding the downloaded checkpoints)");
       d.replace(p, var.size(), opt.models_dir);
-    } else if (looks_like_hub_id(d) && !fs::exists(resolve_data_path(d))) {
+    } else if (std::error_code ec; looks_like_hub_id(d) && !fs::exists(resolve_data_path(d), ec)) {
       try {
         d = resolve_model_dir(d);  // org/name[@revision] from the Hugging Face cache
       } catch (const Error& e) {
@@ -212,7 +215,8 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
       d = resolve_data_path(d);
     }
     m.spec.dir = d;
-    m.missing = !fs::is_regular_file(fs::path(d) / "config.json");
+    std::error_code ec;  // a dir name the OS refuses (too long, ...) counts as not downloaded
+    m.missing = !fs::is_regular_file(fs::path(d) / "config.json", ec);
     if (!m.missing) {
       try {
         cfg = load_model_config(d, m.spec.config);

@@ -1,9 +1,12 @@
 // Unit-level reproductions of the hardening defects (issue 14), each fixed at its root; run under ASan + UBSan
 // by scripts/sanitize.sh, where the leak, the null memcpy and the signed overflow were reported.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "core/config_parsers.h"
 #include "core/json_bounded.h"
@@ -158,3 +161,26 @@ TEST(Hardening, OutputMayNotBeAnInput) {
 
 }  // namespace
 }  // namespace bmh
+
+// Found by fuzz_experiment (2026-12-03): a path whose name the OS refuses ("File name too long") made std::filesystem
+// throw its own error, reported without the key at fault. Here experiments/default.json with its first model's
+// config path made overlong: `bmh run --check` must exit 1 with one error naming the model entry and key.
+TEST(Hardening, OverlongPathInAnExperimentIsANamedError) {
+  std::ifstream src(std::string(BMH_TEST_DIR) + "/../experiments/default.json");
+  std::string text((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
+  const std::string from = "\"experiments/models/blackmamba-d64.json\"";
+  const size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, from.size(), "\"experiments/" + std::string(300, 'a') + ".json\"");
+  const std::string dir = ::testing::TempDir() + "/bmh_overlong";
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/experiment.json", out = dir + "/out.txt";
+  std::ofstream(path) << text;
+  const int rc = std::system((std::string(BMH_BINARY) + " run --check " + path + " > " + out + " 2>&1").c_str());
+  std::ifstream in(out);
+  const std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(WEXITSTATUS(rc), 1) << msg;
+  EXPECT_EQ(msg.find("filesystem error"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bmh: error:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("models[0] 'blackmamba-s1': config"), std::string::npos) << msg;
+}
