@@ -60,6 +60,21 @@ double forward_device_ms(cuda::CudaModel& m, const Tensor& ids, int reps) {
   return median(ms);
 }
 
+// Prints op timer rows largest first after "  HEAD, T ms in all):" and returns them as [{op, ms, count}].
+nlohmann::json print_op_rows(std::vector<cuda::OpTimer::Row> rows, const std::string& head) {
+  double total = 0;
+  for (const auto& r : rows) total += r.ms;
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.ms > y.ms; });
+  std::printf("  %s, %.3f ms in all):", head.c_str(), total);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : rows) {
+    std::printf(" %s %.3f ms (%.0f%%, x%d);", r.op.c_str(), r.ms, 100 * r.ms / total, r.count);
+    out.push_back({{"op", r.op}, {"ms", r.ms}, {"count", r.count}});
+  }
+  std::printf("\n");
+  return out;
+}
+
 // One more forward with an op timer attached (kernels/op_timer.h): GPU ms per op, printed largest first and
 // returned as [{op, ms, count}]. Its total exceeds the timed forward by the events' own cost.
 nlohmann::json forward_breakdown(cuda::CudaModel& m, const Tensor& ids, const std::string& what) {
@@ -72,18 +87,7 @@ nlohmann::json forward_breakdown(cuda::CudaModel& m, const Tensor& ids, const st
     throw;
   }
   m.set_op_timer(nullptr);
-  std::vector<cuda::OpTimer::Row> rows = timer.totals();
-  double total = 0;
-  for (const auto& r : rows) total += r.ms;
-  std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.ms > y.ms; });
-  std::printf("  %s per op (one forward with events between ops, %.2f ms in all):", what.c_str(), total);
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& r : rows) {
-    std::printf(" %s %.3f ms (%.0f%%, x%d);", r.op.c_str(), r.ms, 100 * r.ms / total, r.count);
-    out.push_back({{"op", r.op}, {"ms", r.ms}, {"count", r.count}});
-  }
-  std::printf("\n");
-  return out;
+  return print_op_rows(timer.totals(), what + " per op (one forward with events between ops");
 }
 
 // Times fn on the default stream with events: median of `iters` after 2 warm-ups.
@@ -109,18 +113,7 @@ template <class F> double time_events(F fn, int iters) {
 
 // Prints and returns the per-op GPU times of one decode step at prompt's batch (CudaModel::decode_breakdown).
 nlohmann::json decode_breakdown(cuda::CudaModel& m, const Tensor& prompt, const std::string& what) {
-  std::vector<cuda::OpTimer::Row> rows = m.decode_breakdown(prompt);
-  double total = 0;
-  for (const auto& r : rows) total += r.ms;
-  std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.ms > y.ms; });
-  std::printf("  %s per op (one step outside the graph, events between ops, %.3f ms in all):", what.c_str(), total);
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& r : rows) {
-    std::printf(" %s %.3f ms (%.0f%%, x%d);", r.op.c_str(), r.ms, 100 * r.ms / total, r.count);
-    out.push_back({{"op", r.op}, {"ms", r.ms}, {"count", r.count}});
-  }
-  std::printf("\n");
-  return out;
+  return print_op_rows(m.decode_breakdown(prompt), what + " per op (one step outside the graph, events between ops");
 }
 
 // B random prompts of `prompt` tokens.
