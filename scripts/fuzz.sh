@@ -39,6 +39,6 @@ for t in "${targets[@]}"; do
   secs=$(($(date +%s) - start))
   # fork mode prints "#N: cov: ... exec/s: ... oom/timeout/crash: A/B/C ..." lines; the last holds the totals.
   execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
-  findings=$(grep -oE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | awk -F'[ /]' '{print $2+$3+$4}')
+  findings=$(grep -oE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | awk -F'[ /]' '{print $4+$5+$6}')
   printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$secs" "${execs:-0}" "${findings:-0}" | tee -a results/fuzz/runs.tsv
 done
