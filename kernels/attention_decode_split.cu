@@ -166,16 +166,6 @@ __global__ void __launch_bounds__(kThreads)
   cluster.sync();  // rank 0 has read the other blocks' shared memory before they exit
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    BMH_CUDA(cudaGetDevice(&dev));
-    BMH_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
 template <class T, int VEC, int GL, int R>
 void launch(const void* qkv, int B, int H, int hd, const void* kc, const void* vc, int S_max, const int* pos_dev,
             float scale, void* out, cudaStream_t s) {

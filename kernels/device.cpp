@@ -121,4 +121,14 @@ void dt_to_f32(const void* src, float* dst, Dt t, size_t n) {
   }
 }
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    BMH_CUDA(cudaGetDevice(&dev));
+    BMH_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
 }  // namespace bmh::cuda

@@ -50,6 +50,8 @@ class DeviceBuffer {
 };
 
 // Copies and fills (synchronous unless a stream is given).
+// Multiprocessors of the current device (read once): the kernels that size their grids to fill the GPU.
+int sm_count();
 void upload(void* dst, const void* src, size_t bytes, cudaStream_t s = nullptr);
 void download(void* dst, const void* src, size_t bytes, cudaStream_t s = nullptr);
 // Fills `n` elements of dtype t with NaN (poison for tests: an unwritten element shows up).

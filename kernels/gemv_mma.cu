@@ -79,16 +79,6 @@ __global__ void __launch_bounds__(WPR * 32) gemv_mma_kernel(GemvArgs a, bool pre
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    BMH_CUDA(cudaGetDevice(&dev));
-    BMH_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
 template <class T, class O, int WPR>
 void go(const GemvArgs& a, cudaStream_t s) {
   launch_kernel(gemv_mma_kernel<T, O, WPR>, (a.N + 15) / 16, WPR * 32, 0, s, a, pdl_wanted());

@@ -148,16 +148,6 @@ __global__ void __launch_bounds__(kThreads) gemv_rows_kernel(GemvArgs a, bool pr
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    BMH_CUDA(cudaGetDevice(&dev));
-    BMH_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
 template <class T, class O, int LPR, int WPR, bool kShared>
 void go(const GemvArgs& a, int groups, cudaStream_t s) {
   constexpr int GPB = kThreads / (LPR * WPR);

@@ -79,16 +79,6 @@ __global__ void __launch_bounds__(kThreads) gemv_split_kernel(GemvArgs a, bool p
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    BMH_CUDA(cudaGetDevice(&dev));
-    BMH_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
 template <class T, class O, int VB, int LPR, int WPR>
 void go(const GemvArgs& a, cudaStream_t s) {
   constexpr int RPB = kThreads / (LPR * WPR);

@@ -307,16 +307,6 @@ __global__ void __launch_bounds__(kThreads, 5) scan_chunked_kernel(ScanArgs a) {
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    BMH_CUDA(cudaGetDevice(&dev));
-    BMH_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
 template <class T, int G>
 size_t prepare(int N) {  // dynamic shared memory of the kernel for N states (raises the limit past 48 KB)
   const size_t smem = Layout<T, G>::bytes(N);
