@@ -154,12 +154,7 @@ class CudaDecoder final : public Decoder {
   // One step's kernels run once outside the graph with events between ops (kernels/op_timer.h): GPU ms per op.
   // The state advances as in step(); the events add a few microseconds per op, so this is a breakdown, not a time.
   std::vector<OpTimer::Row> timed_step(const std::vector<int64_t>& tokens) {
-    if (pos_host_ < 0) fail("cuda decoder: step before prefill");
-    if (int(tokens.size()) != B_) fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens");
-    std::copy(tokens.begin(), tokens.end(), host_ids_);
-    *host_pos_ = pos_host_;
-    BMH_CUDA(cudaMemcpyAsync(ids_.get(), host_ids_, size_t(B_) * 8, cudaMemcpyHostToDevice, stream_));
-    BMH_CUDA(cudaMemcpyAsync(pos_.get(), host_pos_, sizeof(int), cudaMemcpyHostToDevice, stream_));
+    upload_step(tokens);
     OpTimer timer(stream_);
     timer_ = &timer;
     try {
@@ -236,8 +231,8 @@ class CudaDecoder final : public Decoder {
     return fed;
   }
 
-  // Checks the tokens, uploads them and the position, and replays the step graph (captured on first use).
-  void enqueue_step(const std::vector<int64_t>& tokens) {
+  // Checks the tokens and uploads them and the position for the next step.
+  void upload_step(const std::vector<int64_t>& tokens) {
     if (pos_host_ < 0) fail("cuda decoder: step before prefill");
     if (int(tokens.size()) != B_) fail("cuda decoder for batch ", B_, " got ", tokens.size(), " tokens");
     for (size_t b = 0; b < tokens.size(); ++b)
@@ -251,6 +246,11 @@ class CudaDecoder final : public Decoder {
     *host_pos_ = pos_host_;
     BMH_CUDA(cudaMemcpyAsync(ids_.get(), host_ids_, size_t(B_) * 8, cudaMemcpyHostToDevice, stream_));
     BMH_CUDA(cudaMemcpyAsync(pos_.get(), host_pos_, sizeof(int), cudaMemcpyHostToDevice, stream_));
+  }
+
+  // upload_step, then the step graph's replay (captured on first use).
+  void enqueue_step(const std::vector<int64_t>& tokens) {
+    upload_step(tokens);
     if (!exec_) {
       BMH_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
       try {
