@@ -161,7 +161,10 @@ void causal_conv1d_silu(Dt t, const void* x, int ldx, const float* w, const floa
   });
 }
 
-template <class T>
+// KR > 0: d_conv - 1 <= KR, the K - 1 state rows are loaded into registers together before any store (the shift
+// below writes the rows it reads, so a plain loop makes each load wait for the previous store: K - 1 round trips
+// to memory per token). KR = 0: any d_conv, that loop.
+template <class T, int KR>
 __global__ void conv1d_update_kernel(const T* __restrict__ x, int ldx, const float* __restrict__ w,
                                      const float* __restrict__ bias, float* state, int Di, int K, T* __restrict__ y,
                                      int ldy) {
@@ -172,10 +175,22 @@ __global__ void conv1d_update_kernel(const T* __restrict__ x, int ldx, const flo
   float* st = state + (int64_t)b * (K - 1) * Di;
   float xin = to_f(x[(int64_t)b * ldx + c]);
   float acc = bias ? bias[c] : 0.f;
-  for (int k = 0; k < K - 1; ++k) {
-    float v = st[(int64_t)k * Di + c];
-    acc += w[c * K + k] * v;
-    if (k > 0) st[(int64_t)(k - 1) * Di + c] = v;  // shift left by one
+  if constexpr (KR > 0) {
+    float v[KR];
+#pragma unroll
+    for (int k = 0; k < KR; ++k) v[k] = k < K - 1 ? st[(int64_t)k * Di + c] : 0.f;
+#pragma unroll
+    for (int k = 0; k < KR; ++k)
+      if (k < K - 1) {
+        acc += w[c * K + k] * v[k];
+        if (k > 0) st[(int64_t)(k - 1) * Di + c] = v[k];  // shift left by one
+      }
+  } else {
+    for (int k = 0; k < K - 1; ++k) {
+      float v = st[(int64_t)k * Di + c];
+      acc += w[c * K + k] * v;
+      if (k > 0) st[(int64_t)(k - 1) * Di + c] = v;  // shift left by one
+    }
   }
   acc += w[c * K + K - 1] * xin;
   if (K > 1) st[(int64_t)(K - 2) * Di + c] = xin;
@@ -185,8 +200,14 @@ __global__ void conv1d_update_kernel(const T* __restrict__ x, int ldx, const flo
 void causal_conv1d_silu_update(Dt t, const void* x, int ldx, const float* w, const float* bias, float* state, int B,
                                int Di, int K, void* y, int ldy, cudaStream_t s) {
   if (B == 0) return;
-  BMH_DISPATCH_DT(t, T, launch_kernel(conv1d_update_kernel<T>, dim3((Di + 127) / 128, B), 128, 0, s,
-                                      static_cast<const T*>(x), ldx, w, bias, state, Di, K, static_cast<T*>(y), ldy));
+  const dim3 grid((Di + 127) / 128, B);
+  if (K <= 8) {
+    BMH_DISPATCH_DT(t, T, launch_kernel(conv1d_update_kernel<T, 7>, grid, 128, 0, s, static_cast<const T*>(x), ldx, w,
+                                        bias, state, Di, K, static_cast<T*>(y), ldy));
+  } else {
+    BMH_DISPATCH_DT(t, T, launch_kernel(conv1d_update_kernel<T, 0>, grid, 128, 0, s, static_cast<const T*>(x), ldx, w,
+                                        bias, state, Di, K, static_cast<T*>(y), ldy));
+  }
   BMH_LAUNCH("conv1d_update_kernel");
 }
 

@@ -48,7 +48,8 @@ std::string OpCase::name() const {
   if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
   if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
   if (variant != 0 && op == OpKind::NormGemv) os << "_fused";
-  if (variant != 0 && op == OpKind::StateUpdate) os << "_dt_" << to_string(DecodeDtVariant(variant));
+  if ((variant & 1) && op == OpKind::StateUpdate) os << "_dt_" << to_string(DecodeDtVariant::Fused);
+  if ((variant & 2) && op == OpKind::StateUpdate) os << "_" << to_string(StateUpdateVariant::Tile);
   if (variant != 0 && (op == OpKind::AddNorm || op == OpKind::Conv1d)) os << "_scalar";
   return os.str();
 }
@@ -94,6 +95,9 @@ std::vector<OpCase> op_cases() {
     { OpCase c = C(OpKind::Conv1d); c.B = 1; c.T = 20; c.N = 68; c.K = 4; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1d); c.B = 2; c.T = 37; c.N = 72; c.K = 4; c.M = 1; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 3; c.N = 65; c.K = 4; c.bias = true; v.push_back(c); }
+    // the register path's largest d_conv (8), and the loop past it (12)
+    { OpCase c = C(OpKind::Conv1dUpdate); c.B = 2; c.N = 33; c.K = 8; v.push_back(c); }
+    { OpCase c = C(OpKind::Conv1dUpdate); c.B = 2; c.N = 40; c.K = 12; c.bias = true; v.push_back(c); }
     for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
       auto S = [&] { OpCase c = C(OpKind::Scan); c.variant = int(sv); return c; };
       { OpCase c = S(); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
@@ -113,14 +117,26 @@ std::vector<OpCase> op_cases() {
       c.B = 2; c.T = 12 * G * 2 + 7; c.N = 37; c.K = 16; c.flag = true; c.bias = true; v.push_back(c);
       c.B = 1; c.T = 12 * G + 1; c.N = 130; c.K = 7; c.flag = false; c.bias = false; v.push_back(c);
     }
-    { OpCase c = C(OpKind::StateUpdate); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
-    { OpCase c = C(OpKind::StateUpdate); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
-    // dt_proj folded in (decode_dt=fused): dt_rank M = 37 and 5 (not multiples of the 16 lanes), and 92
-    // (BlackMamba-2.8B's); delta is then dt_proj [Di, M] times the first M columns of the bc rows
-    for (auto [B, Di, N, Rk, z] : std::vector<std::tuple<int, int, int, int, bool>>{
-             {3, 67, 16, 37, true}, {1, 20, 40, 5, false}, {2, 40, 16, 92, true}}) {
-      OpCase c = C(OpKind::StateUpdate); c.variant = int(DecodeDtVariant::Fused);
-      c.B = B; c.N = Di; c.K = N; c.M = Rk; c.flag = z; c.bias = true; v.push_back(c);
+    // Both versions (variant bit 1: tile). Tile's lanes per channel: d_state 4 -> 1, 8 -> 2, 16 -> 4 (Mamba's),
+    // 20 -> 8 with 3 idle lanes, 40 -> 16 with 6 idle, 64 -> 16; odd batch sizes leave a thread's second row empty,
+    // 67 and 37 channels a partial block. d_state 6 is not a multiple of 4: tile falls back to lanes there.
+    for (int tile : {0, 2}) {
+      auto S = [&] { OpCase c = C(OpKind::StateUpdate); c.variant = tile; return c; };
+      { OpCase c = S(); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+      { OpCase c = S(); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
+      if (tile) {
+        for (auto [B, Di, N] : std::vector<std::tuple<int, int, int>>{
+                 {5, 37, 4}, {2, 129, 8}, {4, 33, 20}, {3, 70, 64}, {2, 11, 6}}) {
+          OpCase c = S(); c.B = B; c.N = Di; c.K = N; c.flag = B % 2 == 1; c.bias = true; v.push_back(c);
+        }
+      }
+      // dt_proj folded in (decode_dt=fused): dt_rank M = 37 and 5 (not multiples of the lanes), and 92
+      // (BlackMamba-2.8B's); delta is then dt_proj [Di, M] times the first M columns of the bc rows
+      for (auto [B, Di, N, Rk, z] : std::vector<std::tuple<int, int, int, int, bool>>{
+               {3, 67, 16, 37, true}, {1, 20, 40, 5, false}, {2, 40, 16, 92, true}}) {
+        OpCase c = S(); c.variant = tile + int(DecodeDtVariant::Fused);
+        c.B = B; c.N = Di; c.K = N; c.M = Rk; c.flag = z; c.bias = true; v.push_back(c);
+      }
     }
     for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Rows, GemvVariant::Mma}) {
       auto G = [&] { OpCase c = C(OpKind::Gemv); c.variant = int(gv); return c; };
@@ -217,7 +233,17 @@ std::vector<OpCase> op_cases() {
       OpCase c = P(OpKind::Conv1d); c.B = 8; c.T = 2048; c.N = Di; c.K = 4; c.bias = true; c.variant = scalar;
       v.push_back(c);
     }
-  { OpCase c = P(OpKind::StateUpdate); c.B = 1; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
+  // Decode's conv update at Mamba-2.8B's 5120 channels, 8 and 256 rows.
+  for (int B : {8, 256}) {
+    OpCase c = P(OpKind::Conv1dUpdate); c.B = B; c.N = 5120; c.K = 4; c.bias = true; v.push_back(c);
+  }
+  // Decode's state update: one row, and the batched decode's 8, 64 and 256 rows of Mamba-2.8B (5120 channels), each
+  // in both versions (the fp32 state is 327 KB per row, read and written).
+  for (int B : {1, 8, 64, 256})
+    for (int tile : {0, 2}) {
+      OpCase c = P(OpKind::StateUpdate); c.B = B; c.N = 5120; c.K = 16; c.flag = true; c.bias = true; c.variant = tile;
+      v.push_back(c);
+    }
   // Prefill elementwise passes at 8 x 2048: pythia-1.4b's GELU (erf) with fc1 bias over [16384, 8192]; one
   // BlackMamba-2.8B expert's gated GELU over its ~2048 rows of [2 x 3872]; pythia-1.4b's rotary (32 of 128 dims)
   // with the k/v copy into the cache.

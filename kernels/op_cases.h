@@ -54,7 +54,8 @@ struct OpCase {
   NormKind norm = NormKind::RMSNorm;
   Activation act = Activation::GeluErf;
   int variant = 0;               // kernel version (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant;
-                                 // StateUpdate: DecodeDtVariant, fused = dt_proj [N, M] inside; AddNorm,
+                                 // StateUpdate: DecodeDtVariant + 2 * StateUpdateVariant (bit 0: fused =
+                                 // dt_proj [N, M] inside; bit 1: the tile kernel); AddNorm,
                                  // Conv1d: 1 = the scalar kernel where the 16-byte one applies); 0 = first
   bool perf = false;             // model-sized
   std::string name() const;      // "linear_bf16_M129_N250_K96_acc"; a variant other than 0 adds "_<its name>"

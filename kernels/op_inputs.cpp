@@ -87,7 +87,7 @@ OpData make_op_inputs(const OpCase& c, uint64_t seed) {
       in["D"] = g.normal(Di, 0.5, Dt::F32, 1.0);
       if (c.bias) in["delta_bias"] = g.normal(Di, 0.5, Dt::F32);
       in["state"] = g.normal(size_t(c.B) * Di * N, 0.5, Dt::F32);
-      if (c.op == OpKind::StateUpdate && c.variant == int(DecodeDtVariant::Fused)) {
+      if (c.op == OpKind::StateUpdate && (c.variant & 1)) {
         // dt_proj [Di, Rk] over the bc rows' first Rk columns; in["delta"] becomes what the dt_proj GEMV would store
         // (the exact dot rounded to the dtype), so the reference check is unchanged. delta_bias shifted by -2 keeps
         // softplus(delta + bias) in the range of the other cases (delta ~ N(0, 1) here).

@@ -132,7 +132,7 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       const int Di = c.N, N = c.K, p0 = c.M > 0 ? c.M : 3, ldbc = p0 + 2 * N;
       ScanArgs a{};
       a.u = D.put("u", in["u"], dt); a.ldu = Di;
-      const bool fused_dt = c.op == OpKind::StateUpdate && c.variant == int(DecodeDtVariant::Fused);
+      const bool fused_dt = c.op == OpKind::StateUpdate && (c.variant & 1);
       a.delta = fused_dt ? nullptr : D.put("delta", in["delta"], dt); a.ldd = Di;
       a.z = c.flag ? D.put("z", in["z"], dt) : nullptr; a.ldz = Di;
       // [R, p0 + 2N] like x_proj's output [dt_rank | B | C]: B at column p0 (M, else 3), C at p0 + N
@@ -151,7 +151,10 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       a.lanes = c.op == OpKind::Scan ? c.E : 0;
       const ScanVariant sv = ScanVariant(c.variant);
       if (c.op == OpKind::Scan) D.launch = [=](cudaStream_t s) { selective_scan(dt, a, sv, s); };
-      else D.launch = [=](cudaStream_t s) { selective_state_update(dt, a, s); };
+      else {
+        const StateUpdateVariant uv = c.variant & 2 ? StateUpdateVariant::Tile : StateUpdateVariant::Lanes;
+        D.launch = [=](cudaStream_t s) { selective_state_update(dt, a, uv, s); };
+      }
       break;
     }
     case OpKind::Gemv: {
@@ -427,6 +430,9 @@ OpTiming time_op(const OpCase& c, int iters) {
     case OpKind::Gemv: r.bytes = double(c.flag ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::NormGemv: r.bytes = double(std::max(c.E, 1) > 1 ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * 4 + c.B * double(c.N) * (c.flag ? 4 : es); r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::AddNorm: r.bytes = in_bytes + R * c.N * (es + (c.flag ? 4 : 0)); break;
+    // Decode's in-place states are written back too: fp32 [B, Di, N] and [B, K - 1, Di]; and y [B, Di].
+    case OpKind::StateUpdate: r.bytes = in_bytes + c.B * double(c.N) * c.K * 4 + R * c.N * es; break;
+    case OpKind::Conv1dUpdate: r.bytes = in_bytes + c.B * double(c.K - 1) * c.N * 4 + R * c.N * es; break;
     case OpKind::AttnDecode: r.bytes = 2.0 * c.B * c.H * (c.S - 3) * c.hd * es; r.flops = 4.0 * c.B * c.H * c.S * c.hd; break;
     // Causal: T (T + 1) / 2 (query, key) pairs, 2 hd FLOPs each for q k and for p v.
     case OpKind::AttnPrefill: r.bytes = in_bytes + R * c.H * c.hd * es; r.flops = 4.0 * c.B * c.H * c.hd * (double(c.T) * (c.T + 1) / 2); break;

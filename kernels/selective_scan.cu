@@ -161,7 +161,8 @@ void selective_scan(Dt t, const ScanArgs& a, ScanVariant v, cudaStream_t s) {
 
 void selective_scan(Dt t, const ScanArgs& a, cudaStream_t s) { selective_scan(t, a, kernel_variants().scan, s); }
 
-// 16 lanes per (b, channel); lane l holds states n = l, l + 16, ...; the C.h sum reduces over the 16 lanes.
+// Version 1 (StateUpdateVariant::Lanes): 16 lanes per (b, channel); lane l holds states n = l, l + 16, ...; the
+// C.h sum reduces over the 16 lanes.
 constexpr int kGroup = 16;
 template <class T>
 __global__ void state_update_kernel(ScanArgs a, bool pre) {
@@ -212,14 +213,24 @@ __global__ void state_update_kernel(ScanArgs a, bool pre) {
   }
 }
 
-void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s) {
-  if (a.T != 1) fail("selective_state_update: T must be 1, got ", a.T);
-  if (a.dt_w && (a.Rk < 1 || !a.dt_x)) fail("selective_state_update: dt_proj weight without its input (Rk ", a.Rk, ")");
+void selective_state_update_lanes(Dt t, const ScanArgs& a, cudaStream_t s) {
   if (a.B == 0 || a.Di == 0) return;
   constexpr int threads = 128;
   dim3 grid((a.Di * kGroup + threads - 1) / threads, a.B);
   BMH_DISPATCH_DT(t, T, launch_kernel(state_update_kernel<T>, grid, threads, 0, s, a, pdl_wanted()));
   BMH_LAUNCH("state_update_kernel");
+}
+
+void selective_state_update(Dt t, const ScanArgs& a, StateUpdateVariant v, cudaStream_t s) {
+  if (a.T != 1) fail("selective_state_update: T must be 1, got ", a.T);
+  if (a.dt_w && (a.Rk < 1 || !a.dt_x)) fail("selective_state_update: dt_proj weight without its input (Rk ", a.Rk, ")");
+  // The tile version needs 16-byte state rows (d_state a multiple of 4); any other shape runs the lanes version.
+  if (v == StateUpdateVariant::Tile && state_update_tile_fits(a)) selective_state_update_tile(t, a, s);
+  else selective_state_update_lanes(t, a, s);
+}
+
+void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s) {
+  selective_state_update(t, a, kernel_variants().state_update, s);
 }
 
 }  // namespace bmh::cuda

@@ -37,7 +37,15 @@ void selective_scan(Dt t, const ScanArgs& a, ScanVariant v, cudaStream_t s);
 void selective_scan_staged(Dt t, const ScanArgs& a, cudaStream_t s);
 void selective_scan_chunked(Dt t, const ScanArgs& a, cudaStream_t s);
 // Decode: one token per sequence (T = 1), parallel over batch x channel x state (mamba_ssm selective_state_update);
-// with a.dt_w set it also does dt_proj (see ScanArgs).
+// with a.dt_w set it also does dt_proj (see ScanArgs). Runs kernel_variants().state_update.
 void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s);
+// Tile runs only where state_update_tile_fits (d_state a multiple of 4 up to 64, 16-byte aligned state and A);
+// elsewhere the lanes version runs.
+void selective_state_update(Dt t, const ScanArgs& a, StateUpdateVariant v, cudaStream_t s);
+// The two versions: one state per lane, 16 lanes per channel (selective_scan.cu); 4 states per lane in 16-byte
+// loads, 2 batch rows per thread (selective_state_update_tile.cu).
+void selective_state_update_lanes(Dt t, const ScanArgs& a, cudaStream_t s);
+void selective_state_update_tile(Dt t, const ScanArgs& a, cudaStream_t s);
+bool state_update_tile_fits(const ScanArgs& a);
 
 }  // namespace bmh::cuda

@@ -16,6 +16,7 @@ const char* to_string(GemvVariant v) {
 const char* to_string(MoePrefillVariant v) { return v == MoePrefillVariant::Streams ? "streams" : "serial"; }
 const char* to_string(PdlVariant v) { return v == PdlVariant::On ? "on" : "off"; }
 const char* to_string(DecodeDtVariant v) { return v == DecodeDtVariant::Fused ? "fused" : "gemv"; }
+const char* to_string(StateUpdateVariant v) { return v == StateUpdateVariant::Tile ? "tile" : "lanes"; }
 
 KernelVariants kernel_set_v1() {
   KernelVariants v;
@@ -26,6 +27,7 @@ KernelVariants kernel_set_v1() {
   v.moe_prefill = MoePrefillVariant::Serial;
   v.pdl = PdlVariant::Off;
   v.decode_dt = DecodeDtVariant::Gemv;
+  v.state_update = StateUpdateVariant::Lanes;
   return v;
 }
 KernelVariants kernel_set_v2() { return KernelVariants{}; }
@@ -34,7 +36,7 @@ std::string to_string(const KernelVariants& v) {
   return std::string("scan=") + to_string(v.scan) + ",attn_decode=" + to_string(v.attn_decode) +
          ",attn_prefill=" + to_string(v.attn_prefill) + ",gemv=" + to_string(v.gemv) +
          ",moe_prefill=" + to_string(v.moe_prefill) + ",pdl=" + to_string(v.pdl) + ",decode_dt=" +
-         to_string(v.decode_dt);
+         to_string(v.decode_dt) + ",state_update=" + to_string(v.state_update);
 }
 
 namespace {
@@ -70,10 +72,13 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.pdl = name == "on" ? PdlVariant::On : PdlVariant::Off;
     } else if (op == "decode_dt" && (name == "gemv" || name == "fused")) {
       kv.decode_dt = name == "fused" ? DecodeDtVariant::Fused : DecodeDtVariant::Gemv;
+    } else if (op == "state_update" && (name == "lanes" || name == "tile")) {
+      kv.state_update = name == "tile" ? StateUpdateVariant::Tile : StateUpdateVariant::Lanes;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
            "' (choices: v1, v2, scan=staged|chunked, attn_decode=per_head|split, attn_prefill=gemm|flash, "
-           "gemv=warp|split|rows|mma, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused)");
+           "gemv=warp|split|rows|mma, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused, "
+           "state_update=lanes|tile)");
     }
   }
 }

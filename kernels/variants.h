@@ -45,6 +45,12 @@ enum class DecodeDtVariant : int {
   Fused = 1,  // decode: the state update computes delta = dt_proj[c] . x_dbl[b, :dt_rank] itself (one kernel fewer)
 };
 
+enum class StateUpdateVariant : int {
+  Lanes = 0,  // decode state update: 16 lanes per (row, channel), one state each (selective_scan.cu)
+  Tile = 1,   // 4 states per lane in 16-byte loads, N / 4 lanes per channel, 2 batch rows per thread
+              // (selective_state_update_tile.cu); d_state not a multiple of 4 runs Lanes
+};
+
 // Defaults: the version-2 kernels, each faster on the H200 op table of 2026-12-02 and within its op-table
 // tolerance there (kernels/NOTES.md): chunked scan, split-key decode attention, flash prefill, split GEMV; and,
 // from the in-run A/B of 197b1ef (same weights, one process): MoE experts on side streams (MoE layer 1.728 ->
@@ -65,15 +71,18 @@ struct KernelVariants {
   MoePrefillVariant moe_prefill = MoePrefillVariant::Streams;
   PdlVariant pdl = PdlVariant::On;  // CudaDecoder::record_step only; prefill never uses it
   DecodeDtVariant decode_dt = DecodeDtVariant::Gemv;  // CudaDecoder's mamba_step only
+  StateUpdateVariant state_update = StateUpdateVariant::Tile;
 };
-// The two named sets: "v1" (staged, per_head, gemm, warp, serial MoE, pdl off, decode_dt gemv: the kernels before
+// state_update=tile (2026-12-03): the lanes version moved batched decode's state at 0.81 TB/s (13.2 of 19.1 ms of a
+// 256-row Mamba-2.8B step, kernels/NOTES.md); tile's timing is the A/B of the first call that carries it.
+// The two named sets: "v1" (staged, per_head, gemm, warp, serial MoE, pdl off, decode_dt gemv, state_update lanes: the kernels before
 // 2026-12-02) and "v2" (the defaults).
 KernelVariants kernel_set_v1();
 KernelVariants kernel_set_v2();
 
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
-// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv, moe_prefill, pdl, decode_dt) left to
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv, moe_prefill, pdl, decode_dt, state_update) left to
 // right; an entry "v1" or "v2" sets every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices,
 // changing nothing. BMH_KERNELS is applied before the first call, so this overrides it.
 void set_kernel_variants(const std::string& spec);
@@ -84,7 +93,9 @@ const char* to_string(GemvVariant v);         // "warp", "split", "rows", "mma"
 const char* to_string(MoePrefillVariant v);   // "serial", "streams"
 const char* to_string(PdlVariant v);          // "off", "on"
 const char* to_string(DecodeDtVariant v);     // "gemv", "fused"
-// "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial,pdl=off,decode_dt=gemv": the
+const char* to_string(StateUpdateVariant v);  // "lanes", "tile"
+// "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial,pdl=off,decode_dt=gemv,
+// state_update=tile": the
 // spec set_kernel_variants reads back.
 std::string to_string(const KernelVariants& v);
 

@@ -169,11 +169,12 @@ fi
 if want bench; then
   say "== bmh bench-gpu"
   # Op rows: the scan's versions side by side (8 x 2048 and 1 x 16384), decode attention at 32k cached positions,
-  # attention prefill 8 x 2048, the decode GEMV's versions at 8 rows; every version stays in the op table for
+  # attention prefill 8 x 2048, the decode GEMV's versions at 8 rows, decode's state and conv updates at 1..256 rows
+  # (Mamba-2.8B's 5120 channels, state update in both versions); every version stays in the op table for
   # `bmh bench-gpu` without --ops.
   # BENCH_EXTRA_OPS=1 adds (bench_gpu.json only, ~1 min): BlackMamba-2.8B's scan shape at each lane count, and the
   # prefill elementwise passes (GELU, gated expert activation, rotary, conv, norms) beside their scalar versions.
-  OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048|^gemv_bf16_B8_'
+  OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048|^gemv_bf16_B8_|^state_update_bf16_(B[0-9]+_)?N5120_K16_flag_bias(_tile)?$|^conv1d_update_bf16_B'
   [ -z "${BENCH_EXTRA_OPS:-}" ] ||
     OPS="$OPS|^selective_scan_bf16_B8_T2048_M92_N2944|^mlp_act_bf16_T|^rotary_bf16_B8|^conv1d_bf16_B8|^add_norm_bf16_T16384"
   # Preset rows with the default kernels; BENCH_AB=SETS times every preset once per kernel set of the comma-separated
@@ -224,9 +225,13 @@ if want sanitize; then
   # accesses --, the widened-head flash test and the ~300 forwards of the batched-scoring test: too slow under the
   # tool; the flash kernel's tensor-core path is covered by racecheck/initcheck below), the version-1 kernel passes
   # and decode_dt=fused (off by default); pdl=on, the default, is in.
-  run_bin timeout 200 "$CS" --tool memcheck --error-exitcode 97 --leak-check no "$CARRY/bin/gpu_test_cuda_model" \
-    --gtest_brief=1 --gtest_filter='-*v1kernels*:*FusedDecodeDt*' 2>&1 | tee -a "$LOG" | tail -n 25
-  rc=${PIPESTATUS[0]}; say "== memcheck exit $rc"; [ "$rc" = 0 ] || STATUS=1
+  # Then gpu_test_cuda_decode_batched: batched decoding at 2..8 rows (gemv=mma / rows) and the argmax kernel.
+  for t in gpu_test_cuda_model gpu_test_cuda_decode_batched; do
+    say "== compute-sanitizer memcheck $t"
+    run_bin timeout 200 "$CS" --tool memcheck --error-exitcode 97 --leak-check no "$CARRY/bin/$t" \
+      --gtest_brief=1 --gtest_filter='-*v1kernels*:*FusedDecodeDt*' 2>&1 | tee -a "$LOG" | tail -n 25
+    rc=${PIPESTATUS[0]}; say "== memcheck $t exit $rc"; [ "$rc" = 0 ] || STATUS=1
+  done
   # racecheck: shared-memory hazards over the op table's correctness cases (model-sized ones would take hours).
   # SANITIZE_TOOLS picks the tools (default all three) where one call must also hold the tests.
   for tool in racecheck initcheck; do

@@ -429,51 +429,71 @@ TEST_P(CudaFixture, PdlDecodeIsBitIdentical) {
   }
 }
 
-// dt_proj folded into the decode state update (decode_dt=fused, here together with pdl=on) against the separate
-// GEMV (decode_dt=gemv, pdl=off): the same teacher-forced tokens through both decoders of one model, fp32 and bf16,
-// batch 1 and 3. Not bit-identical: the fused kernel sums the dt_rank-term dot in another order (16 lanes per
-// channel) than the GEMV. fp32: ~sqrt(dt_rank) fp32 ulps per delta, bound 1e-4 as the decode-vs-forward test's fp32
-// bound. bf16: that order difference can flip the bf16 rounding of a delta by one ulp (as between the two GEMV
-// versions), which later steps carry; bound 2e-2 as the decode-vs-forward test's bf16 bound, for the same reason.
-// The prefill does not use either variant: its logits must be bit-identical. Fixtures without Mamba blocks
-// (pythia, mixtral) run through unchanged and must be bit-identical throughout.
-TEST_P(CudaFixture, FusedDecodeDtMatchesGemv) {
-  BMH_REQUIRE_GPU();
-  const std::string name = this->name();
-  for (std::string dtype : {"fp32", "bf16"}) {
-    auto m = load_fixture(name, dtype);
-    const int V = m->config().vocab_size;
-    const bool has_mamba = std::any_of(m->config().blocks.begin(), m->config().blocks.end(),
-                                       [](const BlockConfig& b) { return b.mixer == MixerKind::Mamba; });
-    for (int B : {1, 3}) {
-      std::mt19937_64 rng(200 + B);
-      std::vector<int64_t> p(size_t(B) * 11);
-      for (auto& id : p) id = int64_t(rng() % uint64_t(V));
-      std::vector<std::vector<int64_t>> feed(7, std::vector<int64_t>(B));
-      for (auto& f : feed)
-        for (auto& id : f) id = int64_t(rng() % uint64_t(V));
-      std::vector<float> out[2];
-      Tensor first[2];
-      for (int fused : {0, 1}) {
-        KernelSetGuard g(fused ? "decode_dt=fused,pdl=on" : "decode_dt=gemv,pdl=off");
-        auto dec = m->decoder(B);
-        first[fused] = dec->prefill(Tensor::from_i64(p, {B, 11}));
-        for (const auto& f : feed) {
-          const Tensor l = dec->step(f);
-          out[fused].insert(out[fused].end(), l.data<float>(), l.data<float>() + l.numel());
-        }
-      }
-      const std::string what = name + " " + dtype + " B=" + std::to_string(B);
-      EXPECT_EQ(std::memcmp(first[0].data<float>(), first[1].data<float>(), first[0].nbytes()), 0) << what;
-      const std::vector<double> want(out[0].begin(), out[0].end());
-      const double e = rel(out[1], want);
-      EXPECT_LT(e, dtype == "fp32" ? 1e-4 : 2e-2) << what;
-      if (!has_mamba) {
-        EXPECT_EQ(out[1], out[0]) << what << ": no Mamba block, nothing may change";
-      }
-      RecordProperty(dtype + "_B" + std::to_string(B) + "_rel_err", std::to_string(e));
+// Teacher-forced decoding of one model under two kernel specs (spec[0] the reference): random prompts of 11 tokens
+// at batch B, then 7 fed steps. Returns the relative error of spec[1]'s step logits against spec[0]'s, after
+// asserting that the prefill (which neither spec's decode variants touch) is bit-identical, and that a model without
+// Mamba blocks decodes bit-identically.
+double decode_under_two_specs(const std::string& name, const std::string& dtype, int B, const char* const spec[2]) {
+  auto m = load_fixture(name, dtype);
+  const int V = m->config().vocab_size;
+  const bool has_mamba = std::any_of(m->config().blocks.begin(), m->config().blocks.end(),
+                                     [](const BlockConfig& b) { return b.mixer == MixerKind::Mamba; });
+  std::mt19937_64 rng(200 + B);
+  std::vector<int64_t> p(size_t(B) * 11);
+  for (auto& id : p) id = int64_t(rng() % uint64_t(V));
+  std::vector<std::vector<int64_t>> feed(7, std::vector<int64_t>(B));
+  for (auto& f : feed)
+    for (auto& id : f) id = int64_t(rng() % uint64_t(V));
+  std::vector<float> out[2];
+  Tensor first[2];
+  for (int k : {0, 1}) {
+    KernelSetGuard g(spec[k]);
+    auto dec = m->decoder(B);
+    first[k] = dec->prefill(Tensor::from_i64(p, {B, 11}));
+    for (const auto& f : feed) {
+      const Tensor l = dec->step(f);
+      out[k].insert(out[k].end(), l.data<float>(), l.data<float>() + l.numel());
     }
   }
+  const std::string what = name + " " + dtype + " B=" + std::to_string(B);
+  EXPECT_EQ(std::memcmp(first[0].data<float>(), first[1].data<float>(), first[0].nbytes()), 0) << what;
+  if (!has_mamba) {
+    EXPECT_EQ(out[1], out[0]) << what << ": no Mamba block, nothing may change";
+  }
+  return rel(out[1], std::vector<double>(out[0].begin(), out[0].end()));
+}
+
+// dt_proj folded into the decode state update (decode_dt=fused, here together with pdl=on) against the separate
+// GEMV (decode_dt=gemv, pdl=off), fp32 and bf16, batch 1 and 3. Not bit-identical: the fused kernel sums the
+// dt_rank-term dot in another order (16 lanes per channel) than the GEMV. fp32: ~sqrt(dt_rank) fp32 ulps per delta,
+// bound 1e-4 as the decode-vs-forward test's fp32 bound. bf16: that order difference can flip the bf16 rounding of a
+// delta by one ulp (as between the two GEMV versions), which later steps carry; bound 2e-2 as the decode-vs-forward
+// test's bf16 bound, for the same reason. Fixtures without Mamba blocks (pythia, mixtral) must be bit-identical.
+TEST_P(CudaFixture, FusedDecodeDtMatchesGemv) {
+  BMH_REQUIRE_GPU();
+  const char* const spec[2] = {"decode_dt=gemv,pdl=off", "decode_dt=fused,pdl=on"};
+  for (std::string dtype : {"fp32", "bf16"})
+    for (int B : {1, 3}) {
+      const double e = decode_under_two_specs(name(), dtype, B, spec);
+      EXPECT_LT(e, dtype == "fp32" ? 1e-4 : 2e-2) << name() << " " << dtype << " B=" << B;
+      RecordProperty(dtype + "_B" + std::to_string(B) + "_rel_err", std::to_string(e));
+    }
+}
+
+// The tile state update (4 states per lane, 2 rows per thread) against the lanes version (one state per lane),
+// fp32 and bf16, batch 1, 3 (a thread's second row empty) and 8. The per-state update is the same expression; only
+// the C . h sum runs in another order (4 states in a lane, then the lanes, vs 16 lanes), ~1 fp32 ulp of y per step.
+// fp32: bound 1e-5 (the fp32 ops' op-table bound; a few ulps carried through 7 steps and the fixtures' layers).
+// bf16: such an ulp can flip a bf16 rounding of y, which later steps carry: 2e-2 as the decode-vs-forward bf16 bound.
+TEST_P(CudaFixture, TileStateUpdateMatchesLanes) {
+  BMH_REQUIRE_GPU();
+  const char* const spec[2] = {"state_update=lanes", "state_update=tile"};
+  for (std::string dtype : {"fp32", "bf16"})
+    for (int B : {1, 3, 8}) {
+      const double e = decode_under_two_specs(name(), dtype, B, spec);
+      EXPECT_LT(e, dtype == "fp32" ? 1e-5 : 2e-2) << name() << " " << dtype << " B=" << B;
+      RecordProperty(dtype + "_B" + std::to_string(B) + "_rel_err", std::to_string(e));
+    }
 }
 
 }  // namespace

@@ -66,7 +66,8 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("pdl=on,moe_prefill=serial");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
-            "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv");
+            "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv,"
+            "state_update=tile");
   EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
@@ -74,7 +75,8 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
   cuda::set_kernel_variants(cuda::to_string(cuda::kernel_variants()) + ",pdl=on");
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
-            "scan=staged,attn_decode=per_head,attn_prefill=gemm,gemv=warp,moe_prefill=serial,pdl=on,decode_dt=gemv");
+            "scan=staged,attn_decode=per_head,attn_prefill=gemm,gemv=warp,moe_prefill=serial,pdl=on,decode_dt=gemv,"
+            "state_update=lanes");
   cuda::set_kernel_variants("decode_dt=fused");
   EXPECT_EQ(cuda::kernel_variants().decode_dt, cuda::DecodeDtVariant::Fused);
   EXPECT_THROW(cuda::set_kernel_variants("decode_dt=gemm"), Error);
@@ -94,6 +96,15 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("gemv=mma");
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
   EXPECT_NE(cuda::to_string(cuda::kernel_variants()).find(",gemv=mma,"), std::string::npos);
+  cuda::set_kernel_variants("v2");
+  EXPECT_EQ(cuda::kernel_variants().state_update, cuda::StateUpdateVariant::Tile);
+  cuda::set_kernel_variants("state_update=lanes");
+  EXPECT_EQ(cuda::kernel_variants().state_update, cuda::StateUpdateVariant::Lanes);
+  EXPECT_THROW(cuda::set_kernel_variants("state_update=tiles"), Error);
+  EXPECT_EQ(cuda::kernel_variants().state_update, cuda::StateUpdateVariant::Lanes);
+  cuda::set_kernel_variants("v1,state_update=tile");
+  EXPECT_EQ(cuda::kernel_variants().state_update, cuda::StateUpdateVariant::Tile);
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Warp);
 }
 
 }  // namespace

@@ -1,0 +1,127 @@
+// Decode's selective state update, version 2 (StateUpdateVariant::Tile): the same formula as state_update_kernel in
+// selective_scan.cu (mamba_ssm ops/triton/selective_state_update.py), laid out for bandwidth. Batched decoding
+// reads and writes the fp32 state [B, Di, N] once per token (256 rows of Mamba-2.8B: 168 MB per layer), and the
+// version with one state per lane moved it at a fifth of copy rate: per 8 bytes of state each thread also loaded
+// u, delta, z, A, B and C and ran the 16-lane reduction. Here a lane holds 4 consecutive states (one 16-byte load
+// and store, so a warp touches 512 contiguous bytes), N / 4 lanes make a channel, the C . h sum is mostly in
+// registers, and each thread serves ROWS batch rows of its channel so that ROWS independent state loads are in
+// flight before any arithmetic (A is loaded once for them).
+#include "core/error.h"
+#include "kernels/common.cuh"
+#include "kernels/launch.cuh"
+#include "kernels/selective_scan.cuh"
+
+namespace bmh::cuda {
+
+namespace {
+
+constexpr int kTileThreads = 128;
+constexpr int kTileRows = 2;
+
+// LPC lanes per channel (a power of two, LPC * 4 >= N); lanes whose states start at or past N only take part in the
+// shuffles.
+template <class T, int LPC>
+__global__ void __launch_bounds__(kTileThreads) state_update_tile_kernel(ScanArgs a, bool pre) {
+  pdl_trigger();
+  constexpr int CPB = kTileThreads / LPC;  // channels per block
+  const int tid = threadIdx.x, lane = tid % LPC;
+  const int c = blockIdx.x * CPB + tid / LPC, N = a.N, Di = a.Di, n0 = lane * 4;
+  const bool active = c < Di, mine = active && n0 < N;  // mine: this lane owns states n0 .. n0 + 3
+  const int cc = active ? c : 0;
+  // A and dt_proj's row are weights: read before the wait (in a PDL launch, while the previous kernel finishes).
+  float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (mine) A = *reinterpret_cast<const float4*>(a.A + (int64_t)cc * N + n0);
+  if (pre && a.dt_w)
+    prefetch_l2(static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk, int64_t(a.Rk) * sizeof(T), lane, LPC);
+  const float db = a.delta_bias ? a.delta_bias[cc] : 0.f, Dc = a.D ? a.D[cc] : 0.f;
+  pdl_wait();
+  const T* U = static_cast<const T*>(a.u);
+  const T* Dl = static_cast<const T*>(a.delta);
+  const T* Z = static_cast<const T*>(a.z);
+  const T* Bm = static_cast<const T*>(a.Bm);
+  const T* Cm = static_cast<const T*>(a.Cm);
+  const int b0 = blockIdx.y * kTileRows;
+  // Every load of every row first (state, u, delta, z, B, C), then the arithmetic.
+  float4 h[kTileRows];
+  float u[kTileRows], dl[kTileRows], zg[kTileRows], Bv[kTileRows][4], Cv[kTileRows][4];
+#pragma unroll
+  for (int r = 0; r < kTileRows; ++r) {
+    const int b = b0 + r;
+    const bool row = b < a.B;
+    const int64_t rb = row ? b : 0;
+    h[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (row && mine) h[r] = *reinterpret_cast<const float4*>(a.state + (rb * Di + cc) * N + n0);
+    u[r] = to_f(U[rb * a.ldu + cc]);
+    dl[r] = a.dt_w ? 0.f : to_f(Dl[rb * a.ldd + cc]);
+    zg[r] = Z ? to_f(Z[rb * a.ldz + cc]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const bool ok = n0 + j < N;
+      Bv[r][j] = ok ? to_f(Bm[rb * a.ldbc + n0 + j]) : 0.f;
+      Cv[r][j] = ok ? to_f(Cm[rb * a.ldbc + n0 + j]) : 0.f;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kTileRows; ++r) {
+    const int b = b0 + r;
+    const int64_t rb = b < a.B ? b : 0;
+    if (a.dt_w) {  // dt_proj here (decode_dt=fused): the channel's lanes split the dot over Rk, rounded as the GEMV
+      const T* w = static_cast<const T*>(a.dt_w) + (int64_t)cc * a.Rk;
+      const T* x = static_cast<const T*>(a.dt_x) + rb * a.ldx_dt;
+      float s = 0.f;
+      for (int k = lane; k < a.Rk; k += LPC) s = fmaf(to_f(w[k]), to_f(x[k]), s);
+#pragma unroll
+      for (int o = LPC / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      dl[r] = to_f(from_f<T>(s));
+    }
+    const float dt = softplus_f(dl[r] + db), dtu = dt * u[r];
+    float4& s = h[r];
+    s.x = exp_sfu(dt * A.x) * s.x + dtu * Bv[r][0];
+    s.y = exp_sfu(dt * A.y) * s.y + dtu * Bv[r][1];
+    s.z = exp_sfu(dt * A.z) * s.z + dtu * Bv[r][2];
+    s.w = exp_sfu(dt * A.w) * s.w + dtu * Bv[r][3];
+    float acc = Cv[r][0] * s.x + Cv[r][1] * s.y + Cv[r][2] * s.z + Cv[r][3] * s.w;
+#pragma unroll
+    for (int o = LPC / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (b < a.B && mine) *reinterpret_cast<float4*>(a.state + (rb * Di + cc) * N + n0) = s;
+    if (b < a.B && active && lane == 0) {
+      float yv = acc + Dc * u[r];
+      if (Z) yv *= silu_f(zg[r]);
+      static_cast<T*>(a.y)[rb * a.ldy + c] = from_f<T>(yv);
+    }
+  }
+}
+
+template <class T>
+void launch_tile(const ScanArgs& a, cudaStream_t s) {
+  const int need = (a.N + 3) / 4;
+  auto go = [&](auto lpc) {
+    constexpr int L = decltype(lpc)::value;
+    dim3 grid((a.Di + kTileThreads / L - 1) / (kTileThreads / L), (a.B + kTileRows - 1) / kTileRows);
+    launch_kernel(state_update_tile_kernel<T, L>, grid, kTileThreads, 0, s, a, pdl_wanted());
+  };
+  if (need <= 1) go(std::integral_constant<int, 1>{});
+  else if (need <= 2) go(std::integral_constant<int, 2>{});
+  else if (need <= 4) go(std::integral_constant<int, 4>{});
+  else if (need <= 8) go(std::integral_constant<int, 8>{});
+  else go(std::integral_constant<int, 16>{});
+}
+
+}  // namespace
+
+bool state_update_tile_fits(const ScanArgs& a) {
+  // 16-byte state and A rows: N a multiple of 4 and both bases 16-byte aligned (cudaMalloc'd buffers are).
+  return a.N % 4 == 0 && a.N <= 64 && reinterpret_cast<uintptr_t>(a.state) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(a.A) % 16 == 0;
+}
+
+void selective_state_update_tile(Dt t, const ScanArgs& a, cudaStream_t s) {
+  if (!state_update_tile_fits(a))
+    fail("selective_state_update_tile: needs d_state a multiple of 4 up to 64 and 16-byte aligned state and A (d_state ",
+         a.N, ")");
+  if (a.B == 0 || a.Di == 0) return;
+  BMH_DISPATCH_DT(t, T, launch_tile<T>(a, s));
+  BMH_LAUNCH("state_update_tile_kernel");
+}
+
+}  // namespace bmh::cuda
