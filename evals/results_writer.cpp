@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -271,6 +272,22 @@ static void write_requests_h5(const std::string& path, const std::vector<TaskRes
     }
   }
   f.commit();
+}
+
+void write_requests_jsonl(const std::string& out_dir, const std::vector<TaskResult>& results) {
+  std::string text;
+  for (const TaskResult& tr : results)
+    for (const RequestRecord& r : tr.requests) {
+      const std::vector<int32_t>& ctx = r.tokens.context;
+      nlohmann::ordered_json j;
+      j["task"] = tr.task.name;
+      j["doc_id"] = r.doc_id;
+      j["idx"] = r.idx;
+      j["context_ids"] = std::vector<int32_t>(ctx.begin() + std::min<size_t>(size_t(r.n_truncated), ctx.size()), ctx.end());
+      j["continuation_ids"] = r.tokens.continuation;
+      text += j.dump() + "\n";
+    }
+  write_file_atomic(out_dir + "/requests.jsonl", text);
 }
 
 void write_results(const std::string& out_dir, const std::vector<TaskResult>& results, const RunInfo& info) {

@@ -36,6 +36,10 @@ struct RunInfo {
 nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, const RunInfo& info);
 // Writes results.json and requests.h5 into `out_dir` (created if needed), each atomically.
 void write_results(const std::string& out_dir, const std::vector<TaskResult>& results, const RunInfo& info);
+// Every request as one JSON line (task, doc_id, idx, context_ids after lm-eval's left truncation, continuation_ids):
+// the token sequences the model scored, for scoring the same requests with another tool (gpu_check's lm-eval-style
+// peers read it). Written atomically to out_dir/requests.jsonl.
+void write_requests_jsonl(const std::string& out_dir, const std::vector<TaskResult>& results);
 // Atomic text file: path.tmp.<pid>, fsync, rename, fsync of the directory.
 void write_file_atomic(const std::string& path, const std::string& text);
 // The commit the binary was built from (core/build_info.h): full hash, "-dirty" if the tree differed.

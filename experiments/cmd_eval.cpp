@@ -1,6 +1,6 @@
 // bmh eval: zero-shot accuracy on the seven tasks of the BlackMamba paper with lm-evaluation-harness v0.4.x
 // semantics (evals/task_*.cpp, evals/requests.h, evals/metrics.h). Writes <out>/results.json (lm-eval's shape)
-// and <out>/requests.h5; <out>/journal.bmhj holds the scored requests while it runs, so the same command
+// and <out>/requests.h5 (with --requests-jsonl also <out>/requests.jsonl); <out>/journal.bmhj holds the scored requests while it runs, so the same command
 // resumes a killed run and ends with the same results.
 #include <chrono>
 #include <cstdio>
@@ -29,7 +29,7 @@ struct EvalArgs {
   std::string batch_size;          // refused: replaced by --token-budget
   size_t budget_check = 32;
   int bootstrap_iters = 100000;
-  bool no_progress = false, deterministic = false, no_prefix_sharing = false;
+  bool no_progress = false, deterministic = false, no_prefix_sharing = false, requests_jsonl = false;
 };
 
 std::string model_name(const ModelSpec& s) {
@@ -120,6 +120,7 @@ void run_eval(const EvalArgs& a) {
   info.seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
   if (!dist::is_root()) return;  // rank 0 writes and reports for all
   eval::write_results(out, results, info);
+  if (a.requests_jsonl) eval::write_requests_jsonl(out, results);
   journal->remove();
   std::printf("%s (%s), limit: %s, token_budget: %lld%s\n%s", info.model.c_str(), info.model_args.c_str(),
               a.limit > 0 ? std::to_string(a.limit).c_str() : "None", (long long)a.token_budget,
@@ -163,6 +164,9 @@ void add_eval_command(CLI::App& app) {
   sub->add_option("--bootstrap-iters", args->bootstrap_iters, "bootstrap resamples for perplexity's stderr")
       ->default_val(100000);
   sub->add_flag("--no-progress", args->no_progress, "no progress bar");
+  sub->add_flag("--requests-jsonl", args->requests_jsonl,
+                "also write <out>/requests.jsonl: every request's token ids as scored (task, doc_id, idx, "
+                "context_ids after left truncation, continuation_ids), to score them with another tool");
   sub->callback([args] { run_eval(*args); });
 }
 

@@ -13,6 +13,10 @@
 #   scripts/gpu_check.sh sanitize   compute-sanitizer memcheck over the model tests (not the long ones),
 #                                   racecheck (shared-memory hazards) and initcheck over the op table
 #   scripts/gpu_check.sh all        the three in one call (the peers' kernels build on the CPUs meanwhile)
+#   scripts/gpu_check.sh suite      the 7-task zero-shot suite timed cold (`bmh eval`, fresh --out, model load
+#                                   included) for blackmamba-2.8b and mamba-2.8b (bf16, random weights), then the same
+#                                   requests scored lm-eval-style by Zyphra's code and mamba_ssm (eval_peer.py);
+#                                   SUITE_LIMIT=N runs --limit N (default: the full tasks)
 # The tests need the half-precision routing oracle (tests/fixtures/blackmamba-tiny-halfroute, made from Zyphra's code
 # by scripts/gpu_peers/routing_oracle.py): where it is not committed yet it is made first and returned as
 # halfroute.tgz, to be committed.
@@ -74,7 +78,7 @@ if [ "${1:-}" = pack ]; then
 fi
 
 MODE=${1:-tests}
-case "$MODE" in tests|bench|sanitize|all) ;; *) echo "usage: $0 pack [--allow-dirty] | tests | bench | sanitize | all" >&2; exit 2 ;; esac
+case "$MODE" in tests|bench|sanitize|suite|all) ;; *) echo "usage: $0 pack [--allow-dirty] | tests | bench | sanitize | suite | all" >&2; exit 2 ;; esac
 want() { [ "$MODE" = "$1" ] || [ "$MODE" = all ]; }
 if [ -f "$CARRY/bundle.tar.xz" ] && [ ! -d "$CARRY/bin" ]; then tar -C "$CARRY" -xJf "$CARRY/bundle.tar.xz"; fi
 [ -x "$CARRY/bin/bmh" ] || { echo "gpu_check: no $CARRY/bin (run 'scripts/gpu_check.sh pack' here first)" >&2; exit 2; }
@@ -140,9 +144,19 @@ P=scripts/gpu_peers
 PEERS="$PWD/$CARRY/peers"
 OA=$(cd "$O" && pwd)
 KB=/tmp/peer_kernels
+# Each peer script runs under min(its cap, what is left of the call less 15 s for the table): a script that is
+# stopped leaves its planned rows marked "not measured" (table.py). CALL_LIMIT: the seconds the device call
+# allows this script (the tool's limit, or less where less device time is left).
+CALL_LIMIT=${CALL_LIMIT:-585}
+peer() {
+  local cap=$1 name=$2; shift 2
+  local t=$((CALL_LIMIT - 15 - SECONDS)); [ "$t" -lt "$cap" ] || t=$cap; [ "$t" -gt 1 ] || t=1
+  say "== peer $name (timeout $t s)"
+  env PYTHONUNBUFFERED=1 timeout "$t" python3 "$@" 2>&1 | grep -v Warning | tee -a "$LOG"
+}
 # BENCH_PEERS=none: bmh bench-gpu alone (kernel A/B runs); the table then has no peer times.
 NO_PEERS=$([ "${BENCH_PEERS:-all}" = none ] && echo 1 || true)
-if want bench && [ -z "$NO_PEERS" ]; then
+if { want bench && [ -z "$NO_PEERS" ]; } || [ "$MODE" = suite ]; then
   # The peers' kernels build on the CPUs while our tests and benchmark run on the GPU.
   (PYTHONUNBUFFERED=1 python3 $P/build_peer_kernels.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --out "$KB" \
      >/tmp/peer_build.log 2>&1; echo "exit $?" >>/tmp/peer_build.log) &
@@ -191,17 +205,7 @@ if want bench && [ -z "$NO_PEERS" ]; then
   say "== peer kernels: $(grep -E 'built in|^exit' /tmp/peer_build.log | tr '\n' ' ')"
   grep -q "^exit 0" /tmp/peer_build.log || tail -n 40 /tmp/peer_build.log | tee -a "$LOG"
   say "== peers"
-  # Each peer script runs under min(its cap, what is left of the call less 15 s for the table), most important
-  # rows first and mamba_ssm's batched decoding last, so the call's limit never cuts the table: a script that is
-  # stopped leaves its planned rows marked "not measured" (table.py). CALL_LIMIT: the seconds the device call
-  # allows this script (the tool's limit, or less where less device time is left).
-  CALL_LIMIT=${CALL_LIMIT:-585}
-  peer() {
-    local cap=$1 name=$2; shift 2
-    local t=$((CALL_LIMIT - 15 - SECONDS)); [ "$t" -lt "$cap" ] || t=$cap; [ "$t" -gt 1 ] || t=1
-    say "== peer $name (timeout $t s)"
-    env PYTHONUNBUFFERED=1 timeout "$t" python3 "$@" 2>&1 | grep -v Warning | tee -a "$LOG"
-  }
+  # Most important rows first and mamba_ssm's batched decoding last, so the call's limit never cuts the table.
   peer 150 mamba_ssm $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
     --json "$OA/peers_mamba_ssm.json"
   peer 100 zyphra $P/zyphra_peer.py --src "$PEERS/zyphra" --conv "$PEERS/conv" --kernels "$KB" \
@@ -217,6 +221,29 @@ if want bench; then
   shopt -u nullglob
   python3 $P/table.py --bench "$OA/bench_gpu.json" --peers "${peer_files[@]}" --commit "$COMMIT" \
     --command "scripts/gpu_check.sh bench" --out "$OA" 2>&1 | tee -a "$LOG"
+fi
+if [ "$MODE" = suite ]; then
+  TASKS=lambada_openai,hellaswag,piqa,winogrande,arc_easy,arc_challenge,openbookqa
+  for preset in blackmamba-2.8b mamba-2.8b; do
+    d=/tmp/suite-$preset
+    rm -rf "$d"
+    say "== bmh eval $preset bf16 ${SUITE_LIMIT:+--limit $SUITE_LIMIT }(cold: fresh --out)"
+    t0=$(date +%s.%N)
+    run_bin "$CARRY/bin/bmh" eval --preset "$preset" --backend cuda --dtype bf16 --tasks "$TASKS" --no-progress \
+      ${SUITE_LIMIT:+--limit "$SUITE_LIMIT"} --requests-jsonl --out "$d" 2>&1 | tee -a "$LOG" | tail -n 16
+    rc=${PIPESTATUS[0]}
+    t1=$(date +%s.%N)
+    [ "$rc" = 0 ] || STATUS=1
+    python3 $P/suite_table.py ours --preset "$preset" --start "$t0" --end "$t1" --exit "$rc" --run-dir "$d" \
+      --limit "${SUITE_LIMIT:-0}" --json "$OA/suite_ours_$preset.json" 2>&1 | tee -a "$LOG"
+  done
+  wait $BUILD_PID
+  say "== peer kernels: $(grep -E 'built in|^exit' /tmp/peer_build.log | tr '\n' ' ')"
+  peer 240 mamba_ssm-suite $P/eval_peer.py --peer mamba_ssm --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
+    --requests /tmp/suite-mamba-2.8b/requests.jsonl --json "$OA/suite_peer_mamba_ssm.json"
+  peer 200 zyphra-suite $P/eval_peer.py --peer zyphra --src "$PEERS/zyphra" --mamba "$PEERS/mamba" --conv "$PEERS/conv" \
+    --kernels "$KB" --requests /tmp/suite-blackmamba-2.8b/requests.jsonl --json "$OA/suite_peer_zyphra.json"
+  python3 $P/suite_table.py table --dir "$OA" --commit "$COMMIT" --command "scripts/gpu_check.sh suite" 2>&1 | tee -a "$LOG"
 fi
 if want sanitize; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

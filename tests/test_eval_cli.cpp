@@ -111,10 +111,17 @@ ScoreResult from_logits(const Tensor& logits, const std::vector<int32_t>& tokens
 
 TEST(EvalCli, RequestLoglikelihoodEqualsDirectForward) {
   fs::path out = scratch("direct");
-  CmdResult r = run("eval" + kPreset + " --tasks piqa,lambada_openai,winogrande --limit 3 --token-budget 64 --no-progress --out " +
-              out.string());
+  CmdResult r = run("eval" + kPreset + " --tasks piqa,lambada_openai,winogrande --limit 3 --token-budget 64 --no-progress "
+                    "--requests-jsonl --out " + out.string());
   ASSERT_EQ(r.status, 0) << r.output;
   const std::string h5 = (out / "requests.h5").string();
+  // --requests-jsonl: one line per request, in the order of requests.h5, with the token ids scored below.
+  std::vector<json> lines;
+  {
+    std::ifstream in(out / "requests.jsonl");
+    for (std::string l; std::getline(in, l);) lines.push_back(json::parse(l));
+  }
+  ASSERT_EQ(lines.size(), size_t(3 * 2 + 3 + 3 * 2));
   Tokenizer tok = Tokenizer::load(default_tokenizer_path());
   eval::Encoder enc = [&](std::string_view s) { return tok.encode(s); };
   int checked = 0;
@@ -130,6 +137,10 @@ TEST(EvalCli, RequestLoglikelihoodEqualsDirectForward) {
       eval::TokenizedRequest tr = eval::encode_request(ctx[i], cont[i], enc, tok.eos_id());
       ASSERT_EQ(tr.continuation.size(), size_t(off[i + 1] - off[i]));
       for (size_t k = 0; k < tr.continuation.size(); ++k) EXPECT_EQ(tr.continuation[k], ids[size_t(off[i]) + k]);
+      const json& line = lines.at(size_t(checked));
+      EXPECT_EQ(line["task"], t);
+      EXPECT_EQ(line["context_ids"].get<std::vector<int32_t>>(), tr.context) << t << " request " << i;
+      EXPECT_EQ(line["continuation_ids"].get<std::vector<int32_t>>(), tr.continuation) << t << " request " << i;
       std::vector<int32_t> tokens = tr.context;
       tokens.insert(tokens.end(), tr.continuation.begin(), tr.continuation.end());
       std::vector<int64_t> in(tokens.begin(), tokens.end() - 1);
