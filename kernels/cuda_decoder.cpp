@@ -28,10 +28,7 @@ class CudaDecoder final : public Decoder {
  public:
   CudaDecoder(CudaModel& m, int batch) : m_(m), cfg_(m.config()), B_(batch) {
     if (batch < 1 || batch > m.max_decode_batch())
-      fail("cuda decoder: batch ", batch, " outside [1, ", m.max_decode_batch(), "] (",
-           m.max_decode_batch() == kGemvMaxRows ? "the decode GEMV's rows; its per-row expert serves MoE blocks"
-                                                : "batches above 8 run their projections through cuBLAS",
-           ")");
+      fail("cuda decoder: batch ", batch, " outside [1, ", m.max_decode_batch(), "]");
     BMH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (batch > kGemvMaxRows) blas_ = std::make_unique<Blas>(stream_);
     const Dt dt = m.dt();
@@ -71,6 +68,8 @@ class CudaDecoder final : public Decoder {
     // logits [B, E], gates [B, k] token-major and [k, B] slot-major; experts likewise; ties [B]; NaN flag.
     router_.alloc(size_t(B_) * (E + 2 * K) * 4, "decoder router logits and gates");
     expert_.alloc(size_t(B_) * (2 * K + 1) * 4 + 4, "decoder experts, ties and NaN flag");
+    // Above kGemvMaxRows: each expert's rows, listed on the device per slot (gemv.cuh group_rows_by_expert).
+    if (B_ > kGemvMaxRows) group_.alloc((E + 1 + size_t(B_)) * 4, "decoder rows grouped by expert");
     BMH_CUDA(cudaMemset(expert_.get(), 0, expert_.bytes()));
     K_ = int(K);
     E_ = int(E);
@@ -343,11 +342,16 @@ class CudaDecoder final : public Decoder {
   }
 
   // y = x W^T (+ bias) (+ y): the decode GEMV up to 8 rows; above, a cuBLAS GEMM (fp32 accumulate, beta = 1 for the
-  // residual add) then add_bias, as prefill computes it. Per-row experts and scales exist only in the GEMV, so MoE
-  // models decode at most 8 rows (CudaModel::max_decode_batch).
-  void project(Dt out, const GemvArgs& g) {
+  // residual add) then add_bias, as prefill computes it; per-row experts above 8 rows: the grouped GEMV over the
+  // lists group_experts wrote for g.expert (n_experts > 0).
+  void project(Dt out, const GemvArgs& g, int n_experts = 0) {
     if (B_ <= kGemvMaxRows) return gemv(m_.dt(), out, g, stream_);
-    if (g.expert || g.scale) fail("cuda decoder: a per-row expert GEMV at batch ", B_, " (at most ", kGemvMaxRows, ")");
+    if (g.expert) {
+      if (n_experts < 1) fail("cuda decoder: a per-row expert projection at batch ", B_, " without its row lists");
+      const int* offsets = group_.as<int>();
+      return gemv_grouped(m_.dt(), out, g, n_experts, offsets, offsets + n_experts + 1, stream_);
+    }
+    if (g.scale) fail("cuda decoder: a per-row scale without experts at batch ", B_);
     linear(*blas_, m_.dt(), out, B_, g.N, g.K, g.x, g.ldx, g.W, g.K, g.y, g.ldy, 1.f, g.accumulate ? 1.f : 0.f);
     add_bias(out, g.y, g.ldy, g.bias, B_, g.N, stream_);
   }
@@ -455,14 +459,20 @@ class CudaDecoder final : public Decoder {
       g1.w_expert_stride = int64_t(F1) * d; g1.bias_expert_stride = F1;
       g2.w_expert_stride = int64_t(d) * F; g2.bias_expert_stride = d;
       // One pass per slot, in slot order: the expert output (with its bias) times its gate, added to the residual.
+      // Above kGemvMaxRows each slot's rows are first listed per expert on the device (timed with fc1).
       for (int j = 0; j < k; ++j) {
         g1.expert = g2.expert = expert_sm + size_t(j) * B_;
         g2.scale = gate_sm + size_t(j) * B_;
-        project(dt, g1);
+        const int grouped = B_ > kGemvMaxRows ? E : 0;
+        if (grouped) {
+          int* offsets = group_.as<int>();
+          group_rows_by_expert(g1.expert, B_, E, offsets, offsets + E + 1, stream_);
+        }
+        project(dt, g1, grouped);
         tick("moe.fc1");
         mlp_act(dt, f.act, f.gated, a_.get(), F1, nullptr, B_, F, b_.get(), F, stream_);
         tick("moe.act");
-        project(Dt::F32, g2);
+        project(Dt::F32, g2, grouped);
         tick("moe.fc2");
       }
       return;
@@ -482,7 +492,7 @@ class CudaDecoder final : public Decoder {
   std::unique_ptr<Blas> blas_;  // batches above kGemvMaxRows: cuBLAS on stream_ (its own workspace, capture-safe)
   DecodeState state_;
   DecodeState slot_state_;  // one row: prefill_slot's scratch
-  DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, logits_, scores_, greedy_;
+  DeviceBuffer ids_, pos_, resid_, xn_, xn2_, a_, b_, c_, e_, router_, expert_, group_, logits_, scores_, greedy_;
   int K_ = 1, E_ = 1, H_max_ = 0;
   int* host_flag_ = nullptr;
   int64_t* host_ids_ = nullptr;

@@ -105,11 +105,8 @@ void CudaModel::ensure_side_streams() {
   }
 }
 
-int CudaModel::max_decode_batch() const {
-  for (const BlockConfig& b : cfg_.blocks)
-    if (b.mlp == MlpKind::Moe) return kGemvMaxRows;
-  return 256;
-}
+// Above kGemvMaxRows dense projections run through cuBLAS and MoE experts through the grouped GEMV (gemv.cuh).
+int CudaModel::max_decode_batch() const { return 256; }
 
 std::string CudaModel::describe() const { return std::string("cuda ") + dt_name(w_.dt); }
 

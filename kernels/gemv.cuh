@@ -34,6 +34,15 @@ void gemv_rows(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 // ... and the tensor-core version for 2..8 rows sharing bf16/fp16 weights (gemv_mma.cu; the rest runs gemv_rows).
 void gemv_mma(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 
+// Per-row experts for any number of rows (batched decoding of MoE blocks above kGemvMaxRows; gemv_grouped.cu), all
+// on the device: group_rows_by_expert writes offsets [E + 1] and rows [B] (expert e's rows, in row order, are
+// rows[offsets[e] .. offsets[e + 1])); gemv_grouped then reads each expert's weights once for all of its rows
+// (tensor cores for bf16/fp16 where gemv_grouped_fits; otherwise gemv_warp, which reads them once per row).
+// a.expert must be set; offsets / rows must come from group_rows_by_expert on the same a.expert.
+void group_rows_by_expert(const int* expert, int B, int E, int* offsets, int* rows, cudaStream_t s);
+bool gemv_grouped_fits(Dt t, const GemvArgs& a);
+void gemv_grouped(Dt t, Dt out, const GemvArgs& a, int E, const int* offsets, const int* rows, cudaStream_t s);
+
 // The pre-norm folded into the GEMV's input (gemv_norm.cu): x[b] = norm(residual[b]) w (+ b) rounded to dtype t, as
 // add_norm (norm.cuh) writes it with no delta, then y as gemv. a.x / a.ldx are ignored; K = d. B * d * dtype bytes
 // must fit in 200 KiB of shared memory.

@@ -46,7 +46,8 @@ std::string OpCase::name() const {
   if (variant != 0 && op == OpKind::Scan) os << "_" << to_string(ScanVariant(variant));
   if (variant != 0 && op == OpKind::AttnDecode) os << "_" << to_string(AttnDecodeVariant(variant));
   if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
-  if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
+  if (variant == kGemvGroupedCase && op == OpKind::Gemv) os << "_grouped";
+  else if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
   if (variant != 0 && op == OpKind::NormGemv) os << "_fused";
   if ((variant & 1) && op == OpKind::StateUpdate) os << "_dt_" << to_string(DecodeDtVariant::Fused);
   if ((variant & 2) && op == OpKind::StateUpdate) os << "_" << to_string(StateUpdateVariant::Tile);
@@ -157,6 +158,14 @@ std::vector<OpCase> op_cases() {
       { OpCase c = G(); c.B = 4; c.N = 70; c.K = 64; v.push_back(c); }
       { OpCase c = G(); c.B = 6; c.N = 2050; c.K = 512; c.bias = true; v.push_back(c); }
       { OpCase c = G(); c.B = 2; c.N = 45; c.K = 1000; c.bias = true; v.push_back(c); }
+    }
+    // Grouped per-row experts (batched MoE decoding above 8 rows): 150 rows over 3 experts (~50 each: two passes of
+    // 32 rows), 12 rows over 40 experts (most empty: their blocks exit), 70 rows with K = 1000 (a partial last
+    // 32-step) and a partial 16-row tile; fp32 runs gemv_warp.
+    for (auto [B, N, K, E] : std::vector<std::tuple<int, int, int, int>>{
+             {150, 37, 72, 3}, {12, 40, 256, 40}, {70, 45, 1000, 5}}) {
+      OpCase c = C(OpKind::Gemv); c.variant = kGemvGroupedCase; c.B = B; c.N = N; c.K = K; c.E = E; c.flag = true;
+      c.bias = true; v.push_back(c);
     }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 10240; c.K = 2560; c.perf = true; v.push_back(c); }
     for (int fused : {0, 1}) {  // B x K normalized rows, then W [N, K]; bias: LayerNorm bias and GEMV bias
@@ -272,6 +281,12 @@ std::vector<OpCase> op_cases() {
     for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split}) {
       if (N == 7744 && gv == GemvVariant::Warp) continue;  // the case above
       OpCase c = P(OpKind::Gemv); c.variant = int(gv); c.B = 1; c.N = N; c.K = K; c.E = E; c.flag = E > 0;
+      v.push_back(c);
+    }
+  // Batched MoE decoding above 8 rows: BlackMamba-2.8B's expert fc1 and fc2 (top-1 of 8) at 64 and 256 rows, grouped.
+  for (int B : {64, 256})
+    for (auto [N, K] : std::vector<std::pair<int, int>>{{7744, 1472}, {1472, 3872}}) {
+      OpCase c = P(OpKind::Gemv); c.variant = kGemvGroupedCase; c.B = B; c.N = N; c.K = K; c.E = 8; c.flag = true;
       v.push_back(c);
     }
   // Batched decode (8 rows), each GEMV version: Mamba-2.8B in_proj, x_proj, out_proj; BlackMamba-2.8B one

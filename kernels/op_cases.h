@@ -36,6 +36,9 @@ enum class OpKind {
   AttnGqa,       // gqa_rotary_split + gqa_attention_decode: H query heads over K key/value heads, rd rotary dims
 };
 const char* to_string(OpKind k);
+// A Gemv case's variant that runs group_rows_by_expert + gemv_grouped (per-row experts, any row count) instead of
+// one of the GemvVariant versions.
+constexpr int kGemvGroupedCase = 4;
 
 struct OpCase {
   OpKind op;
@@ -53,7 +56,7 @@ struct OpCase {
   bool bias = false;
   NormKind norm = NormKind::RMSNorm;
   Activation act = Activation::GeluErf;
-  int variant = 0;               // kernel version (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant;
+  int variant = 0;               // kernel version (Gemv: GemvVariant or kGemvGroupedCase; (kernels/variants.h: Scan-, AttnDecode-, AttnPrefillVariant;
                                  // StateUpdate: DecodeDtVariant + 2 * StateUpdateVariant (bit 0: fused =
                                  // dt_proj [N, M] inside; bit 1: the tile kernel); AddNorm,
                                  // Conv1d: 1 = the scalar kernel where the 16-byte one applies); 0 = first

@@ -177,7 +177,16 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
         g.y = D.out("y", size_t(c.B) * c.N, dt);
       }
       g.ldy = c.N;
-      (void)E;
+      if (c.variant == kGemvGroupedCase) {
+        if (!g.expert) fail("op case ", c.name(), ": the grouped GEMV needs per-row experts (flag)");
+        int* offsets = static_cast<int*>(D.put_int("offsets", std::vector<int64_t>(E + 1, 0), true));
+        int* rows = static_cast<int*>(D.put_int("rows", std::vector<int64_t>(c.B, 0), true));
+        D.launch = [=](cudaStream_t s) {
+          group_rows_by_expert(g.expert, g.B, E, offsets, rows, s);
+          gemv_grouped(dt, od, g, E, offsets, rows, s);
+        };
+        break;
+      }
       const GemvVariant gv = GemvVariant(c.variant);
       D.launch = [=](cudaStream_t s) { gemv(dt, od, g, gv, s); };
       break;
@@ -427,7 +436,8 @@ OpTiming time_op(const OpCase& c, int iters) {
     case OpKind::Scan: r.flops = R * c.N * c.K * 7.0; r.bytes = in_bytes - R * ((c.M > 0 ? c.M : 3) + 2 * c.K) * es + R * 2 * c.K * es + R * c.N * es + c.B * double(c.N) * c.K * 4; break;
     case OpKind::Conv1d: r.bytes = R * c.N * es * 2 + double(c.N) * c.K * 4; r.flops = R * c.N * c.K * 2.0; break;
     // Weights read once (shared) or once per row (per-row experts); the rows' x, and y written.
-    case OpKind::Gemv: r.bytes = double(c.flag ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
+    // Grouped: each used expert's weights once (at most min(B, E) experts).
+    case OpKind::Gemv: r.bytes = double(c.variant == kGemvGroupedCase ? std::min(c.B, c.E) : c.flag ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * es + c.B * double(c.N) * 4; r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::NormGemv: r.bytes = double(std::max(c.E, 1) > 1 ? c.B : 1) * c.N * c.K * es + c.B * double(c.K) * 4 + c.B * double(c.N) * (c.flag ? 4 : es); r.flops = 2.0 * c.B * c.N * c.K; break;
     case OpKind::AddNorm: r.bytes = in_bytes + R * c.N * (es + (c.flag ? 4 : 0)); break;
     // Decode's in-place states are written back too: fp32 [B, Di, N] and [B, K - 1, Di]; and y [B, Di].
