@@ -75,6 +75,18 @@ __device__ __forceinline__ float exp_sfu(float x) {
   return y;
 }
 
+// The fp32 dot of two packed vectors of T (W: int4, int2 or T itself), fused multiply-adds in element order: the
+// GEMV kernels' inner step over one 16- / 8-byte load of weights and one of activations.
+template <class T, class W>
+__device__ __forceinline__ float dot_packed(const W& wv, const W& xv) {
+  const T* wp = reinterpret_cast<const T*>(&wv);
+  const T* xp = reinterpret_cast<const T*>(&xv);
+  float acc = 0.f;
+#pragma unroll
+  for (int j = 0; j < int(sizeof(W) / sizeof(T)); ++j) acc = fmaf(to_f(wp[j]), to_f(xp[j]), acc);
+  return acc;
+}
+
 // Programmatic dependent launch (kernels/launch.cuh). pdl_wait: block until the previous kernel in the stream has
 // finished and its writes are visible; it returns at once when this kernel was not launched as a programmatic
 // dependent (plain launches, prefill). pdl_trigger: let the next kernel be scheduled now (it still waits for this

@@ -25,14 +25,7 @@ constexpr int kMaxB = kGemvMaxRows;
 template <class T>
 struct Vec16 {
   static constexpr int V = 16 / int(sizeof(T));
-  __device__ static float dot(const int4& wv, const int4& xv) {
-    const T* wp = reinterpret_cast<const T*>(&wv);
-    const T* xp = reinterpret_cast<const T*>(&xv);
-    float acc = 0.f;
-#pragma unroll
-    for (int j = 0; j < V; ++j) acc = fmaf(to_f(wp[j]), to_f(xp[j]), acc);
-    return acc;
-  }
+  __device__ static float dot(const int4& wv, const int4& xv) { return dot_packed<T>(wv, xv); }
 };
 
 // R output rows x kMaxB batch rows per lane group; sums end in every lane of the group (xor shuffles), then lane

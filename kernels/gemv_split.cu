@@ -24,12 +24,7 @@ struct Vec {
   using W = std::conditional_t<VB == 16, int4, std::conditional_t<VB == 8, int2, T>>;
   __device__ static float dot(const T* w, const T* x, int i) {
     const W wv = __ldg(reinterpret_cast<const W*>(w) + i), xv = reinterpret_cast<const W*>(x)[i];
-    const T* wp = reinterpret_cast<const T*>(&wv);
-    const T* xp = reinterpret_cast<const T*>(&xv);
-    float acc = 0.f;
-#pragma unroll
-    for (int j = 0; j < V; ++j) acc = fmaf(to_f(wp[j]), to_f(xp[j]), acc);
-    return acc;
+    return dot_packed<T>(wv, xv);
   }
 };
 

@@ -3,6 +3,34 @@
 
 namespace bmh::cuda {
 
+namespace {
+// The block's first maximum from each thread's (best, arg) over its strided indices: the largest value, ties to the
+// smallest index (std::max_element / torch.argmax on finite rows). Every thread gets the result; uses sm_v / sm_i
+// (one slot per warp) and syncs the block.
+__device__ __forceinline__ void block_first_max(float& best, int& arg, float* sm_v, int* sm_i) {
+  auto warp_reduce = [&] {
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
+      if (ob > best || (ob == best && oa < arg)) { best = ob; arg = oa; }
+    }
+  };
+  warp_reduce();
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+  if (lane == 0) { sm_v[warp] = best; sm_i[warp] = arg; }
+  __syncthreads();
+  if (warp == 0) {
+    best = lane < nw ? sm_v[lane] : -INFINITY;
+    arg = lane < nw ? sm_i[lane] : 0x7fffffff;
+    warp_reduce();
+    if (lane == 0) { sm_v[0] = best; sm_i[0] = arg; }
+  }
+  __syncthreads();
+  best = sm_v[0];
+  arg = sm_i[0];
+}
+}  // namespace
+
 __global__ void logsoftmax_gather_kernel(const float* __restrict__ logits, int V, const int64_t* __restrict__ target,
                                          float* logprob, int* greedy, int* argmax) {
   __shared__ float sm_v[32];
@@ -14,36 +42,18 @@ __global__ void logsoftmax_gather_kernel(const float* __restrict__ logits, int V
   int arg = 0x7fffffff;
   for (int i = threadIdx.x; i < V; i += blockDim.x) {
     float v = x[i];
-    if (v > best) { best = v; arg = i; }  // i increases per thread: first max kept
+    if (v > best || (arg == 0x7fffffff && v == best)) { best = v; arg = i; }  // first max; -inf rows: first index
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    float ob = __shfl_xor_sync(0xffffffffu, best, o);
-    int oa = __shfl_xor_sync(0xffffffffu, arg, o);
-    if (ob > best || (ob == best && oa < arg)) { best = ob; arg = oa; }
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-  if (lane == 0) { sm_v[warp] = best; sm_i[warp] = arg; }
-  __syncthreads();
-  if (warp == 0) {
-    best = lane < nw ? sm_v[lane] : -INFINITY;
-    arg = lane < nw ? sm_i[lane] : 0x7fffffff;
-    for (int o = 16; o > 0; o >>= 1) {
-      float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      int oa = __shfl_xor_sync(0xffffffffu, arg, o);
-      if (ob > best || (ob == best && oa < arg)) { best = ob; arg = oa; }
-    }
-    if (lane == 0) { sm_v[0] = best; sm_i[0] = arg; }
-  }
-  __syncthreads();
-  const float m = sm_v[0];
+  block_first_max(best, arg, sm_v, sm_i);
+  const float m = best;
   float sum = 0.f;
   for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(x[i] - m);
   sum = block_sum(sum, red);
   if (threadIdx.x == 0) {
     float xt = x[target[r]];
     logprob[r] = xt - m - logf(sum);
-    greedy[r] = sm_i[0] == target[r] ? 1 : 0;
-    if (argmax) argmax[r] = sm_i[0];
+    greedy[r] = arg == target[r] ? 1 : 0;
+    if (argmax) argmax[r] = arg;
   }
 }
 
@@ -73,26 +83,10 @@ __global__ void argmax_rows_kernel(const float* __restrict__ logits, int V, int6
     if (v > best || (arg == 0x7fffffff && v == best)) { best = v; arg = i; }  // -inf rows: the first index
   }
   if (nan) nan_seen = 1;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
-    if (ob > best || (ob == best && oa < arg)) { best = ob; arg = oa; }
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-  if (lane == 0) { sm_v[warp] = best; sm_i[warp] = arg; }
-  __syncthreads();
-  if (warp == 0) {
-    best = lane < nw ? sm_v[lane] : -INFINITY;
-    arg = lane < nw ? sm_i[lane] : 0x7fffffff;
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oa = __shfl_xor_sync(0xffffffffu, arg, o);
-      if (ob > best || (ob == best && oa < arg)) { best = ob; arg = oa; }
-    }
-    if (lane == 0) {
-      out[r] = arg;
-      has_nan[r] = nan_seen;
-    }
+  block_first_max(best, arg, sm_v, sm_i);  // its syncs also publish nan_seen
+  if (threadIdx.x == 0) {
+    out[r] = arg;
+    has_nan[r] = nan_seen;
   }
 }
 
