@@ -25,9 +25,15 @@ def render(path):
     from table import markdown  # the same rendering gpu_check prints as table.md
     t = json.load(open(path))
     rel = os.path.relpath(os.path.dirname(path), ROOT)
-    return (f"From `{rel}/table.json` (random bf16 weights of the published shapes). \"% of floor\" = floor / "
-            "ours; \"peer / ours\" > 1 means bmh is faster.\n\n"
-            + markdown(t["rows"], t["floors"], t["device"], t["commit"], t["command"]).rstrip("\n"))
+    out = (f"From `{rel}/table.json` (random bf16 weights of the published shapes). \"% of floor\" = floor / "
+           "ours; \"peer / ours\" > 1 means bmh is faster.\n\n"
+           + markdown(t["rows"], t["floors"], t["device"], t["commit"], t["command"]).rstrip("\n"))
+    suite = os.path.join(os.path.dirname(path), "suite.json")
+    if os.path.exists(suite):  # gpu_check suite of the same commit (suite_table.py renders suite.md from it)
+        s = json.load(open(suite))
+        out += (f"\n\nThe 7 zero-shot tasks, full, bf16, from `{rel}/suite.json` (commit {s['commit']}, "
+                f"`{s['command']}`; {s['note']}):\n\n" + open(suite[:-4] + "md").read().rstrip("\n"))
+    return out
 
 
 def main():
