@@ -89,6 +89,8 @@ struct EvalOptions {
   int32_t prefix_token = 0;             // <|endoftext|> of GPT-NeoX-20B
   int bootstrap_iters = 100000;
   ScoreOptions score;
+  // When set, run_tasks appends the wall seconds of its stages: "tokenize", "score", "metrics".
+  std::vector<std::pair<std::string, double>>* stage_seconds = nullptr;
 };
 
 struct LoadedTasks {

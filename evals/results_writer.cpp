@@ -168,12 +168,15 @@ nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, cons
   j["git_hash"] = source_git_hash();
   j["date"] = info.start_time;
   j["total_evaluation_time_seconds"] = std::to_string(info.seconds);
+  json stages = json::object();
+  for (const auto& [stage, s] : info.stage_seconds) stages[stage] = s;
   j["bmh"] = {{"harness", "bmh eval (lm-evaluation-harness v0.4.9.2 task definitions, reimplemented)"},
               {"tokenizer", display_path(info.tokenizer)},
               {"tokenizer_sha256", info.tokenizer_sha256},
               {"unique_requests", info.unique_requests},
               {"requests_per_second", info.seconds > 0 ? double(info.unique_requests) / info.seconds : 0.0},
               {"max_length", info.max_length},
+              {"stage_seconds", stages},
               {"scoring", scoring_json(results, info)},
               {"data_files", files},
               {"task_formats", formats},

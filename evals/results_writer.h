@@ -31,6 +31,9 @@ struct RunInfo {
   double seconds = 0;           // wall time of the evaluation
   size_t unique_requests = 0;
   int max_length = 0;           // the model's max length: contexts are truncated from the left to fit it
+  // Wall seconds of each stage before the results are written, in order (load_tasks, load_tokenizer, load_model,
+  // tokenize, score, metrics): where a cold run's time goes.
+  std::vector<std::pair<std::string, double>> stage_seconds;
 };
 
 nlohmann::ordered_json results_json(const std::vector<TaskResult>& results, const RunInfo& info);

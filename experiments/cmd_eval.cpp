@@ -60,11 +60,21 @@ void run_eval(const EvalArgs& a) {
   if (a.bootstrap_iters < 1) fail("--bootstrap-iters must be at least 1");
 
   // Everything that can be wrong with the input fails here, before a model is built or a file is written.
+  std::vector<std::pair<std::string, double>> stages;
+  auto stage_start = std::chrono::steady_clock::now();
+  auto stage_done = [&](const char* name) {
+    const auto now = std::chrono::steady_clock::now();
+    stages.emplace_back(name, std::chrono::duration<double>(now - stage_start).count());
+    stage_start = now;
+  };
   eval::LoadedTasks loaded = eval::load_tasks(opt);
+  stage_done("load_tasks");
   const std::string tok_path = a.tokenizer.empty() ? default_tokenizer_path() : a.tokenizer;
   Tokenizer tok = Tokenizer::load(tok_path);
+  stage_done("load_tokenizer");
   ModelSpec spec = a.model.resolve();
   std::unique_ptr<LanguageModel> model = load_model(spec);
+  stage_done("load_model");
   if (a.deterministic && !model->batch_invariant())
     fail("--deterministic: backend ", model->describe(), " does not guarantee batch-invariant scores");
   if (model->config().vocab_size < tok.vocab_size())
@@ -105,6 +115,7 @@ void run_eval(const EvalArgs& a) {
   opt.score.unique_requests = &info.unique_requests;
   opt.score.stats = &info.score;
   opt.score.label = "eval";
+  opt.stage_seconds = &stages;
 
   if (dist::is_root()) {
     std::fprintf(stderr, "bmh eval: %s on %s%s -> %s%s\n", info.model.c_str(), a.tasks.c_str(),
@@ -116,12 +127,19 @@ void run_eval(const EvalArgs& a) {
 
   eval::Encoder encode = [&tok](std::string_view s) { return tok.encode(s); };
   opt.prefix_token = tok.eos_id();
+  stage_start = std::chrono::steady_clock::now();  // run_tasks times its own stages from here
   std::vector<eval::TaskResult> results = eval::run_tasks(*model, encode, opt, std::move(loaded));
   info.seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
+  info.stage_seconds = stages;
   if (!dist::is_root()) return;  // rank 0 writes and reports for all
+  stage_start = std::chrono::steady_clock::now();
   eval::write_results(out, results, info);
   if (a.requests_jsonl) eval::write_requests_jsonl(out, results);
   journal->remove();
+  stage_done("write");
+  std::string line;
+  for (const auto& [stage, s] : stages) line += (line.empty() ? "" : ", ") + stage + " " + std::to_string(s).substr(0, 6);
+  std::fprintf(stderr, "bmh eval: seconds by stage: %s\n", line.c_str());
   std::printf("%s (%s), limit: %s, token_budget: %lld%s\n%s", info.model.c_str(), info.model_args.c_str(),
               a.limit > 0 ? std::to_string(a.limit).c_str() : "None", (long long)a.token_budget,
               a.deterministic ? ", deterministic" : "", eval::results_table(results).c_str());

@@ -90,6 +90,20 @@ TEST(EvalCli, AllSevenTasksWriteEveryLmEvalMetric) {
       }
     }
   }
+  // Where the run's time went, stage by stage; the stages lie within the run (their sum is at most the total).
+  const json& st = j["bmh"]["stage_seconds"];
+  std::vector<std::string> stage_names;
+  double stage_sum = 0;
+  for (const auto& [k, v] : st.items()) {
+    stage_names.push_back(k);
+    EXPECT_GE(v.get<double>(), 0.0) << k;
+    stage_sum += v.get<double>();
+  }
+  std::sort(stage_names.begin(), stage_names.end());  // read back unordered (the file keeps the run's order)
+  EXPECT_EQ(stage_names, (std::vector<std::string>{"load_model", "load_tasks", "load_tokenizer", "metrics", "score",
+                                                   "tokenize"}));
+  EXPECT_LE(stage_sum, std::stod(j["total_evaluation_time_seconds"].get<std::string>()) + 1e-3);
+  EXPECT_NE(r.output.find("bmh eval: seconds by stage: load_tasks "), std::string::npos) << r.output;
   EXPECT_EQ(j["bmh"]["task_formats"]["hellaswag"], "derived-txt");
   EXPECT_NE(j["bmh"]["notes"]["hellaswag"].get<std::string>().find("not lm-eval-identical"), std::string::npos);
   EXPECT_FALSE(fs::exists(out / "journal.bmhj"));
