@@ -213,6 +213,8 @@ if want bench && [ -z "$NO_PEERS" ]; then
   peer 180 transformers $P/hf_peers.py --json "$OA/peers_transformers.json"
   peer 120 mamba_ssm-batched $P/mamba_ssm_peer.py --mamba "$PEERS/mamba" --conv "$PEERS/conv" --kernels "$KB" \
     --rows batched --json "$OA/peers_mamba_ssm_batched.json"
+  peer 90 zyphra-batched $P/zyphra_peer.py --src "$PEERS/zyphra" --conv "$PEERS/conv" --kernels "$KB" \
+    --rows batched --presets blackmamba-2.8b --json "$OA/peers_zyphra_batched.json"
 fi
 if want bench; then
   say "== table"

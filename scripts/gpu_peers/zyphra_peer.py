@@ -3,7 +3,8 @@
 causal_conv1d_cuda (build_peer_kernels.py) behind its 2024 call signatures, bf16, random weights of the
 BlackMamba-1.5B/2.8B shapes (the released config.json files). Forward = its `mamba_inner_fn` path (all B*T logits);
 decode = its `step()` per token (causal_conv1d_update + its Triton selective_state_update, a Python loop over
-experts in switch_mlp.py) — the code has no CUDA-graph decoding.
+experts in switch_mlp.py) — the code has no CUDA-graph decoding. --rows batched: the same loop with B prompts at
+once (its InferenceParams take a batch), B = 8, 64, 256, ms per step of B tokens, each under its own deadline.
 
 Today's causal-conv1d takes `causal_conv1d_fwd(x, w, b, seq_idx, initial_states, out, final_states_out, silu)` and
 `causal_conv1d_fn(x, w, b, ..., activation=)`; Zyphra calls `causal_conv1d_fwd(x, w, b, seq_idx, silu)` expecting
@@ -11,6 +12,7 @@ the output back and `causal_conv1d_fn(x, w, b, "silu")`, so thin adapters stand 
 Newer torch lacks torch.cuda.amp.custom_fwd/custom_bwd, which its ops import: identity decorators (inference only).
 
 Usage: python3 zyphra_peer.py --src ZYPHRA_DIR --mamba DIR --conv DIR --kernels BUILD_DIR --json OUT.json
+       [--rows single|batched]
 """
 import argparse, sys, types
 import peer_common as pc
@@ -71,12 +73,12 @@ def model(MambaConfig, MambaModel, d, L, F):
         return MambaModel(config=cfg, max_sequence_length=2048).to(torch.bfloat16).eval()
 
 
-def decode_ms(m, prompt_len=64, n=32):
+def decode_ms(m, prompt_len=64, n=32, batch=1):
     import torch
-    prompt = torch.randint(0, 50304, (1, prompt_len), device="cuda")
+    prompt = torch.randint(0, 50304, (batch, prompt_len), device="cuda")
 
     def run(steps):
-        ip = InferenceParams(2048, 1)
+        ip = InferenceParams(2048, batch)
         logits = m(prompt, inference_params=ip)
         ip.seqlen_offset += prompt_len
         tok = logits[:, -1].argmax(-1, keepdim=True)
@@ -87,7 +89,7 @@ def decode_ms(m, prompt_len=64, n=32):
             logits = m(tok, inference_params=ip)
             ip.seqlen_offset += 1
             tok = logits[:, -1].argmax(-1, keepdim=True)  # host sees the token, as in a generation loop
-        tok.item()
+        tok.cpu()
         return 1e3 * (time.perf_counter() - t) / steps
     with torch.no_grad():
         run(4)
@@ -110,13 +112,26 @@ def main():
     ap.add_argument("--forward-batch", type=int, default=8)
     ap.add_argument("--forward-len", type=int, default=2048)
     ap.add_argument("--presets", default="blackmamba-2.8b,blackmamba-1.5b")
+    ap.add_argument("--rows", choices=("single", "batched"), default="single")
     a = ap.parse_args()
     rep = pc.Report(a.json)
-    rep.plan([{"key": f"{n}/{w}", "preset": n, "what": w} for n in a.presets.split(",") for w in ("decode", "forward")])
+    whats = ("decode_b8", "decode_b64", "decode_b256") if a.rows == "batched" else ("decode", "forward")
+    rep.plan([{"key": f"{n}/{w}", "preset": n, "what": w} for n in a.presets.split(",") for w in whats])
     Cfg, Model = import_zyphra(a.src, a.kernels, a.conv)
     import torch
     for name in a.presets.split(","):
         m = model(Cfg, Model, *SHAPES[name])
+        if a.rows == "batched":
+            for Bd in (8, 64, 256):
+                def batched(Bd=Bd):
+                    with pc.deadline(40):
+                        return {"preset": name, "what": f"decode_b{Bd}", "batch": Bd,
+                                "peer": "Zyphra code + compiled kernels, step() per token, batched",
+                                "peer_ms": decode_ms(m, n=8, batch=Bd)}
+                rep.run(f"{name}/decode_b{Bd}", batched)
+            del m
+            torch.cuda.empty_cache()
+            continue
         rep.run(f"{name}/decode", lambda: {"preset": name, "what": "decode", "batch": 1, "peer_ms": decode_ms(m),
                                            "peer": "Zyphra code + compiled kernels, step() per token"})
         B, T = a.forward_batch, a.forward_len
