@@ -3,6 +3,7 @@
 // tiny shapes with the full 50304-token vocabulary for tests and the embedded default experiment.
 #include "core/presets.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -294,6 +295,31 @@ double init_value(Init kind, int64_t i, const Shape& shape, SplitMix& rng, int n
   return 0;
 }
 
+// SplitMix::next() calls init_value makes per element of each kind (the same for every element), so element i of a
+// tensor draws from state s0 + i * draws * gamma: any slice can be generated on its own with identical values.
+int draws_per_element(Init kind) {
+  switch (kind) {
+    case Init::ALog:
+    case Init::One: return 0;
+    case Init::DtBias:
+    case Init::UniformFanIn: return 1;
+    default: return 2;  // normal(): two uniforms (Box-Muller, one output)
+  }
+}
+
+// fn(i) for i in [0, n) on every hardware thread, items taken in order from a shared counter.
+template <class Fn>
+void parallel_items(size_t n, Fn fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  const unsigned workers = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), unsigned(n)));
+  std::vector<std::future<void>> jobs;
+  for (unsigned w = 0; w < workers; ++w) jobs.push_back(std::async(std::launch::async, work));
+  for (auto& j : jobs) j.get();
+}
+
 }  // namespace
 
 std::vector<std::string> preset_names() {
@@ -310,32 +336,32 @@ ModelConfig preset_config(const std::string& name) {
   fail("unknown preset '", name, "' (known: ", known, ")");
 }
 
-TensorMap random_weights(const ModelConfig& cfg, uint64_t seed, DType dtype) {
+TensorMap random_weights(const ModelConfig& cfg, uint64_t seed, DType dtype, int64_t chunk_elements) {
   if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
     fail("random_weights: dtype ", dtype_name(dtype), " is not a weight dtype");
+  if (chunk_elements < 1) fail("random_weights: chunk of ", chunk_elements, " elements");
   std::vector<WeightSpec> specs = expected_weights(cfg);
   std::vector<Tensor> tensors(specs.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t k = next++; k < specs.size(); k = next++) {
-      const WeightSpec& w = specs[k];
-      SplitMix rng{seed ^ fnv1a(w.name)};
-      Tensor t = Tensor::zeros(dtype, w.shape);
-      const int64_t n = t.numel();
-      const Init kind = init_kind(w.name);
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = float(init_value(kind, i, w.shape, rng, cfg.n_blocks()));
-        if (dtype == DType::F32) t.data_mut<float>()[i] = v;
-        else if (dtype == DType::BF16) t.data_mut<uint16_t>()[i] = f32_to_bf16(v);
-        else t.data_mut<uint16_t>()[i] = f32_to_f16(v);
-      }
-      tensors[k] = std::move(t);
+  parallel_items(specs.size(), [&](size_t k) { tensors[k] = Tensor::zeros(dtype, specs[k].shape); });
+  // Slices of chunk_elements, so one large tensor (the embedding) is spread over the threads too.
+  struct Slice { size_t k; int64_t begin, end; };
+  std::vector<Slice> slices;
+  for (size_t k = 0; k < specs.size(); ++k)
+    for (int64_t b = 0, n = tensors[k].numel(); b < n; b += chunk_elements) slices.push_back({k, b, std::min(n, b + chunk_elements)});
+  parallel_items(slices.size(), [&](size_t j) {
+    const Slice& sl = slices[j];
+    const WeightSpec& w = specs[sl.k];
+    Tensor& t = tensors[sl.k];
+    const Init kind = init_kind(w.name);
+    SplitMix rng{seed ^ fnv1a(w.name)};
+    rng.s += uint64_t(sl.begin) * uint64_t(draws_per_element(kind)) * 0x9e3779b97f4a7c15ull;  // skip to element begin
+    for (int64_t i = sl.begin; i < sl.end; ++i) {
+      const float v = float(init_value(kind, i, w.shape, rng, cfg.n_blocks()));
+      if (dtype == DType::F32) t.data_mut<float>()[i] = v;
+      else if (dtype == DType::BF16) t.data_mut<uint16_t>()[i] = f32_to_bf16(v);
+      else t.data_mut<uint16_t>()[i] = f32_to_f16(v);
     }
-  };
-  const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::future<void>> jobs;
-  for (unsigned i = 0; i < workers; ++i) jobs.push_back(std::async(std::launch::async, work));
-  for (auto& j : jobs) j.get();
+  });
   TensorMap out;
   for (size_t k = 0; k < specs.size(); ++k) out[specs[k].name] = std::move(tensors[k]);
   return out;

@@ -12,6 +12,9 @@ namespace bmh {
 
 std::vector<std::string> preset_names();
 ModelConfig preset_config(const std::string& name);   // error lists the known names
-TensorMap random_weights(const ModelConfig& cfg, uint64_t seed, DType dtype = DType::F32);
+// Seeded weights of cfg's shapes (each tensor its own SplitMix stream from seed and its name). chunk_elements: the
+// slice one thread generates at a time; the values do not depend on it.
+TensorMap random_weights(const ModelConfig& cfg, uint64_t seed, DType dtype = DType::F32,
+                         int64_t chunk_elements = int64_t(1) << 20);
 
 }  // namespace bmh

@@ -3,6 +3,7 @@
 // --expert-act changes the experts' activation and nothing else.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -211,6 +212,27 @@ TEST(Presets, RandomWeightsAreSeededAndComplete) {
   EXPECT_EQ(a.at("blocks.0.attn.qkv.weight").to_f32(), b.at("blocks.0.attn.qkv.weight").to_f32());
   EXPECT_NE(a.at("blocks.0.attn.qkv.weight").to_f32(), other.at("blocks.0.attn.qkv.weight").to_f32());
   EXPECT_THROW(preset_config("blackmamba-9b"), Error);
+}
+
+// The weights are generated in slices on every thread; a slice starts its tensor's stream at its first element, so
+// the values are the same whatever the slice size: one element, 1000, or a whole tensor per slice (one stream
+// walked from the start, as the weights were made before slicing), in every dtype and every init kind (a
+// BlackMamba preset has all of them: norms, A_log, D, dt bias, conv and dt_proj fan-in, biases, residual outputs).
+TEST(Presets, RandomWeightsDoNotDependOnTheSliceSize) {
+  ModelConfig c = preset_config("tiny-blackmamba-50k");
+  for (DType dt : {DType::F32, DType::BF16}) {
+    TensorMap whole = random_weights(c, 3, dt, int64_t(1) << 40);
+    for (int64_t chunk : {int64_t(1), int64_t(1000), int64_t(1) << 20}) {
+      TensorMap sliced = random_weights(c, 3, dt, chunk);
+      ASSERT_EQ(sliced.size(), whole.size());
+      for (const auto& [name, t] : whole) {
+        const Tensor& u = sliced.at(name);
+        ASSERT_EQ(u.nbytes(), t.nbytes()) << name;
+        EXPECT_EQ(std::memcmp(u.raw(), t.raw(), t.nbytes()), 0) << name << " chunk " << chunk;
+      }
+    }
+  }
+  EXPECT_THROW(random_weights(c, 3, DType::F32, 0), Error);
 }
 
 }  // namespace
