@@ -343,7 +343,7 @@ class CudaDecoder final : public Decoder {
 
   // y = x W^T (+ bias) (+ y): the decode GEMV up to 8 rows; above, a cuBLAS GEMM (fp32 accumulate, beta = 1 for the
   // residual add) then add_bias, as prefill computes it; per-row experts above 8 rows: the grouped GEMV over the
-  // lists group_experts wrote for g.expert (n_experts > 0).
+  // lists group_rows_by_expert wrote for g.expert (n_experts > 0).
   void project(Dt out, const GemvArgs& g, int n_experts = 0) {
     if (B_ <= kGemvMaxRows) return gemv(m_.dt(), out, g, stream_);
     if (g.expert) {
