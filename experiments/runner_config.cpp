@@ -188,7 +188,7 @@ ModelEntry parse_model(const json& j, const std::string& where, const LoadOption
       cfg = train::resolve_model_config(tc);
     } catch (const Error& e) {
       fail(w, ": ", e.what());
-    } catch (const fs::filesystem_error& e) {  // a name the OS refuses (too long, ...): found by fuzz_experiment
+    } catch (const fs::filesystem_error& e) {  // any other filesystem failure reading it (refused names are "absent")
       fail(w, ": config ", m.config_file, ": ", e.code().message());
     }
   } else if (!m.spec.preset.empty()) {

@@ -165,22 +165,33 @@ TEST(Hardening, OutputMayNotBeAnInput) {
 // Found by fuzz_experiment (2026-12-03): a path whose name the OS refuses ("File name too long") made std::filesystem
 // throw its own error, reported without the key at fault. Here experiments/default.json with its first model's
 // config path made overlong: `bmh run --check` must exit 1 with one error naming the model entry and key.
+// The default experiment with one path replaced by a name the OS refuses (a 300-byte component: "File name too
+// long"): `bmh run --check` must name the key, never surface std::filesystem's exception. Both paths were fuzz
+// findings of fuzz_experiment: a model's config file, then the training data's text file.
 TEST(Hardening, OverlongPathInAnExperimentIsANamedError) {
   std::ifstream src(std::string(BMH_TEST_DIR) + "/../experiments/default.json");
-  std::string text((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
-  const std::string from = "\"experiments/models/blackmamba-d64.json\"";
-  const size_t at = text.find(from);
-  ASSERT_NE(at, std::string::npos);
-  text.replace(at, from.size(), "\"experiments/" + std::string(300, 'a') + ".json\"");
+  const std::string original((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
+  struct Case { std::string from, to, expect; };
+  const std::vector<Case> cases = {
+      {"\"experiments/models/blackmamba-d64.json\"", "\"experiments/" + std::string(300, 'a') + ".json\"",
+       "models[0] 'blackmamba-s1': model config"},
+      {"\"data/text/tinyshakespeare.input.txt\"", "\"data/text/" + std::string(300, 'b') + ".txt\"",
+       ": data: no such text file"}};
   const std::string dir = ::testing::TempDir() + "/bmh_overlong";
   std::filesystem::create_directories(dir);
-  const std::string path = dir + "/experiment.json", out = dir + "/out.txt";
-  std::ofstream(path) << text;
-  const int rc = std::system((std::string(BMH_BINARY) + " run --check " + path + " > " + out + " 2>&1").c_str());
-  std::ifstream in(out);
-  const std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(WEXITSTATUS(rc), 1) << msg;
-  EXPECT_EQ(msg.find("filesystem error"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("bmh: error:"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("models[0] 'blackmamba-s1': config"), std::string::npos) << msg;
+  for (const Case& c : cases) {
+    std::string text = original;
+    const size_t at = text.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    text.replace(at, c.from.size(), c.to);
+    const std::string path = dir + "/experiment.json", out = dir + "/out.txt";
+    std::ofstream(path) << text;
+    const int rc = std::system((std::string(BMH_BINARY) + " run --check " + path + " > " + out + " 2>&1").c_str());
+    std::ifstream in(out);
+    const std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(WEXITSTATUS(rc), 1) << msg;
+    EXPECT_EQ(msg.find("filesystem error"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("bmh: error:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.expect), std::string::npos) << msg;
+  }
 }
