@@ -43,7 +43,8 @@ Handle dataspace(const Shape& shape, const std::string& what) {
 
 Handle open_file_ro(const std::string& file) {
   quiet();
-  if (!std::filesystem::exists(file)) fail("hdf5: ", file, ": no such file");
+  std::error_code ec;  // a name the OS refuses (too long, ...) is a missing file, not a filesystem_error
+  if (!std::filesystem::exists(file, ec)) fail("hdf5: ", file, ": no such file");
   hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) fail("hdf5: ", file, ": not an HDF5 file or unreadable");
   return Handle(f, H5Fclose);
