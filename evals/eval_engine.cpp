@@ -309,12 +309,7 @@ std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, c
 
   std::vector<TaskResult> results;
   std::vector<ScoreRequest> all;
-  auto stage_start = std::chrono::steady_clock::now();
-  auto stage_done = [&](const char* name) {
-    const auto now = std::chrono::steady_clock::now();
-    if (opt.stage_seconds) opt.stage_seconds->emplace_back(name, std::chrono::duration<double>(now - stage_start).count());
-    stage_start = now;
-  };
+  StageTimer stage(opt.stage_seconds);
   std::unordered_map<std::string, std::vector<int32_t>> cache;  // MC choices share a context
   auto cached_encode = [&](std::string_view s) -> std::vector<int32_t> {
     auto it = cache.find(std::string(s));
@@ -365,9 +360,9 @@ std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, c
     tr.tokens_shared = pt.computed;
   }
 
-  stage_done("tokenize");
+  stage.done("tokenize");
   std::vector<ScoreResult> scores = score_requests(model, all, opt.score);
-  stage_done("score");
+  stage.done("score");
   size_t next = 0;
   for (TaskResult& tr : results) {
     for (RequestRecord& r : tr.requests) r.result = scores[next++];
@@ -415,7 +410,7 @@ std::vector<TaskResult> run_tasks(LanguageModel& model, const Encoder& encode, c
       }
     }
   }
-  stage_done("metrics");
+  stage.done("metrics");
   return results;
 }
 

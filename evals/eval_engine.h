@@ -4,6 +4,7 @@
 // so a killed run resumes. With --deterministic a result does not depend on the packing at all (bit for bit); by
 // default it may differ in the last bits, and a sample of requests re-scored alone measures by how much.
 #pragma once
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -91,6 +92,23 @@ struct EvalOptions {
   ScoreOptions score;
   // When set, run_tasks appends the wall seconds of its stages: "tokenize", "score", "metrics".
   std::vector<std::pair<std::string, double>>* stage_seconds = nullptr;
+};
+
+// Wall seconds of consecutive stages: done(name) appends the time since the previous done() (or construction or
+// restart()) to *out, when out is set.
+class StageTimer {
+ public:
+  explicit StageTimer(std::vector<std::pair<std::string, double>>* out) : out_(out) {}
+  void restart() { start_ = std::chrono::steady_clock::now(); }
+  void done(const char* name) {
+    const auto now = std::chrono::steady_clock::now();
+    if (out_) out_->emplace_back(name, std::chrono::duration<double>(now - start_).count());
+    start_ = now;
+  }
+
+ private:
+  std::vector<std::pair<std::string, double>>* out_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 struct LoadedTasks {

@@ -1,7 +1,7 @@
 // bmh eval: zero-shot accuracy on the seven tasks of the BlackMamba paper with lm-evaluation-harness v0.4.x
 // semantics (evals/task_*.cpp, evals/requests.h, evals/metrics.h). Writes <out>/results.json (lm-eval's shape)
-// and <out>/requests.h5 (with --requests-jsonl also <out>/requests.jsonl); <out>/journal.bmhj holds the scored requests while it runs, so the same command
-// resumes a killed run and ends with the same results.
+// and <out>/requests.h5 (with --requests-jsonl also <out>/requests.jsonl); <out>/journal.bmhj holds the scored
+// requests while it runs, so the same command resumes a killed run and ends with the same results.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -61,20 +61,15 @@ void run_eval(const EvalArgs& a) {
 
   // Everything that can be wrong with the input fails here, before a model is built or a file is written.
   std::vector<std::pair<std::string, double>> stages;
-  auto stage_start = std::chrono::steady_clock::now();
-  auto stage_done = [&](const char* name) {
-    const auto now = std::chrono::steady_clock::now();
-    stages.emplace_back(name, std::chrono::duration<double>(now - stage_start).count());
-    stage_start = now;
-  };
+  eval::StageTimer stage(&stages);
   eval::LoadedTasks loaded = eval::load_tasks(opt);
-  stage_done("load_tasks");
+  stage.done("load_tasks");
   const std::string tok_path = a.tokenizer.empty() ? default_tokenizer_path() : a.tokenizer;
   Tokenizer tok = Tokenizer::load(tok_path);
-  stage_done("load_tokenizer");
+  stage.done("load_tokenizer");
   ModelSpec spec = a.model.resolve();
   std::unique_ptr<LanguageModel> model = load_model(spec);
-  stage_done("load_model");
+  stage.done("load_model");
   if (a.deterministic && !model->batch_invariant())
     fail("--deterministic: backend ", model->describe(), " does not guarantee batch-invariant scores");
   if (model->config().vocab_size < tok.vocab_size())
@@ -127,16 +122,15 @@ void run_eval(const EvalArgs& a) {
 
   eval::Encoder encode = [&tok](std::string_view s) { return tok.encode(s); };
   opt.prefix_token = tok.eos_id();
-  stage_start = std::chrono::steady_clock::now();  // run_tasks times its own stages from here
   std::vector<eval::TaskResult> results = eval::run_tasks(*model, encode, opt, std::move(loaded));
   info.seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
   info.stage_seconds = stages;
   if (!dist::is_root()) return;  // rank 0 writes and reports for all
-  stage_start = std::chrono::steady_clock::now();
+  stage.restart();  // run_tasks timed its own stages
   eval::write_results(out, results, info);
   if (a.requests_jsonl) eval::write_requests_jsonl(out, results);
   journal->remove();
-  stage_done("write");
+  stage.done("write");
   std::string line;
   for (const auto& [stage, s] : stages) line += (line.empty() ? "" : ", ") + stage + " " + std::to_string(s).substr(0, 6);
   std::fprintf(stderr, "bmh eval: seconds by stage: %s\n", line.c_str());
