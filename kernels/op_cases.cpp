@@ -99,7 +99,7 @@ std::vector<OpCase> op_cases() {
     // the register path's largest d_conv (8), and the loop past it (12)
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 2; c.N = 33; c.K = 8; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 2; c.N = 40; c.K = 12; c.bias = true; v.push_back(c); }
-    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked}) {
+    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked, ScanVariant::States}) {
       auto S = [&] { OpCase c = C(OpKind::Scan); c.variant = int(sv); return c; };
       { OpCase c = S(); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
       { OpCase c = S(); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
@@ -117,6 +117,14 @@ std::vector<OpCase> op_cases() {
       OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.E = G;
       c.B = 2; c.T = 12 * G * 2 + 7; c.N = 37; c.K = 16; c.flag = true; c.bias = true; v.push_back(c);
       c.B = 1; c.T = 12 * G + 1; c.N = 130; c.K = 7; c.flag = false; c.bias = false; v.push_back(c);
+    }
+    // States scan at each lanes-per-channel count its d_state allows (states padded to 16, 32, 64; NS = P / L per
+    // lane): several 8-step chunks and a partial one, a partial channel block, B / C inside [dt_rank | B | C] rows.
+    for (auto [N, L] : std::vector<std::pair<int, int>>{{16, 1}, {16, 2}, {16, 4}, {16, 8}, {20, 2}, {20, 8}, {37, 4},
+                                                       {64, 8}, {5, 1}}) {
+      OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::States); c.E = L;
+      c.B = 2; c.T = 8 * 3 + 5; c.N = 37; c.K = N; c.M = 8; c.flag = true; c.bias = true; v.push_back(c);
+      c.B = 1; c.T = 9; c.N = 70; c.M = 0; c.flag = false; c.bias = false; v.push_back(c);
     }
     // Both versions (variant bit 1: tile). Tile's lanes per channel: d_state 4 -> 1, 8 -> 2, 16 -> 4 (Mamba's),
     // 20 -> 8 with 3 idle lanes, 40 -> 16 with 6 idle, 64 -> 16; odd batch sizes leave a thread's second row empty,
@@ -230,11 +238,21 @@ std::vector<OpCase> op_cases() {
       if (sv == ScanVariant::Chunked)
         for (int G : B == 8 ? std::vector<int>{1, 4} : std::vector<int>{8}) { c.E = G; v.push_back(c); }
     }
+  // Version 3 (states) at the same shapes: automatic lanes (1 at 8 x 2048, 8 at 1 x 16384) and one other count.
+  for (auto [B, T] : std::vector<std::pair<int, int>>{{8, 2048}, {1, 16384}})
+    for (int L : {0, B == 8 ? 2 : 4}) {
+      OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::States); c.B = B; c.T = T; c.N = 5120; c.K = 16;
+      c.flag = true; c.bias = true; c.M = 160; c.E = L; v.push_back(c);
+    }
   // BlackMamba-2.8B's scan (2944 channels, dt_rank 92) at 8 x 2048: 0.55x the channels of Mamba-2.8B's but 0.9x its
   // time inside the model (op timing of 197b1ef), so the automatic lanes per channel (G = 2 there) beside G = 1, 4, 8.
   for (int G : {0, 1, 4, 8}) {
     OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.B = 8; c.T = 2048; c.N = 2944; c.K = 16;
     c.flag = true; c.bias = true; c.M = 92; c.E = G; v.push_back(c);
+  }
+  for (int L : {0, 1}) {  // states: automatic (2 lanes: 8 x 2944 channels alone are ~5.6 warps per SM) and 1
+    OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::States); c.B = 8; c.T = 2048; c.N = 2944; c.K = 16;
+    c.flag = true; c.bias = true; c.M = 92; c.E = L; v.push_back(c);
   }
   // Mamba-2.8B and BlackMamba-2.8B d_inner; each beside the scalar kernel (variant 1, timing only).
   for (int Di : {5120, 2944})

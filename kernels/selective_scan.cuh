@@ -36,6 +36,9 @@ void selective_scan(Dt t, const ScanArgs& a, ScanVariant v, cudaStream_t s);
 // The two versions (selective_scan.cu, selective_scan_chunked.cu).
 void selective_scan_staged(Dt t, const ScanArgs& a, cudaStream_t s);
 void selective_scan_chunked(Dt t, const ScanArgs& a, cudaStream_t s);
+// Version 3 (selective_scan_states.cu); a.lanes: lanes per channel splitting the states (0: scan_states_lanes).
+void selective_scan_states(Dt t, const ScanArgs& a, cudaStream_t s);
+int scan_states_lanes(int B, int Di, int N);
 // Decode: one token per sequence (T = 1), parallel over batch x channel x state (mamba_ssm selective_state_update);
 // with a.dt_w set it also does dt_proj (see ScanArgs). Runs kernel_variants().state_update.
 void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s);

@@ -11,6 +11,8 @@ namespace bmh::cuda {
 enum class ScanVariant : int {
   Staged = 0,   // parallel over batch x channel (G lanes split the states), sequential 16-step chunks over time
   Chunked = 1,  // G lanes per channel split time; states looped, (decay, state) pairs scanned across the lanes
+  States = 2,   // a thread keeps NS states of one channel in registers over time; L lanes split the states only
+                // when B * Di is small (selective_scan_states.cu)
 };
 enum class AttnDecodeVariant : int {
   PerHead = 0,    // one block per (b, h) over all keys

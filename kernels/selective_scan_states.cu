@@ -1,0 +1,205 @@
+// Selective scan, version 3 (ScanVariant::States): lanes split the states, not time. Same semantics and arguments as
+// selective_scan.cuh (mamba_ssm ops/selective_scan_interface.py selective_scan_ref).
+//
+// Why (ncu on the H200, 2026-12-03, kernels/NOTES.md): version 2 (chunked) issued 14 instructions per (t, channel,
+// state) at 58% issue efficiency with shared memory 75% busy; the exp floor allows 8 (one ex2 at 16 per clock per SM
+// against 4 issues per clock). The work per (t, c, n) that cannot go is FMUL dt*A, EX2, FMUL dt*u*B, FFMA h, FFMA y.
+// Here a thread keeps NS states of one channel in registers and walks time one step after another: nothing is
+// rescanned, the NS exponentials of a step are independent (ILP instead of occupancy), B_t and C_t are read as
+// float4 broadcasts, and what depends only on (t, c) -- softplus, dt*u, D*u, silu(z) -- is computed once per (t, c).
+// L lanes per channel (NS * L >= d_state) are used only to fill the GPU when B * Di is small (batch 1): their partial
+// y sums meet in shared memory.
+//
+// A block of 64 threads owns CH = 64 / L channels of one sequence and walks it in chunks of kTC steps:
+//   A: each thread takes kTC / L (t, c) items of the chunk (consecutive threads: consecutive channels, so global
+//      reads coalesce): dt = softplus(delta + bias), dt*u to shared memory, D*u and silu(z) kept for C; B_t, C_t rows
+//      converted to fp32 into shared memory; then it issues the next chunk's global loads into registers;
+//   B: each thread advances its NS states over the kTC steps and writes its partial y_t (sum over its states);
+//   C: each item's owner sums the L partials, adds D*u, gates, stores.
+// Steps past T get dt = 0 and dt*u = 0 (the identity), padded states A = B = C = 0.
+#include <algorithm>
+
+#include "core/error.h"
+#include "kernels/common.cuh"
+#include "kernels/scan_math.cuh"
+#include "kernels/selective_scan.cuh"
+
+namespace bmh::cuda {
+namespace {
+
+constexpr int kThreads = 64;
+constexpr int kTC = 8;  // steps per chunk (>= L: every thread owns at least one (t, c) item)
+
+template <class T, int NS, int L>
+__global__ void __launch_bounds__(kThreads) scan_states_kernel(ScanArgs a) {
+  constexpr int CH = kThreads / L;       // channels per block
+  constexpr int P = NS * L;              // states per channel, padded (>= N)
+  constexpr int PER = kTC * CH / kThreads;  // (t, c) items per thread
+  constexpr int BCPER = 2 * kTC * P / kThreads;  // B and C values staged per thread
+  static_assert(PER >= 1 && (2 * kTC * P) % kThreads == 0, "chunk shape");
+  __shared__ __align__(16) float sB[kTC][P];
+  __shared__ __align__(16) float sC[kTC][P];
+  __shared__ float2 sDT[kTC][CH];     // (dt, dt*u)
+  __shared__ float sY[kTC][kThreads];  // partial y of each lane
+
+  const int N = a.N, Di = a.Di, b = blockIdx.y, c0 = blockIdx.x * CH, tid = threadIdx.x;
+  const int grp = tid / L, k = tid % L, c = c0 + grp;
+  const T* __restrict__ U = static_cast<const T*>(a.u);
+  const T* __restrict__ Dl = static_cast<const T*>(a.delta);
+  const T* __restrict__ Z = static_cast<const T*>(a.z);
+  const T* __restrict__ Bm = static_cast<const T*>(a.Bm);
+  const T* __restrict__ Cm = static_cast<const T*>(a.Cm);
+  T* __restrict__ Y = static_cast<T*>(a.y);
+
+  // This thread's states k*NS .. k*NS+NS-1 of channel c.
+  float h[NS], a2[NS];
+#pragma unroll
+  for (int i = 0; i < NS; ++i) {
+    const int n = k * NS + i;
+    const bool ok = c < Di && n < N;
+    h[i] = ok ? a.state[((int64_t)b * Di + c) * N + n] : 0.f;
+    a2[i] = ok ? a.A[(int64_t)c * N + n] * kLog2e : 0.f;
+  }
+  // Item j of this thread: step t = (tid + j * kThreads) / CH of the chunk, channel cc = tid % CH (same for all j).
+  const int icc = tid % CH, ic = c0 + icc;
+  const bool iact = ic < Di;
+  const float dbias = a.delta_bias && iact ? a.delta_bias[ic] : 0.f;
+  const float Dc = a.D && iact ? a.D[ic] : 0.f;
+  auto item_t = [](int j) { return (threadIdx.x + j * kThreads) / CH; };
+
+  // Raw inputs of the next chunk, loaded a chunk ahead.
+  T ru[PER], rd[PER], rz[PER], rbc[BCPER];
+  auto load = [&](int t0) {
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const int t = t0 + item_t(j);
+      const bool ok = iact && t < a.T;
+      const int64_t row = (int64_t)b * a.T + t;
+      ru[j] = ok ? U[row * a.ldu + ic] : from_f<T>(0.f);
+      rd[j] = ok ? Dl[row * a.ldd + ic] : from_f<T>(0.f);
+      rz[j] = ok && Z ? Z[row * a.ldz + ic] : from_f<T>(0.f);
+    }
+#pragma unroll
+    for (int j = 0; j < BCPER; ++j) {
+      const int i = tid + j * kThreads, which = i / (kTC * P), r = i % (kTC * P), t = t0 + r / P, n = r % P;
+      const bool ok = t < a.T && n < N;
+      const int64_t off = ((int64_t)b * a.T + t) * a.ldbc + n;
+      rbc[j] = ok ? (which ? Cm[off] : Bm[off]) : from_f<T>(0.f);
+    }
+  };
+
+  load(0);
+  for (int t0 = 0; t0 < a.T; t0 += kTC) {
+    // A: per-(t, c) work and B / C rows into shared memory.
+    float du[PER], g[PER];
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const bool ok = iact && t0 + item_t(j) < a.T;
+      const float uf = to_f(ru[j]);
+      const float dt = ok ? softplus_fast(to_f(rd[j]) + dbias) : 0.f;
+      sDT[item_t(j)][icc] = make_float2(dt, dt * uf);
+      du[j] = Dc * uf;
+      g[j] = Z ? silu_fast(to_f(rz[j])) : 1.f;
+    }
+#pragma unroll
+    for (int j = 0; j < BCPER; ++j) {
+      const int i = tid + j * kThreads, which = i / (kTC * P), r = i % (kTC * P);
+      (which ? &sC[0][0] : &sB[0][0])[r] = to_f(rbc[j]);
+    }
+    if (t0 + kTC < a.T) load(t0 + kTC);
+    __syncthreads();
+
+    // B: NS states over kTC steps.
+#pragma unroll
+    for (int t = 0; t < kTC; ++t) {
+      const float2 d = sDT[t][grp];
+      float Bv[NS], Cv[NS];
+      if constexpr (NS % 4 == 0) {
+#pragma unroll
+        for (int q = 0; q < NS / 4; ++q) {
+          const float4 vb = reinterpret_cast<const float4*>(&sB[t][k * NS])[q];
+          const float4 vc = reinterpret_cast<const float4*>(&sC[t][k * NS])[q];
+          Bv[4 * q] = vb.x; Bv[4 * q + 1] = vb.y; Bv[4 * q + 2] = vb.z; Bv[4 * q + 3] = vb.w;
+          Cv[4 * q] = vc.x; Cv[4 * q + 1] = vc.y; Cv[4 * q + 2] = vc.z; Cv[4 * q + 3] = vc.w;
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < NS; ++i) { Bv[i] = sB[t][k * NS + i]; Cv[i] = sC[t][k * NS + i]; }
+      }
+      // Two partial sums: half the dependent chain of y's FMAs.
+      float y0 = 0.f, y1 = 0.f;
+#pragma unroll
+      for (int i = 0; i < NS; ++i) {
+        h[i] = fmaf(ex2_approx(d.x * a2[i]), h[i], d.y * Bv[i]);
+        if (i % 2 == 0) y0 = fmaf(Cv[i], h[i], y0);
+        else y1 = fmaf(Cv[i], h[i], y1);
+      }
+      sY[t][tid] = y0 + y1;
+    }
+    __syncthreads();
+
+    // C: sum the lanes' partials, D*u, gate, store.
+#pragma unroll
+    for (int j = 0; j < PER; ++j) {
+      const int t = item_t(j);
+      if (iact && t0 + t < a.T) {
+        float y = 0.f;
+#pragma unroll
+        for (int l = 0; l < L; ++l) y += sY[t][icc * L + l];
+        Y[((int64_t)b * a.T + t0 + t) * a.ldy + ic] = from_f<T>((y + du[j]) * g[j]);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < NS; ++i) {
+    const int n = k * NS + i;
+    if (c < Di && n < N) a.state[((int64_t)b * Di + c) * N + n] = h[i];
+  }
+}
+
+template <class T, int NS, int L>
+void launch(const ScanArgs& a, cudaStream_t s) {
+  constexpr int CH = kThreads / L;
+  dim3 grid((a.Di + CH - 1) / CH, a.B);
+  scan_states_kernel<T, NS, L><<<grid, kThreads, 0, s>>>(a);
+}
+
+// States per channel padded to 16, 32 or 64; NS = P / L states per lane.
+template <class T>
+void launch_pl(const ScanArgs& a, int P, int L, cudaStream_t s) {
+  switch (P * 16 + L) {
+    case 16 * 16 + 1: launch<T, 16, 1>(a, s); break;
+    case 16 * 16 + 2: launch<T, 8, 2>(a, s); break;
+    case 16 * 16 + 4: launch<T, 4, 4>(a, s); break;
+    case 16 * 16 + 8: launch<T, 2, 8>(a, s); break;
+    case 32 * 16 + 2: launch<T, 16, 2>(a, s); break;
+    case 32 * 16 + 4: launch<T, 8, 4>(a, s); break;
+    case 32 * 16 + 8: launch<T, 4, 8>(a, s); break;
+    case 64 * 16 + 4: launch<T, 16, 4>(a, s); break;
+    default: launch<T, 8, 8>(a, s); break;  // P 64, L 8
+  }
+}
+
+}  // namespace
+
+int scan_states_lanes(int B, int Di, int N) {
+  const int lmin = N <= 16 ? 1 : N <= 32 ? 2 : 4;
+  // Fewest lanes (most states per thread, no partial sums) that still give ~8 warps per SM on 132 SMs.
+  int L = lmin;
+  while (L < 8 && int64_t(B) * Di * L < 32768) L *= 2;
+  return L;
+}
+
+void selective_scan_states(Dt t, const ScanArgs& a, cudaStream_t s) {
+  if (a.N < 1 || a.N > 64) fail("selective_scan: d_state ", a.N, " outside [1, 64]");
+  const int P = a.N <= 16 ? 16 : a.N <= 32 ? 32 : 64, lmin = P / 16;
+  if (a.lanes != 0 && (a.lanes < lmin || a.lanes > 8 || (a.lanes & (a.lanes - 1))))
+    fail("selective_scan: ", a.lanes, " lanes per channel for d_state ", a.N, " (states version: 0 (auto) or a power ",
+         "of two from ", lmin, " to 8)");
+  if (a.B == 0 || a.T == 0 || a.Di == 0) return;
+  const int L = a.lanes ? a.lanes : scan_states_lanes(a.B, a.Di, a.N);
+  BMH_DISPATCH_DT(t, T, launch_pl<T>(a, P, L, s));
+  BMH_LAUNCH("scan_states_kernel");
+}
+
+}  // namespace bmh::cuda
