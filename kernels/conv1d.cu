@@ -1,8 +1,12 @@
 #include "kernels/common.cuh"
 #include "kernels/conv1d.cuh"
 #include "kernels/launch.cuh"
+#include "kernels/sfu_math.cuh"
 
 namespace bmh::cuda {
+
+// SiLU is silu_fast (sfu_math.cuh: ex2 + rcp approximations, relative error ~1e-7) in every kernel here: expf and
+// the IEEE divide were ~20 of ~30 instructions per output of the prefill kernels (kernels/NOTES.md).
 
 // One thread per (b, t, c): reads K inputs (the state for positions before the sequence), writes one output.
 template <class T>
@@ -19,7 +23,7 @@ __global__ void conv1d_silu_kernel(const T* __restrict__ x, int ldx, const float
                        : state[((int64_t)b * (K - 1) + (K - 1 + src)) * Di + c];
     acc += w[c * K + k] * v;
   }
-  y[((int64_t)b * T_ + t) * ldy + c] = from_f<T>(silu_f(acc));
+  y[((int64_t)b * T_ + t) * ldy + c] = from_f<T>(silu_fast(acc));
 }
 
 // New state = last K-1 rows of [state; x]. One thread per (b, c) walks j upward: row j reads row T+j > j of the old
@@ -60,7 +64,7 @@ __global__ void conv1d_silu_run_kernel(const T* __restrict__ x, int ldx, const f
     float acc = b0;
 #pragma unroll
     for (int k = 0; k < K; ++k) acc += wk[k] * win[j + k];
-    y[((int64_t)b * T_ + t0 + j) * ldy + c] = from_f<T>(silu_f(acc));
+    y[((int64_t)b * T_ + t0 + j) * ldy + c] = from_f<T>(silu_fast(acc));
   }
 }
 
@@ -68,7 +72,7 @@ __global__ void conv1d_silu_run_kernel(const T* __restrict__ x, int ldx, const f
 // x rows read and y rows written as one 16-byte access each, so a warp moves 512 bytes per instruction instead of
 // 64. Per output element the arithmetic is that kernel's, operation for operation: acc = bias (or 0), then
 // acc += w[k] * x[k] for k = 0..K-1 in that order, the same x values (to_f of the dtype, or the fp32 state), then
-// from_f(silu_f(acc)); so its outputs are bit-identical (gpu_test_ops VectorPaths checks it). The first K-1 window
+// from_f(silu_fast(acc)); so its outputs are bit-identical (gpu_test_ops VectorPaths checks it). The first K-1 window
 // rows stay fp32 (they may come from the state), the other kRun rows stay packed in the dtype until used.
 template <class T>
 struct alignas(16) Pack16 {
@@ -126,7 +130,7 @@ __global__ void conv1d_silu_run_vec_kernel(const T* __restrict__ x, int ldx, con
         const float xv = i < K - 1 ? head[i][v] : to_f(tail[i - (K - 1)].e[v]);
         acc += wk[v][k] * xv;
       }
-      out.e[v] = from_f<T>(silu_f(acc));
+      out.e[v] = from_f<T>(silu_fast(acc));
     }
     *reinterpret_cast<Pack16<T>*>(y + ((int64_t)b * T_ + t0 + j) * ldy + c) = out;
   }
@@ -194,7 +198,7 @@ __global__ void conv1d_update_kernel(const T* __restrict__ x, int ldx, const flo
   }
   acc += w[c * K + K - 1] * xin;
   if (K > 1) st[(int64_t)(K - 2) * Di + c] = xin;
-  y[(int64_t)b * ldy + c] = from_f<T>(silu_f(acc));
+  y[(int64_t)b * ldy + c] = from_f<T>(silu_fast(acc));
 }
 
 void causal_conv1d_silu_update(Dt t, const void* x, int ldx, const float* w, const float* bias, float* state, int B,

@@ -238,9 +238,9 @@ std::vector<OpCase> op_cases() {
       if (sv == ScanVariant::Chunked)
         for (int G : B == 8 ? std::vector<int>{1, 4} : std::vector<int>{8}) { c.E = G; v.push_back(c); }
     }
-  // Version 3 (states) at the same shapes: automatic lanes (1 at 8 x 2048, 8 at 1 x 16384) and one other count.
+  // Version 3 (states) at the same shapes: automatic lanes (2 at 8 x 2048, 8 at 1 x 16384) and one other count.
   for (auto [B, T] : std::vector<std::pair<int, int>>{{8, 2048}, {1, 16384}})
-    for (int L : {0, B == 8 ? 2 : 4}) {
+    for (int L : {0, B == 8 ? 1 : 4}) {
       OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::States); c.B = B; c.T = T; c.N = 5120; c.K = 16;
       c.flag = true; c.bias = true; c.M = 160; c.E = L; v.push_back(c);
     }
@@ -250,7 +250,7 @@ std::vector<OpCase> op_cases() {
     OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::Chunked); c.B = 8; c.T = 2048; c.N = 2944; c.K = 16;
     c.flag = true; c.bias = true; c.M = 92; c.E = G; v.push_back(c);
   }
-  for (int L : {0, 1}) {  // states: automatic (2 lanes: 8 x 2944 channels alone are ~5.6 warps per SM) and 1
+  for (int L : {0, 4}) {  // states: automatic (2 lanes) and 4
     OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::States); c.B = 8; c.T = 2048; c.N = 2944; c.K = 16;
     c.flag = true; c.bias = true; c.M = 92; c.E = L; v.push_back(c);
   }

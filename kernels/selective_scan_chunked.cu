@@ -24,7 +24,7 @@
 
 #include "core/error.h"
 #include "kernels/common.cuh"
-#include "kernels/scan_math.cuh"
+#include "kernels/sfu_math.cuh"
 #include "kernels/selective_scan.cuh"
 
 namespace bmh::cuda {

@@ -1,5 +1,5 @@
-// The scans' per-element math through the SFU's approximations (shared by the prefill scan versions 2 and 3):
-// ex2/lg2/rcp.approx, torch's softplus and SiLU from them. Accuracy is stated beside each.
+// Elementwise math through the SFU's approximations (ex2/lg2/rcp.approx) and torch's softplus and SiLU built from
+// them, for kernels where expf / log1pf / IEEE division would be most of the instructions. Accuracy beside each.
 #pragma once
 
 namespace bmh::cuda {
