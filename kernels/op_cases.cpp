@@ -238,9 +238,10 @@ std::vector<OpCase> op_cases() {
       if (sv == ScanVariant::Chunked)
         for (int G : B == 8 ? std::vector<int>{1, 4} : std::vector<int>{8}) { c.E = G; v.push_back(c); }
     }
-  // Version 3 (states) at the same shapes: automatic lanes (2 at 8 x 2048, 8 at 1 x 16384) and one other count.
+  // Version 3 (states) at the same shapes: 8 x 2048 at automatic lanes (2) and 1; 1 x 16384 at 8 lanes (its
+  // automatic choice there is the chunked version).
   for (auto [B, T] : std::vector<std::pair<int, int>>{{8, 2048}, {1, 16384}})
-    for (int L : {0, B == 8 ? 1 : 4}) {
+    for (int L : B == 8 ? std::vector<int>{0, 1} : std::vector<int>{8}) {
       OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::States); c.B = B; c.T = T; c.N = 5120; c.K = 16;
       c.flag = true; c.bias = true; c.M = 160; c.E = L; v.push_back(c);
     }

@@ -66,7 +66,7 @@ enum class StateUpdateVariant : int {
 // row; rows for experts). Its own timing is the A/B of the first call that carries it (kernels/NOTES.md).
 // The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
-  ScanVariant scan = ScanVariant::Chunked;
+  ScanVariant scan = ScanVariant::States;
   AttnDecodeVariant attn_decode = AttnDecodeVariant::SplitKeys;
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
   GemvVariant gemv = GemvVariant::Mma;  // 2..8 rows sharing bf16/fp16 weights; the rest runs split (see below)
@@ -77,6 +77,9 @@ struct KernelVariants {
 };
 // state_update=tile (2026-12-03): the lanes version moved batched decode's state at 0.81 TB/s (13.2 of 19.1 ms of a
 // 256-row Mamba-2.8B step, kernels/NOTES.md); tile's timing is the A/B of the first call that carries it.
+// scan=states (2026-12-03, H200 op table of c0c1ed1): 8 x 2048 x 5120 0.871 ms vs chunked 0.997, 8 x 2048 x 2944
+// 0.739 vs 1.038; model forward 8x2048: mamba-2.8b 209.6 -> 204.7 ms, blackmamba-2.8b 62.0 -> 55.7 ms. One long
+// sequence (B * Di < 16384, T >= 512) still runs chunked inside it.
 // The two named sets: "v1" (staged, per_head, gemm, warp, serial MoE, pdl off, decode_dt gemv, state_update lanes: the kernels before
 // 2026-12-02) and "v2" (the defaults).
 KernelVariants kernel_set_v1();
