@@ -18,6 +18,7 @@
 //   C: each item's owner sums the L partials, adds D*u, gates, stores.
 // Steps past T get dt = 0 and dt*u = 0 (the identity), padded states A = B = C = 0.
 #include <algorithm>
+#include <type_traits>
 
 #include "core/error.h"
 #include "kernels/common.cuh"
@@ -71,13 +72,17 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<NS, L>)) scan_states_ker
   const float Dc = a.D && iact ? a.D[ic] : 0.f;
   auto item_t = [](int j) { return (threadIdx.x + j * kThreads) / CH; };
 
-  // Raw inputs of the next chunk, loaded a chunk ahead.
+  // Raw inputs of the next chunk, loaded a chunk ahead. A chunk inside T and a block of active channels with
+  // d_state == P (uniform over the block) takes the unchecked path: the bounds checks and the branches they became
+  // were ~a third of the instructions per state step (ncu, kernels/NOTES.md).
+  const bool block_full = c0 + CH <= Di && N == P;
   T ru[PER], rd[PER], rz[PER], rbc[BCPER];
-  auto load = [&](int t0) {
+  auto load = [&](int t0, auto full) {
+    constexpr bool kFull = decltype(full)::value;
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
       const int t = t0 + item_t(j);
-      const bool ok = iact && t < a.T;
+      const bool ok = kFull || (iact && t < a.T);
       const int64_t row = (int64_t)b * a.T + t;
       ru[j] = ok ? U[row * a.ldu + ic] : from_f<T>(0.f);
       rd[j] = ok ? Dl[row * a.ldd + ic] : from_f<T>(0.f);
@@ -86,19 +91,24 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<NS, L>)) scan_states_ker
 #pragma unroll
     for (int j = 0; j < BCPER; ++j) {
       const int i = tid + j * kThreads, which = i / (kTC * P), r = i % (kTC * P), t = t0 + r / P, n = r % P;
-      const bool ok = t < a.T && n < N;
+      const bool ok = kFull || (t < a.T && n < N);
       const int64_t off = ((int64_t)b * a.T + t) * a.ldbc + n;
       rbc[j] = ok ? (which ? Cm[off] : Bm[off]) : from_f<T>(0.f);
     }
   };
+  auto load_chunk = [&](int t0) {
+    if (block_full && t0 + kTC <= a.T) load(t0, std::true_type{});
+    else load(t0, std::false_type{});
+  };
 
-  load(0);
+  load_chunk(0);
   for (int t0 = 0; t0 < a.T; t0 += kTC) {
+    const bool full = block_full && t0 + kTC <= a.T;
     // A: per-(t, c) work and B / C rows into shared memory.
     float du[PER], g[PER];
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
-      const bool ok = iact && t0 + item_t(j) < a.T;
+      const bool ok = full || (iact && t0 + item_t(j) < a.T);
       const float uf = to_f(ru[j]);
       const float dt = ok ? softplus_fast(to_f(rd[j]) + dbias) : 0.f;
       sDT[item_t(j)][icc] = make_float2(dt, dt * uf);
@@ -110,7 +120,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<NS, L>)) scan_states_ker
       const int i = tid + j * kThreads, which = i / (kTC * P), r = i % (kTC * P);
       (which ? &sC[0][0] : &sB[0][0])[r] = to_f(rbc[j]);
     }
-    if (t0 + kTC < a.T) load(t0 + kTC);
+    if (t0 + kTC < a.T) load_chunk(t0 + kTC);
     __syncthreads();
 
     // B: NS states over kTC steps.
@@ -146,7 +156,7 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<NS, L>)) scan_states_ker
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
       const int t = item_t(j);
-      if (iact && t0 + t < a.T) {
+      if (full || (iact && t0 + t < a.T)) {
         float y = 0.f;
 #pragma unroll
         for (int l = 0; l < L; ++l) y += sY[t][icc * L + l];
