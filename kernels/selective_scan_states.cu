@@ -7,8 +7,8 @@
 // Here a thread keeps NS states of one channel in registers and walks time one step after another: nothing is
 // rescanned, the NS exponentials of a step are independent (ILP instead of occupancy), B_t and C_t are read as
 // float4 broadcasts, and what depends only on (t, c) -- softplus, dt*u, D*u, silu(z) -- is computed once per (t, c).
-// L lanes per channel (NS * L >= d_state) are used only to fill the GPU when B * Di is small (batch 1): their partial
-// y sums meet in shared memory.
+// L lanes per channel (NS * L >= d_state) split the states, their partial y sums meeting in shared memory: two by
+// default (fewer registers per thread, more warps), more when B * Di is small (scan_states_lanes).
 //
 // A block of 64 threads owns CH = 64 / L channels of one sequence and walks it in chunks of kTC steps:
 //   A: each thread takes kTC / L (t, c) items of the chunk (consecutive threads: consecutive channels, so global
@@ -197,11 +197,12 @@ void launch_pl(const ScanArgs& a, int P, int L, cudaStream_t s) {
 }  // namespace
 
 int scan_states_lanes(int B, int Di, int N) {
-  const int lmin = N <= 16 ? 1 : N <= 32 ? 2 : 4;
-  // Fewest lanes (most states per thread, fewest partial sums) that give ~16 warps per SM on 132 SMs: one lane per
-  // channel (192 registers, <= 10 warps per SM) ran 1.55 ms on Mamba-2.8B's 8 x 2048 x 5120 against 1.06 at two.
-  int L = lmin;
-  while (L < 8 && int64_t(B) * Di * L < 65536) L *= 2;
+  // At least 2 lanes: one lane per channel (NS = 16, ~170 registers, <= 10 warps per SM) ran 1.05 ms on Mamba-2.8B's
+  // 8 x 2048 x 5120 against 0.87 at two. Then the fewest lanes that give >= 32768 threads (~8 warps per SM): two
+  // at 8 x 5120 and at BlackMamba-2.8B's 8 x 2944 (in the forward 0.61 ms per layer at two lanes (52102a5) against
+  // 0.79 at four (9d88202)), eight for one sequence.
+  int L = N <= 32 ? 2 : 4;
+  while (L < 8 && int64_t(B) * Di * L < 32768) L *= 2;
   return L;
 }
 
@@ -213,9 +214,10 @@ void selective_scan_states(Dt t, const ScanArgs& a, cudaStream_t s) {
          "of two from ", lmin, " to 8)");
   if (a.B == 0 || a.T == 0 || a.Di == 0) return;
   const int L = a.lanes ? a.lanes : scan_states_lanes(a.B, a.Di, a.N);
-  // Automatic lanes beyond 2 per padded 16 states means B * Di < 16384: for a long sequence (T >= 512) the chunked
-  // version, parallel over time, is faster there (H200, 1 x 16384 x 5120: chunked 1.24 ms, states at 8 lanes 2.04).
-  if (a.lanes == 0 && L > 2 * lmin && a.T >= 512) return selective_scan_chunked(t, a, s);
+  // Where even 8 lanes leave fewer than 65536 threads (B * Di < 8192: one sequence of Mamba-2.8B's 5120 channels)
+  // and the sequence is long (T >= 512), the chunked version, parallel over time, is faster (H200, 1 x 16384 x
+  // 5120: chunked 1.24 ms, states at 8 lanes 2.04).
+  if (a.lanes == 0 && a.T >= 512 && int64_t(a.B) * a.Di * 8 < 65536) return selective_scan_chunked(t, a, s);
   BMH_DISPATCH_DT(t, T, launch_pl<T>(a, P, L, s));
   BMH_LAUNCH("scan_states_kernel");
 }

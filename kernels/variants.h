@@ -79,7 +79,7 @@ struct KernelVariants {
 // 256-row Mamba-2.8B step, kernels/NOTES.md); tile's timing is the A/B of the first call that carries it.
 // scan=states (2026-12-03, H200 op table of c0c1ed1): 8 x 2048 x 5120 0.871 ms vs chunked 0.997, 8 x 2048 x 2944
 // 0.739 vs 1.038; model forward 8x2048: mamba-2.8b 209.6 -> 204.7 ms, blackmamba-2.8b 62.0 -> 55.7 ms. One long
-// sequence (B * Di < 16384, T >= 512) still runs chunked inside it.
+// sequence (B * Di < 8192, T >= 512) still runs chunked inside it.
 // The two named sets: "v1" (staged, per_head, gemm, warp, serial MoE, pdl off, decode_dt gemv, state_update lanes: the kernels before
 // 2026-12-02) and "v2" (the defaults).
 KernelVariants kernel_set_v1();
