@@ -54,7 +54,8 @@ enum class StateUpdateVariant : int {
 };
 
 // Defaults: the version-2 kernels, each faster on the H200 op table of 2026-12-02 and within its op-table
-// tolerance there (kernels/NOTES.md): chunked scan, split-key decode attention, flash prefill, split GEMV; and,
+// tolerance there (kernels/NOTES.md): chunked scan (since replaced by states, below), split-key decode attention,
+// flash prefill, split GEMV; and,
 // from the in-run A/B of 197b1ef (same weights, one process): MoE experts on side streams (MoE layer 1.728 ->
 // 1.663 ms, bit-identical) and PDL in the decode graph (blackmamba-2.8b 1.148 -> 0.964 ms/token, mamba-2.8b
 // 3.047 -> 3.046, pythia-1.4b 1.509 -> 1.541: a 2% loss there, a 16% gain on the model this harness is for).
