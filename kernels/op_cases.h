@@ -74,6 +74,9 @@ struct OpData {
   std::map<std::string, std::vector<int64_t>> ints, out_ints;
 };
 OpData make_op_inputs(const OpCase& c, uint64_t seed);
+// Cases with the same key draw the same inputs from make_op_inputs: the name with the kernel version and the lane
+// count taken out where the inputs do not depend on them (Scan: variant, E; Conv1d, AddNorm: variant).
+std::string op_inputs_key(const OpCase& c);
 void run_op(const OpCase& c, OpData& d);
 
 // Benchmark: median ms of `iters` timed runs (device events) after warm-up, rotating among several input sets when

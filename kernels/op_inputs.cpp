@@ -45,6 +45,13 @@ struct Gen {
 
 }  // namespace
 
+std::string op_inputs_key(const OpCase& c) {
+  OpCase k = c;
+  if (c.op == OpKind::Scan) k.variant = 0, k.E = 0;
+  if (c.op == OpKind::Conv1d || c.op == OpKind::AddNorm) k.variant = 0;
+  return k.name();
+}
+
 OpData make_op_inputs(const OpCase& c, uint64_t seed) {
   OpData d;
   Gen g{std::mt19937_64(seed * 0x9E3779B97F4A7C15ull + uint64_t(c.op) * 1315423911ull + c.M * 31 + c.N)};
