@@ -187,10 +187,11 @@ TEST(Engine, DedupesAndKeepsInputOrder) {
     }
     // No two of these requests share a prefix: a call's tokens are the sum of n - 1, within the budget unless a
     // single request exceeds it.
-    for (size_t c = 0; c < m.batch_sizes.size(); ++c)
-      if (m.batch_sizes[c] > 1) EXPECT_LE(m.call_tokens[c], budget);
-    if (budget == 1) EXPECT_EQ(m.calls, int(reqs.size()) - 2);
-    if (budget == 1000) EXPECT_EQ(m.calls, 1);
+    for (size_t c = 0; c < m.batch_sizes.size(); ++c) {
+      if (m.batch_sizes[c] > 1) { EXPECT_LE(m.call_tokens[c], budget); }
+    }
+    if (budget == 1) { EXPECT_EQ(m.calls, int(reqs.size()) - 2); }
+    if (budget == 1000) { EXPECT_EQ(m.calls, 1); }
   }
 }
 
