@@ -188,7 +188,7 @@ if want bench; then
   # `bmh bench-gpu` without --ops.
   # BENCH_EXTRA_OPS=1 adds (bench_gpu.json only, ~1 min): BlackMamba-2.8B's scan shape at each lane count, and the
   # prefill elementwise passes (GELU, gated expert activation, rotary, conv, norms) beside their scalar versions.
-  OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048|^gemv_bf16_B(8|64|256)_|^state_update_bf16_(B[0-9]+_)?N5120_K16_flag_bias(_tile)?$|^conv1d_update_bf16_B'
+  OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked|_states)?$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048|^gemv_bf16_B(8|64|256)_|^state_update_bf16_(B[0-9]+_)?N5120_K16_flag_bias(_tile)?$|^conv1d_update_bf16_B'
   [ -z "${BENCH_EXTRA_OPS:-}" ] ||
     OPS="$OPS|^selective_scan_bf16_B8_T2048_M92_N2944|^mlp_act_bf16_T|^rotary_bf16_B8|^conv1d_bf16_B8|^add_norm_bf16_T16384"
   # Preset rows with the default kernels; BENCH_AB=SETS times every preset once per kernel set of the comma-separated
