@@ -4,17 +4,15 @@
 #include "core/presets.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
-#include <future>
-#include <thread>
 
 #include "core/config_parsers.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/model_weights.h"
+#include "core/parallel.h"
 
 namespace bmh {
 
@@ -307,19 +305,6 @@ int draws_per_element(Init kind) {
   }
 }
 
-// fn(i) for i in [0, n) on every hardware thread, items taken in order from a shared counter.
-template <class Fn>
-void parallel_items(size_t n, Fn fn) {
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < n; i = next++) fn(i);
-  };
-  const unsigned workers = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), unsigned(n)));
-  std::vector<std::future<void>> jobs;
-  for (unsigned w = 0; w < workers; ++w) jobs.push_back(std::async(std::launch::async, work));
-  for (auto& j : jobs) j.get();
-}
-
 }  // namespace
 
 std::vector<std::string> preset_names() {
@@ -342,13 +327,13 @@ TensorMap random_weights(const ModelConfig& cfg, uint64_t seed, DType dtype, int
   if (chunk_elements < 1) fail("random_weights: chunk of ", chunk_elements, " elements");
   std::vector<WeightSpec> specs = expected_weights(cfg);
   std::vector<Tensor> tensors(specs.size());
-  parallel_items(specs.size(), [&](size_t k) { tensors[k] = Tensor::zeros(dtype, specs[k].shape); });
+  parallel_for(specs.size(), [&](size_t k) { tensors[k] = Tensor::zeros(dtype, specs[k].shape); });
   // Slices of chunk_elements, so one large tensor (the embedding) is spread over the threads too.
   struct Slice { size_t k; int64_t begin, end; };
   std::vector<Slice> slices;
   for (size_t k = 0; k < specs.size(); ++k)
     for (int64_t b = 0, n = tensors[k].numel(); b < n; b += chunk_elements) slices.push_back({k, b, std::min(n, b + chunk_elements)});
-  parallel_items(slices.size(), [&](size_t j) {
+  parallel_for(slices.size(), [&](size_t j) {
     const Slice& sl = slices[j];
     const WeightSpec& w = specs[sl.k];
     Tensor& t = tensors[sl.k];

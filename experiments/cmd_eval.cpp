@@ -132,7 +132,7 @@ void run_eval(const EvalArgs& a) {
   journal->remove();
   stage.done("write");
   std::string line;
-  for (const auto& [stage, s] : stages) line += (line.empty() ? "" : ", ") + stage + " " + std::to_string(s).substr(0, 6);
+  for (const auto& [name, s] : stages) line += (line.empty() ? "" : ", ") + name + " " + std::to_string(s).substr(0, 6);
   std::fprintf(stderr, "bmh eval: seconds by stage: %s\n", line.c_str());
   std::printf("%s (%s), limit: %s, token_budget: %lld%s\n%s", info.model.c_str(), info.model_args.c_str(),
               a.limit > 0 ? std::to_string(a.limit).c_str() : "None", (long long)a.token_budget,

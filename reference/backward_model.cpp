@@ -5,12 +5,10 @@
 // once, the sequence mixers (Mamba, attention) per sequence in parallel, each sequence into its own gradient
 // buffer, summed in sequence order so the result does not depend on the thread count.
 #include <algorithm>
-#include <atomic>
-#include <future>
-#include <thread>
 
 #include "core/error.h"
 #include "core/model_weights.h"
+#include "core/parallel.h"
 #include "reference/backward_ops.h"
 #include "reference/model.h"
 #include "reference/trainable_model.h"
@@ -18,17 +16,6 @@
 namespace bmh::ref {
 
 namespace {
-
-template <class Fn> void parallel_for(int n, Fn fn) {
-  const int workers = std::max(1, std::min<int>(n, int(std::thread::hardware_concurrency())));
-  std::vector<std::future<void>> jobs;
-  std::atomic<int> next{0};
-  for (int w = 0; w < workers; ++w)
-    jobs.push_back(std::async(std::launch::async, [&] {
-      for (int b = next++; b < n; b = next++) fn(b);
-    }));
-  for (auto& j : jobs) j.get();  // rethrows the first error
-}
 
 template <class T> Vec<T> zv(const Vec<T>& v) { return Vec<T>::Zero(v.size()); }
 

@@ -1,13 +1,11 @@
 #include "reference/model.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <future>
-#include <thread>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace bmh::ref {
 
@@ -56,18 +54,6 @@ template <class T> void require_finite(const Mat<T>& m, int64_t position, const 
       if (!std::isfinite(m(r, c)))
         fail("non-finite value ", double(m(r, c)), " first produced by ", where, " at token ", position + r,
              ", dim ", c, " (non-finite weights, or an overflow)");
-}
-
-// Runs `fn(b)` for b in [0, n) on up to hardware_concurrency threads.
-template <class Fn> void parallel_for(int n, Fn fn) {
-  const int workers = std::max(1, std::min<int>(n, int(std::thread::hardware_concurrency())));
-  std::vector<std::future<void>> jobs;
-  std::atomic<int> next{0};
-  for (int w = 0; w < workers; ++w)
-    jobs.push_back(std::async(std::launch::async, [&] {
-      for (int b = next++; b < n; b = next++) fn(b);
-    }));
-  for (auto& j : jobs) j.get();  // rethrows the first error
 }
 
 }  // namespace
