@@ -39,22 +39,17 @@ template <class T, int NS, int L>
 __global__ void __launch_bounds__(kThreads, (kMinBlocks<NS, L>)) scan_states_kernel(ScanArgs a) {
   constexpr int CH = kThreads / L;       // channels per block
   constexpr int P = NS * L;              // states per channel, padded (>= N)
-  constexpr int PER = kTC * CH / kThreads;  // (t, c) items per thread
-  constexpr int BCPER = 2 * kTC * P / kThreads;  // B and C values staged per thread
-  static_assert(PER >= 1 && (2 * kTC * P) % kThreads == 0, "chunk shape");
+  constexpr int PER = kTC / L;           // (t, c) items per thread: steps it, it + L, it + 2L, ... of the chunk
+  constexpr int BCR = kTC * P / kThreads;  // B values (and as many C values) staged per thread
+  constexpr int BCS = kThreads / P;        // steps between a thread's staged B / C values
+  static_assert(PER >= 1 && kThreads % P == 0 && BCR >= 1, "chunk shape");
   __shared__ __align__(16) float sB[kTC][P];
   __shared__ __align__(16) float sC[kTC][P];
-  __shared__ float2 sDT[kTC][CH];     // (dt, dt*u)
-  __shared__ float sY[kTC][kThreads];  // partial y of each lane
+  __shared__ float2 sDT[kTC][CH];                    // (dt, dt*u)
+  __shared__ __align__(16) float sY[kTC][kThreads];  // partial y of each lane, a channel's L lanes adjacent
 
-  const int N = a.N, Di = a.Di, b = blockIdx.y, c0 = blockIdx.x * CH, tid = threadIdx.x;
+  const int N = a.N, Di = a.Di, nT = a.T, b = blockIdx.y, c0 = blockIdx.x * CH, tid = threadIdx.x;
   const int grp = tid / L, k = tid % L, c = c0 + grp;
-  const T* __restrict__ U = static_cast<const T*>(a.u);
-  const T* __restrict__ Dl = static_cast<const T*>(a.delta);
-  const T* __restrict__ Z = static_cast<const T*>(a.z);
-  const T* __restrict__ Bm = static_cast<const T*>(a.Bm);
-  const T* __restrict__ Cm = static_cast<const T*>(a.Cm);
-  T* __restrict__ Y = static_cast<T*>(a.y);
 
   // This thread's states k*NS .. k*NS+NS-1 of channel c.
   float h[NS], a2[NS];
@@ -65,62 +60,73 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<NS, L>)) scan_states_ker
     h[i] = ok ? a.state[((int64_t)b * Di + c) * N + n] : 0.f;
     a2[i] = ok ? a.A[(int64_t)c * N + n] * kLog2e : 0.f;
   }
-  // Item j of this thread: step t = (tid + j * kThreads) / CH of the chunk, channel cc = tid % CH (same for all j).
-  const int icc = tid % CH, ic = c0 + icc;
+  // Item j of this thread: step it + j * L of the chunk, channel icc of the block (consecutive threads: consecutive
+  // channels, so global accesses coalesce). Its B / C values: column bn of steps bt + j * BCS.
+  const int it = tid / CH, icc = tid % CH, ic = c0 + icc, bt = tid / P, bn = tid % P;
   const bool iact = ic < Di;
   const float dbias = a.delta_bias && iact ? a.delta_bias[ic] : 0.f;
   const float Dc = a.D && iact ? a.D[ic] : 0.f;
-  auto item_t = [](int j) { return (threadIdx.x + j * kThreads) / CH; };
+  // Pointers to this thread's first element of the chunk to load next (u, delta, z, B, C) and of the chunk being
+  // stored (y); offsets inside a chunk fit 32 bits. The 64-bit index arithmetic per access they replace was ~a
+  // fifth of the instructions per chunk (PTX of 048914b: 22 per item for three loads).
+  const int64_t row0 = (int64_t)b * nT + it, brow0 = (int64_t)b * nT + bt;
+  const T* __restrict__ pu = static_cast<const T*>(a.u) + row0 * a.ldu + ic;
+  const T* __restrict__ pd = static_cast<const T*>(a.delta) + row0 * a.ldd + ic;
+  const T* __restrict__ pz = a.z ? static_cast<const T*>(a.z) + row0 * a.ldz + ic : nullptr;
+  const T* __restrict__ pb = static_cast<const T*>(a.Bm) + brow0 * a.ldbc + bn;
+  const T* __restrict__ pc = static_cast<const T*>(a.Cm) + brow0 * a.ldbc + bn;
+  T* __restrict__ py = static_cast<T*>(a.y) + row0 * a.ldy + ic;
+  const int su = L * a.ldu, sd = L * a.ldd, sz = L * a.ldz, sbc = BCS * a.ldbc, sy = L * a.ldy;
+  const bool hasz = pz != nullptr;
 
   // Raw inputs of the next chunk, loaded a chunk ahead. A chunk inside T and a block of active channels with
   // d_state == P (uniform over the block) takes the unchecked path: the bounds checks and the branches they became
   // were ~a third of the instructions per state step (ncu, kernels/NOTES.md).
   const bool block_full = c0 + CH <= Di && N == P;
-  T ru[PER], rd[PER], rz[PER], rbc[BCPER];
+  T ru[PER], rd[PER], rz[PER], rb[BCR], rc[BCR];
   auto load = [&](int t0, auto full) {
     constexpr bool kFull = decltype(full)::value;
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
-      const int t = t0 + item_t(j);
-      const bool ok = kFull || (iact && t < a.T);
-      const int64_t row = (int64_t)b * a.T + t;
-      ru[j] = ok ? U[row * a.ldu + ic] : from_f<T>(0.f);
-      rd[j] = ok ? Dl[row * a.ldd + ic] : from_f<T>(0.f);
-      rz[j] = ok && Z ? Z[row * a.ldz + ic] : from_f<T>(0.f);
+      const bool ok = kFull || (iact && t0 + it + j * L < nT);
+      ru[j] = ok ? pu[j * su] : from_f<T>(0.f);
+      rd[j] = ok ? pd[j * sd] : from_f<T>(0.f);
+      rz[j] = ok && hasz ? pz[j * sz] : from_f<T>(0.f);
     }
 #pragma unroll
-    for (int j = 0; j < BCPER; ++j) {
-      const int i = tid + j * kThreads, which = i / (kTC * P), r = i % (kTC * P), t = t0 + r / P, n = r % P;
-      const bool ok = kFull || (t < a.T && n < N);
-      const int64_t off = ((int64_t)b * a.T + t) * a.ldbc + n;
-      rbc[j] = ok ? (which ? Cm[off] : Bm[off]) : from_f<T>(0.f);
+    for (int j = 0; j < BCR; ++j) {
+      const bool ok = kFull || (t0 + bt + j * BCS < nT && bn < N);
+      rb[j] = ok ? pb[j * sbc] : from_f<T>(0.f);
+      rc[j] = ok ? pc[j * sbc] : from_f<T>(0.f);
     }
+    pu += kTC * (int64_t)a.ldu; pd += kTC * (int64_t)a.ldd; pb += kTC * (int64_t)a.ldbc; pc += kTC * (int64_t)a.ldbc;
+    if (hasz) pz += kTC * (int64_t)a.ldz;
   };
   auto load_chunk = [&](int t0) {
-    if (block_full && t0 + kTC <= a.T) load(t0, std::true_type{});
+    if (block_full && t0 + kTC <= nT) load(t0, std::true_type{});
     else load(t0, std::false_type{});
   };
 
-  load_chunk(0);
-  for (int t0 = 0; t0 < a.T; t0 += kTC) {
-    const bool full = block_full && t0 + kTC <= a.T;
+  // One chunk; kFull: every step inside T and every channel active (no checks).
+  auto chunk = [&](int t0, auto full) {
+    constexpr bool kFull = decltype(full)::value;
     // A: per-(t, c) work and B / C rows into shared memory.
     float du[PER], g[PER];
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
-      const bool ok = full || (iact && t0 + item_t(j) < a.T);
+      const bool ok = kFull || (iact && t0 + it + j * L < nT);
       const float uf = to_f(ru[j]);
       const float dt = ok ? softplus_fast(to_f(rd[j]) + dbias) : 0.f;
-      sDT[item_t(j)][icc] = make_float2(dt, dt * uf);
+      sDT[it + j * L][icc] = make_float2(dt, dt * uf);
       du[j] = Dc * uf;
-      g[j] = Z ? silu_fast(to_f(rz[j])) : 1.f;
+      g[j] = hasz ? silu_fast(to_f(rz[j])) : 1.f;
     }
 #pragma unroll
-    for (int j = 0; j < BCPER; ++j) {
-      const int i = tid + j * kThreads, which = i / (kTC * P), r = i % (kTC * P);
-      (which ? &sC[0][0] : &sB[0][0])[r] = to_f(rbc[j]);
+    for (int j = 0; j < BCR; ++j) {
+      sB[bt + j * BCS][bn] = to_f(rb[j]);
+      sC[bt + j * BCS][bn] = to_f(rc[j]);
     }
-    if (t0 + kTC < a.T) load_chunk(t0 + kTC);
+    if (t0 + kTC < nT) load_chunk(t0 + kTC);
     __syncthreads();
 
     // B: NS states over kTC steps.
@@ -155,15 +161,31 @@ __global__ void __launch_bounds__(kThreads, (kMinBlocks<NS, L>)) scan_states_ker
     // C: sum the lanes' partials, D*u, gate, store.
 #pragma unroll
     for (int j = 0; j < PER; ++j) {
-      const int t = item_t(j);
-      if (full || (iact && t0 + t < a.T)) {
-        float y = 0.f;
+      const int t = it + j * L;
+      if (kFull || (iact && t0 + t < nT)) {
+        const float* part = &sY[t][icc * L];
+        float y;
+        if constexpr (L == 1) y = part[0];
+        else if constexpr (L == 2) { const float2 p = *reinterpret_cast<const float2*>(part); y = p.x + p.y; }
+        else {
+          y = 0.f;
 #pragma unroll
-        for (int l = 0; l < L; ++l) y += sY[t][icc * L + l];
-        Y[((int64_t)b * a.T + t0 + t) * a.ldy + ic] = from_f<T>((y + du[j]) * g[j]);
+          for (int q = 0; q < L / 4; ++q) {
+            const float4 p = reinterpret_cast<const float4*>(part)[q];
+            y += (p.x + p.y) + (p.z + p.w);
+          }
+        }
+        py[j * sy] = from_f<T>((y + du[j]) * g[j]);
       }
     }
-  }
+    py += kTC * (int64_t)a.ldy;
+  };
+
+  load_chunk(0);
+  int t0 = 0;
+  if (block_full)
+    for (; t0 + kTC <= nT; t0 += kTC) chunk(t0, std::true_type{});
+  for (; t0 < nT; t0 += kTC) chunk(t0, std::false_type{});
 #pragma unroll
   for (int i = 0; i < NS; ++i) {
     const int n = k * NS + i;
