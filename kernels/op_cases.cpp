@@ -99,7 +99,7 @@ std::vector<OpCase> op_cases() {
     // the register path's largest d_conv (8), and the loop past it (12)
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 2; c.N = 33; c.K = 8; v.push_back(c); }
     { OpCase c = C(OpKind::Conv1dUpdate); c.B = 2; c.N = 40; c.K = 12; c.bias = true; v.push_back(c); }
-    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked, ScanVariant::States}) {
+    for (ScanVariant sv : {ScanVariant::Staged, ScanVariant::Chunked, ScanVariant::States, ScanVariant::Pipelined}) {
       auto S = [&] { OpCase c = C(OpKind::Scan); c.variant = int(sv); return c; };
       { OpCase c = S(); c.B = 2; c.T = 70; c.N = 130; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
       { OpCase c = S(); c.B = 1; c.T = 5; c.N = 33; c.K = 5; v.push_back(c); }
@@ -118,24 +118,30 @@ std::vector<OpCase> op_cases() {
       c.B = 2; c.T = 12 * G * 2 + 7; c.N = 37; c.K = 16; c.flag = true; c.bias = true; v.push_back(c);
       c.B = 1; c.T = 12 * G + 1; c.N = 130; c.K = 7; c.flag = false; c.bias = false; v.push_back(c);
     }
-    // States scan at each lanes-per-channel count its d_state allows (states padded to 16, 32, 64; NS = P / L per
-    // lane): several 8-step chunks and a partial one, a partial channel block, B / C inside [dt_rank | B | C] rows.
-    for (auto [N, L] : std::vector<std::pair<int, int>>{{16, 1}, {16, 2}, {16, 4}, {16, 8}, {20, 2}, {20, 8}, {37, 4},
-                                                       {64, 8}, {5, 1}}) {
-      OpCase c = C(OpKind::Scan); c.variant = int(ScanVariant::States); c.E = L;
-      c.B = 2; c.T = 8 * 3 + 5; c.N = 37; c.K = N; c.M = 8; c.flag = true; c.bias = true; v.push_back(c);
-      c.B = 1; c.T = 9; c.N = 70; c.M = 0; c.flag = false; c.bias = false; v.push_back(c);
-    }
+    // States and pipelined scans at each lanes-per-channel count its d_state allows (states padded to 16, 32, 64;
+    // NS = P / L per lane): several 8-step chunks and a partial one, a full channel block beside a partial one (69
+    // channels: the unchecked path in the first block where d_state == P; the pipelined version's steady intervals
+    // need 4 full chunks past the first), B / C inside [dt_rank | B | C] rows; then 1 and 2 chunks (T 9, 16: its
+    // prologue and epilogue without a steady interval).
+    for (ScanVariant sv : {ScanVariant::States, ScanVariant::Pipelined})
+      for (auto [N, L] : std::vector<std::pair<int, int>>{{16, 1}, {16, 2}, {16, 4}, {16, 8}, {20, 2}, {20, 8},
+                                                         {32, 4}, {37, 4}, {64, 8}, {5, 1}}) {
+        OpCase c = C(OpKind::Scan); c.variant = int(sv); c.E = L;
+        c.B = 2; c.T = 8 * 6 + 5; c.N = 69; c.K = N; c.M = 8; c.flag = true; c.bias = true; v.push_back(c);
+        c.B = 1; c.T = 9; c.N = 70; c.M = 0; c.flag = false; c.bias = false; v.push_back(c);
+        c.B = 3; c.T = 16; c.N = 64; c.flag = true; v.push_back(c);
+      }
     // Both versions (variant bit 1: tile). Tile's lanes per channel: d_state 4 -> 1, 8 -> 2, 16 -> 4 (Mamba's),
-    // 20 -> 8 with 3 idle lanes, 40 -> 16 with 6 idle, 64 -> 16; odd batch sizes leave a thread's second row empty,
-    // 67 and 37 channels a partial block. d_state 6 is not a multiple of 4: tile falls back to lanes there.
+    // 20 -> 8 with 3 idle lanes, 40 -> 16 with 6 idle, 64 -> 16; batch sizes not a multiple of 4 leave a block's
+    // last rows empty (9: two blocks of rows and one row), 67 and 37 channels a partial block. d_state 6 is not a
+    // multiple of 4: tile falls back to lanes there.
     for (int tile : {0, 2}) {
       auto S = [&] { OpCase c = C(OpKind::StateUpdate); c.variant = tile; return c; };
       { OpCase c = S(); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
       { OpCase c = S(); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
       if (tile) {
         for (auto [B, Di, N] : std::vector<std::tuple<int, int, int>>{
-                 {5, 37, 4}, {2, 129, 8}, {4, 33, 20}, {3, 70, 64}, {2, 11, 6}}) {
+                 {5, 37, 4}, {2, 129, 8}, {4, 33, 20}, {3, 70, 64}, {2, 11, 6}, {9, 70, 16}}) {
           OpCase c = S(); c.B = B; c.N = Di; c.K = N; c.flag = B % 2 == 1; c.bias = true; v.push_back(c);
         }
       }
@@ -245,6 +251,11 @@ std::vector<OpCase> op_cases() {
       OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::States); c.B = B; c.T = T; c.N = 5120; c.K = 16;
       c.flag = true; c.bias = true; c.M = 160; c.E = L; v.push_back(c);
     }
+  // Version 4 (pipelined) beside it at 8 x 2048, automatic lanes, Mamba-2.8B's and BlackMamba-2.8B's channels.
+  for (auto [Di, Rk] : std::vector<std::pair<int, int>>{{5120, 160}, {2944, 92}}) {
+    OpCase c = P(OpKind::Scan); c.variant = int(ScanVariant::Pipelined); c.B = 8; c.T = 2048; c.N = Di; c.K = 16;
+    c.flag = true; c.bias = true; c.M = Rk; v.push_back(c);
+  }
   // BlackMamba-2.8B's scan (2944 channels, dt_rank 92) at 8 x 2048: 0.55x the channels of Mamba-2.8B's but 0.9x its
   // time inside the model (op timing of 197b1ef), so the automatic lanes per channel (G = 2 there) beside G = 1, 4, 8.
   for (int G : {0, 1, 4, 8}) {

@@ -155,7 +155,8 @@ void selective_scan_staged(Dt t, const ScanArgs& a, cudaStream_t s) {
 }
 
 void selective_scan(Dt t, const ScanArgs& a, ScanVariant v, cudaStream_t s) {
-  if (v == ScanVariant::States) selective_scan_states(t, a, s);
+  if (v == ScanVariant::Pipelined) selective_scan_pipelined(t, a, s);
+  else if (v == ScanVariant::States) selective_scan_states(t, a, s);
   else if (v == ScanVariant::Chunked) selective_scan_chunked(t, a, s);
   else selective_scan_staged(t, a, s);
 }

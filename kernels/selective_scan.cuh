@@ -39,6 +39,12 @@ void selective_scan_chunked(Dt t, const ScanArgs& a, cudaStream_t s);
 // Version 3 (selective_scan_states.cu); a.lanes: lanes per channel splitting the states (0: scan_states_lanes).
 void selective_scan_states(Dt t, const ScanArgs& a, cudaStream_t s);
 int scan_states_lanes(int B, int Di, int N);
+// Version 4 (selective_scan_pipelined.cu): version 3's layout with its phases software-pipelined; same lanes.
+void selective_scan_pipelined(Dt t, const ScanArgs& a, cudaStream_t s);
+// Shared by versions 3 and 4: a.lanes checked (fails naming the version) and resolved (0: nothing to do), and
+// whether the automatic choice hands the shape to the chunked version (one long sequence).
+int scan_states_check_lanes(const ScanArgs& a, const char* version);
+bool scan_states_prefers_chunked(const ScanArgs& a);
 // Decode: one token per sequence (T = 1), parallel over batch x channel x state (mamba_ssm selective_state_update);
 // with a.dt_w set it also does dt_proj (see ScanArgs). Runs kernel_variants().state_update.
 void selective_state_update(Dt t, const ScanArgs& a, cudaStream_t s);

@@ -8,7 +8,10 @@
 namespace bmh::cuda {
 
 const char* to_string(ScanVariant v) {
-  return v == ScanVariant::States ? "states" : v == ScanVariant::Chunked ? "chunked" : "staged";
+  return v == ScanVariant::Pipelined ? "pipelined"
+         : v == ScanVariant::States  ? "states"
+         : v == ScanVariant::Chunked ? "chunked"
+                                     : "staged";
 }
 const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
@@ -57,8 +60,11 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
     const std::string op = item.substr(0, eq), name = eq == std::string::npos ? "" : item.substr(eq + 1);
     if (item == "v1" || item == "v2") {
       kv = item == "v1" ? kernel_set_v1() : kernel_set_v2();
-    } else if (op == "scan" && (name == "staged" || name == "chunked" || name == "states")) {
-      kv.scan = name == "states" ? ScanVariant::States : name == "chunked" ? ScanVariant::Chunked : ScanVariant::Staged;
+    } else if (op == "scan" && (name == "staged" || name == "chunked" || name == "states" || name == "pipelined")) {
+      kv.scan = name == "pipelined" ? ScanVariant::Pipelined
+                : name == "states"  ? ScanVariant::States
+                : name == "chunked" ? ScanVariant::Chunked
+                                    : ScanVariant::Staged;
     } else if (op == "attn_decode" && (name == "per_head" || name == "split")) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
     } else if (op == "attn_prefill" && (name == "gemm" || name == "flash")) {
@@ -78,7 +84,7 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.state_update = name == "tile" ? StateUpdateVariant::Tile : StateUpdateVariant::Lanes;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
-           "' (choices: v1, v2, scan=staged|chunked|states, attn_decode=per_head|split, attn_prefill=gemm|flash, "
+           "' (choices: v1, v2, scan=staged|chunked|states|pipelined, attn_decode=per_head|split, attn_prefill=gemm|flash, "
            "gemv=warp|split|rows|mma, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused, "
            "state_update=lanes|tile)");
     }

@@ -54,9 +54,9 @@ TEST(CudaMoePrefill, SideStreamsEqualSerialBitwise) {
     }
 }
 
-// The pdl, decode_dt, moe_prefill and gemv entries of a kernel spec (no device needed): parsed, read back by to_string,
-// the named sets' choices (v2: pdl on, streams; v1: pdl off, serial; decode_dt gemv in both), and a bad value changes
-// nothing.
+// The pdl, decode_dt, moe_prefill, gemv, state_update and scan entries of a kernel spec (no device needed): parsed,
+// read back by to_string, the named sets' choices (v2: pdl on, streams; v1: pdl off, serial; decode_dt gemv in
+// both), and a bad value changes nothing.
 TEST(KernelVariants, EntriesParseAndRoundTrip) {
   KernelSetGuard g("v2");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
@@ -66,7 +66,7 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("pdl=on,moe_prefill=serial");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
-            "scan=states,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv,"
+            "scan=pipelined,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv,"
             "state_update=tile");
   EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
@@ -105,6 +105,13 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("v1,state_update=tile");
   EXPECT_EQ(cuda::kernel_variants().state_update, cuda::StateUpdateVariant::Tile);
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Warp);
+  // Every scan version by name, and back.
+  for (const char* name : {"staged", "chunked", "states", "pipelined"}) {
+    cuda::set_kernel_variants(std::string("scan=") + name);
+    EXPECT_EQ(cuda::to_string(cuda::kernel_variants().scan), std::string(name));
+  }
+  EXPECT_THROW(cuda::set_kernel_variants("scan=pipeline"), Error);
+  EXPECT_EQ(cuda::kernel_variants().scan, cuda::ScanVariant::Pipelined);
 }
 
 }  // namespace
