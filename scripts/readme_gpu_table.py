@@ -11,13 +11,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- gpu-table:begin -->", "<!-- gpu-table:end -->"
 
 
+def newest(name):
+    """The newest committed results/gpu/*/NAME (by the date that starts its folder, then its measured_at)."""
+    found = sorted(glob.glob(os.path.join(ROOT, "results", "gpu", "*", name)),
+                   key=lambda p: (os.path.basename(os.path.dirname(p))[:10],
+                                  json.load(open(p)).get("measured_at", ""), p))
+    return found[-1] if found else None
+
+
 def newest_table():
-    tables = sorted(glob.glob(os.path.join(ROOT, "results", "gpu", "*", "table.json")),
-                    key=lambda p: (os.path.basename(os.path.dirname(p))[:10],
-                                   json.load(open(p)).get("measured_at", ""), p))
-    if not tables:
+    table = newest("table.json")
+    if not table:
         sys.exit("readme_gpu_table: no results/gpu/*/table.json")
-    return tables[-1]
+    return table
 
 
 def render(path):
@@ -28,10 +34,13 @@ def render(path):
     out = (f"From `{rel}/table.json` (random bf16 weights of the published shapes). \"% of floor\" = floor / "
            "ours; \"peer / ours\" > 1 means bmh is faster.\n\n"
            + markdown(t["rows"], t["floors"], t["device"], t["commit"], t["command"]).rstrip("\n"))
-    suite = os.path.join(os.path.dirname(path), "suite.json")
-    if os.path.exists(suite):  # gpu_check suite of the same commit (suite_table.py renders suite.md from it)
+    # The newest suite run (gpu_check suite; suite_table.py renders suite.md from it), which may be of an older
+    # commit than the table: it names its own.
+    suite = newest("suite.json")
+    if suite:
         s = json.load(open(suite))
-        out += (f"\n\nThe 7 zero-shot tasks, full, bf16, from `{rel}/suite.json` (commit {s['commit']}, "
+        srel = os.path.relpath(os.path.dirname(suite), ROOT)
+        out += (f"\n\nThe 7 zero-shot tasks, full, bf16, from `{srel}/suite.json` (commit {s['commit']}, "
                 f"`{s['command']}`; {s['note']}):\n\n" + open(suite[:-4] + "md").read().rstrip("\n"))
     return out
 
