@@ -69,7 +69,7 @@ enum class StateUpdateVariant : int {
 // row; rows for experts). Its own timing is the A/B of the first call that carries it (kernels/NOTES.md).
 // The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
-  ScanVariant scan = ScanVariant::Pipelined;
+  ScanVariant scan = ScanVariant::States;
   AttnDecodeVariant attn_decode = AttnDecodeVariant::SplitKeys;
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
   GemvVariant gemv = GemvVariant::Mma;  // 2..8 rows sharing bf16/fp16 weights; the rest runs split (see below)
@@ -83,9 +83,8 @@ struct KernelVariants {
 // scan=states (2026-12-03, H200 op table of c0c1ed1): 8 x 2048 x 5120 0.871 ms vs chunked 0.997, 8 x 2048 x 2944
 // 0.739 vs 1.038; model forward 8x2048: mamba-2.8b 209.6 -> 204.7 ms, blackmamba-2.8b 62.0 -> 55.7 ms. One long
 // sequence (B * Di < 8192, T >= 512) still runs chunked inside it.
-// scan=pipelined (2026-12-03): states with its phases software-pipelined (selective_scan_pipelined.cu); states at
-// 6c4c9e5 ran 8 x 2048 x 5120 in 0.617 ms (52% of the exp floor) with issue and MUFU both ~10 cycles per state step
-// against 15.3 measured. Its timing is the A/B of the first call that carries it (kernels/NOTES.md).
+// scan=pipelined (2026-12-03) is not the default: in the op table of de13293 (H200, same run) it ran 8 x 2048 x 5120
+// in 0.698 ms against states' 0.618, and 8 x 2048 x 2944 in 0.437 against 0.392 (kernels/NOTES.md).
 // The two named sets: "v1" (staged, per_head, gemm, warp, serial MoE, pdl off, decode_dt gemv, state_update lanes: the kernels before
 // 2026-12-02) and "v2" (the defaults).
 KernelVariants kernel_set_v1();

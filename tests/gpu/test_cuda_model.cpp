@@ -39,7 +39,7 @@ using gpu_test::expected;
 using gpu_test::load_fixture;
 using gpu_test::rel;
 
-// The model tests run twice: with the default kernels ("v2": pipelined scan (chunked for one long sequence), split-key decode attention, flash
+// The model tests run twice: with the default kernels ("v2": states scan (chunked for one long sequence), split-key decode attention, flash
 // prefill, split GEMV for one row and mma for 2..8) and with the version-1 set ("v1": staged, per_head, cuBLAS +
 // softmax, warp), so both stay checked against the oracles and the CPU reference at the same dtype tolerances.
 using gpu_test::KernelSetGuard;

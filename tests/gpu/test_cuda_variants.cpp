@@ -66,7 +66,7 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("pdl=on,moe_prefill=serial");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
-            "scan=pipelined,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv,"
+            "scan=states,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv,"
             "state_update=tile");
   EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
