@@ -120,11 +120,13 @@ __global__ void __launch_bounds__(kThreads, (scan_thread::kMinBlocks<NS, L>)) sc
   th.store_state(a);
 }
 
-template <class T, int NS, int L>
-void launch(const ScanArgs& a, cudaStream_t s) {
-  constexpr int CH = kThreads / L;
-  dim3 grid((a.Di + CH - 1) / CH, a.B);
-  scan_pipelined_kernel<T, NS, L><<<grid, kThreads, 0, s>>>(a);
+template <class T>
+void launch(const ScanArgs& a, int L, cudaStream_t s) {
+  scan_thread::dispatch_states_lanes(scan_thread::padded_states(a.N), L, [&](auto ns, auto l) {
+    constexpr int CH = kThreads / decltype(l)::value;
+    dim3 grid((a.Di + CH - 1) / CH, a.B);
+    scan_pipelined_kernel<T, decltype(ns)::value, decltype(l)::value><<<grid, kThreads, 0, s>>>(a);
+  });
 }
 
 }  // namespace
@@ -134,20 +136,7 @@ void selective_scan_pipelined(Dt t, const ScanArgs& a, cudaStream_t s) {
   if (L == 0) return;  // empty
   // Where the states layout leaves the GPU underfilled (see selective_scan_states), the chunked version runs.
   if (a.lanes == 0 && scan_states_prefers_chunked(a)) return selective_scan_chunked(t, a, s);
-  const int P = scan_thread::padded_states(a.N);
-  BMH_DISPATCH_DT(t, T, {
-    switch (P * 16 + L) {
-      case 16 * 16 + 1: launch<T, 16, 1>(a, s); break;
-      case 16 * 16 + 2: launch<T, 8, 2>(a, s); break;
-      case 16 * 16 + 4: launch<T, 4, 4>(a, s); break;
-      case 16 * 16 + 8: launch<T, 2, 8>(a, s); break;
-      case 32 * 16 + 2: launch<T, 16, 2>(a, s); break;
-      case 32 * 16 + 4: launch<T, 8, 4>(a, s); break;
-      case 32 * 16 + 8: launch<T, 4, 8>(a, s); break;
-      case 64 * 16 + 4: launch<T, 16, 4>(a, s); break;
-      default: launch<T, 8, 8>(a, s); break;  // P 64, L 8
-    }
-  });
+  BMH_DISPATCH_DT(t, T, launch<T>(a, L, s));
   BMH_LAUNCH("scan_pipelined_kernel");
 }
 
