@@ -122,9 +122,7 @@ __global__ void __launch_bounds__(kThreads, (scan_thread::kMinBlocks<NS, L>)) sc
 
 template <class T>
 void launch(const ScanArgs& a, int L, cudaStream_t s) {
-  scan_thread::dispatch_states_lanes(scan_thread::padded_states(a.N), L, [&](auto ns, auto l) {
-    constexpr int CH = kThreads / decltype(l)::value;
-    dim3 grid((a.Di + CH - 1) / CH, a.B);
+  scan_thread::dispatch_states_lanes(a, L, [&](auto ns, auto l, dim3 grid) {
     scan_pipelined_kernel<T, decltype(ns)::value, decltype(l)::value><<<grid, kThreads, 0, s>>>(a);
   });
 }

@@ -30,20 +30,23 @@ constexpr int kMinBlocks = L > 1 && NS <= 8 && NS * L <= 32 ? 10 : 5;
 // States per channel padded to 16, 32 or 64.
 inline int padded_states(int N) { return N <= 16 ? 16 : N <= 32 ? 32 : 64; }
 
-// The instantiated (NS = P / L states per lane, L lanes) pairs: f(integral_constant NS, integral_constant L).
+// The instantiated (NS = P / L states per lane, L lanes) pairs for a's d_state: f(integral_constant NS,
+// integral_constant L, grid) with grid = (channel blocks of kThreads / L, batch).
 template <class F>
-void dispatch_states_lanes(int P, int L, F&& f) {
+void dispatch_states_lanes(const ScanArgs& a, int L, F&& f) {
   using std::integral_constant;
-  switch (P * 16 + L) {
-    case 16 * 16 + 1: f(integral_constant<int, 16>{}, integral_constant<int, 1>{}); break;
-    case 16 * 16 + 2: f(integral_constant<int, 8>{}, integral_constant<int, 2>{}); break;
-    case 16 * 16 + 4: f(integral_constant<int, 4>{}, integral_constant<int, 4>{}); break;
-    case 16 * 16 + 8: f(integral_constant<int, 2>{}, integral_constant<int, 8>{}); break;
-    case 32 * 16 + 2: f(integral_constant<int, 16>{}, integral_constant<int, 2>{}); break;
-    case 32 * 16 + 4: f(integral_constant<int, 8>{}, integral_constant<int, 4>{}); break;
-    case 32 * 16 + 8: f(integral_constant<int, 4>{}, integral_constant<int, 8>{}); break;
-    case 64 * 16 + 4: f(integral_constant<int, 16>{}, integral_constant<int, 4>{}); break;
-    default: f(integral_constant<int, 8>{}, integral_constant<int, 8>{}); break;  // P 64, L 8
+  const int CH = kThreads / L;
+  const dim3 grid((a.Di + CH - 1) / CH, a.B);
+  switch (padded_states(a.N) * 16 + L) {
+    case 16 * 16 + 1: f(integral_constant<int, 16>{}, integral_constant<int, 1>{}, grid); break;
+    case 16 * 16 + 2: f(integral_constant<int, 8>{}, integral_constant<int, 2>{}, grid); break;
+    case 16 * 16 + 4: f(integral_constant<int, 4>{}, integral_constant<int, 4>{}, grid); break;
+    case 16 * 16 + 8: f(integral_constant<int, 2>{}, integral_constant<int, 8>{}, grid); break;
+    case 32 * 16 + 2: f(integral_constant<int, 16>{}, integral_constant<int, 2>{}, grid); break;
+    case 32 * 16 + 4: f(integral_constant<int, 8>{}, integral_constant<int, 4>{}, grid); break;
+    case 32 * 16 + 8: f(integral_constant<int, 4>{}, integral_constant<int, 8>{}, grid); break;
+    case 64 * 16 + 4: f(integral_constant<int, 16>{}, integral_constant<int, 4>{}, grid); break;
+    default: f(integral_constant<int, 8>{}, integral_constant<int, 8>{}, grid); break;  // P 64, L 8
   }
 }
 
