@@ -20,7 +20,9 @@ struct ScanArgs {
   float* state;
   void* y; int ldy;
   int B, T, Di, N;
-  int lanes = 0;  // Chunked only: lanes per channel splitting time (1, 2, 4, 8 or 16); 0 picks from B * Di
+  // Lanes per channel; 0 picks from the shape. Chunked: splitting time (1, 2, 4, 8 or 16); states and pipelined:
+  // splitting the states (a power of two from d_state's padding / 16 to 8).
+  int lanes = 0;
   // selective_state_update only (DecodeDtVariant::Fused): with dt_w set, delta is not read; instead
   // delta[b, c] = dt_w[c, :] . dt_x[b, :Rk] (fp32 sum, rounded to the dtype as the dt_proj GEMV stores it), before
   // delta_bias and softplus as usual. dt_w [Di, Rk] dtype (dt_proj.weight), dt_x dtype row stride ldx_dt (x_proj's

@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(kTileThreads) state_update_tile_kernel(ScanArg
       dl[r] = to_f(from_f<T>(s));
     }
     const float dt = softplus_f(dl[r] + db), dtu = dt * u[r];
-    // Lanes past N read zeros' neighbours: their h and A are 0, so they add 0 to the sum.
+    // Lanes past N take B = C = 0 (their h and A are 0 too): they add 0 to the sum.
     const float4 Bv = mine ? *reinterpret_cast<const float4*>(&sB[r][n0]) : make_float4(0.f, 0.f, 0.f, 0.f);
     const float4 Cv = mine ? *reinterpret_cast<const float4*>(&sC[r][n0]) : make_float4(0.f, 0.f, 0.f, 0.f);
     float4& s = h[r];
