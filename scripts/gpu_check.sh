@@ -20,8 +20,11 @@
 # The tests need the half-precision routing oracle (tests/fixtures/blackmamba-tiny-halfroute, made from Zyphra's code
 # by scripts/gpu_peers/routing_oracle.py): where it is not committed yet it is made first and returned as
 # halfroute.tgz, to be committed.
-# Output (logs, JSON, table.md/table.json) goes to $OUT (the device tool's folder) or ./gpu_check_out; copy it to
-# results/gpu/<date>-<device>-<full hash>/ (scripts/gpu_results.sh does that and regenerates README's table).
+# Output (logs, JSON, table.md/table.json) goes to ./gpu_check_out, or, where $OUT is set (the device tool's folder,
+# which returns at most 8 files), to a private folder archived into $OUT/gpu_check_<mode>.tgz -- rewritten after
+# each part and on exit, so a call cut by its limit keeps what it did -- beside a copy of the log. File it under
+# results/gpu/<date>-<device>-<full hash>/ with scripts/gpu_results.sh (folders or those archives), which also
+# regenerates README's table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CARRY=.carry
@@ -82,10 +85,19 @@ case "$MODE" in tests|bench|sanitize|suite|all) ;; *) echo "usage: $0 pack [--al
 want() { [ "$MODE" = "$1" ] || [ "$MODE" = all ]; }
 if [ -f "$CARRY/bundle.tar.xz" ] && [ ! -d "$CARRY/bin" ]; then tar -C "$CARRY" -xJf "$CARRY/bundle.tar.xz"; fi
 [ -x "$CARRY/bin/bmh" ] || { echo "gpu_check: no $CARRY/bin (run 'scripts/gpu_check.sh pack' here first)" >&2; exit 2; }
-O=${OUT:-gpu_check_out}
+O=gpu_check_out
+[ -z "${OUT:-}" ] || O=/tmp/gpu_check_$MODE.$$
 mkdir -p "$O"
 LOG="$O/gpu_check_$MODE.log"
 : >"$LOG"
+# Where $OUT is set: everything so far into one archive there (tar of a snapshot, then a rename: never half written).
+archive() {
+  [ -n "${OUT:-}" ] || return 0
+  tar -C "$O" -czf "$OUT/gpu_check_$MODE.tgz.tmp" . && mv "$OUT/gpu_check_$MODE.tgz.tmp" "$OUT/gpu_check_$MODE.tgz"
+  cp "$LOG" "$OUT/gpu_check_$MODE.log"
+}
+trap archive EXIT
+trap 'exit 143' TERM
 # "== " headers carry the seconds since the script started, so a log shows where a device call's time went.
 say() { local m="$*"; case $m in "== "*) m="$m [${SECONDS} s]" ;; esac; echo "$m" | tee -a "$LOG"; }
 COMMIT=$(cat "$CARRY/COMMIT")
@@ -180,6 +192,7 @@ if want tests; then
   done
 fi
 
+archive
 if want bench; then
   say "== bmh bench-gpu"
   # Op rows: the scan's versions side by side (8 x 2048 and 1 x 16384; versions 3 and 4 also at BlackMamba-2.8B's
@@ -201,6 +214,7 @@ if want bench; then
   [ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
   [ -z "$NO_PEERS" ] || say "== peers: not run (BENCH_PEERS=none)"
 fi
+archive
 if want bench && [ -z "$NO_PEERS" ]; then
   wait $BUILD_PID
   say "== peer kernels: $(grep -E 'built in|^exit' /tmp/peer_build.log | tr '\n' ' ')"
@@ -248,6 +262,7 @@ if [ "$MODE" = suite ]; then
     --kernels "$KB" --requests /tmp/suite-blackmamba-2.8b/requests.jsonl --json "$OA/suite_peer_zyphra.json"
   python3 $P/suite_table.py table --dir "$OA" --commit "$COMMIT" --command "scripts/gpu_check.sh suite" 2>&1 | tee -a "$LOG"
 fi
+archive
 if want sanitize; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   # memcheck over gpu_test_cuda_model: the default kernels on every fixture and preset. Left to the tests mode:

@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # Files a gpu_check run's output (the device tool's files_at folder, or ./gpu_check_out) under
 # results/gpu/<date>-<device>-<full commit hash>/ and regenerates README's GPU table from the newest table.json.
-#   scripts/gpu_results.sh BENCH_DIR [TESTS_DIR SANITIZE_DIR ...]   (every folder from the same commit's binaries)
+#   scripts/gpu_results.sh BENCH [TESTS SANITIZE ...]   (every one from the same commit's binaries)
+# Each argument is a folder gpu_check wrote, or the gpu_check_<mode>.tgz it left in the device tool's $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-src=${1:?usage: scripts/gpu_results.sh BENCH_DIR [MORE_DIRS ...]}
+: "${1:?usage: scripts/gpu_results.sh BENCH [MORE ...] (folders or gpu_check_<mode>.tgz archives)}"
+args=()
+for a in "$@"; do
+  if [ -f "$a" ]; then
+    case "$a" in *.tgz|*.tar.gz) ;; *) echo "gpu_results: $a is neither a folder nor a .tgz archive" >&2; exit 1 ;; esac
+    x=$(mktemp -d)
+    tar -xzf "$a" -C "$x" || { echo "gpu_results: cannot unpack $a" >&2; exit 1; }
+    args+=("$x")
+  else
+    args+=("$a")
+  fi
+done
+set -- "${args[@]}"
+src=$1
 commit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["commit"])' "$src/table.json")
 device=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device"])' "$src/table.json" \
          | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/-$//')
