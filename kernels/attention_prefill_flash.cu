@@ -13,12 +13,12 @@
 #include "kernels/attention.cuh"
 #include "kernels/common.cuh"
 #include "kernels/mma.cuh"
+#include "kernels/sfu_math.cuh"
 
 namespace bmh::cuda {
 namespace {
 
 constexpr int kBr = 64, kBc = 64, kWarps = 4;
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr size_t kRowwiseSmemMax = 200 * 1024;  // the fallback's [T] fp32 scores per block (H200: 227 KB max)
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -51,11 +51,6 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
     __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&v);
   }
-}
-__device__ __forceinline__ float ex2f(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
 }
 
 // Element offset of (row, 16-byte chunk) in a [rows][HD] tile: the chunk index XOR (row & 7), so the 8 rows an
@@ -164,7 +159,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(FlashLayout 
     float corr[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      corr[r] = ex2f(m[r] - mx[r]);
+      corr[r] = ex2_approx(m[r] - mx[r]);
       m[r] = mx[r];
       l[r] *= corr[r];
     }
@@ -178,8 +173,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_prefill_kernel(FlashLayout 
     uint32_t pf[NT / 2][4];  // P as A fragments, 16 keys per k-step
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      const float p0 = ex2f(s[nt][0] - m[0]), p1 = ex2f(s[nt][1] - m[0]);
-      const float p2 = ex2f(s[nt][2] - m[1]), p3 = ex2f(s[nt][3] - m[1]);
+      const float p0 = ex2_approx(s[nt][0] - m[0]), p1 = ex2_approx(s[nt][1] - m[0]);
+      const float p2 = ex2_approx(s[nt][2] - m[1]), p3 = ex2_approx(s[nt][3] - m[1]);
       // The row sums use P as rounded for the P V product (the cuBLAS path normalizes before rounding; both are
       // within the dtype's rounding of the exact softmax).
       const uint32_t lo = pack2<T>(p0, p1), hi = pack2<T>(p2, p3);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/device.h"
+#include "kernels/sfu_math.cuh"
 
 namespace bmh::cuda {
 
@@ -69,11 +70,7 @@ __device__ __forceinline__ void norm_stats(const float* x, int d, float sum, flo
 
 // exp(x) through the SFU: ex2.approx(x * log2(e)), relative error ~2^-22 for |x| <~ 20 (what __expf does). The scan
 // and state update use it for exp(dt * A); everything else keeps expf.
-__device__ __forceinline__ float exp_sfu(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
-  return y;
-}
+__device__ __forceinline__ float exp_sfu(float x) { return ex2_approx(x * kLog2e); }
 
 // The fp32 dot of two packed vectors of T (W: int4, int2 or T itself), fused multiply-adds in element order: the
 // GEMV kernels' inner step over one 16- / 8-byte load of weights and one of activations.

@@ -7,7 +7,7 @@ namespace bmh::cuda {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// exp(x) = ex2.approx(x log2 e): the decode state update's exp_sfu (common.cuh) with log2 e folded into A once.
+// 2^x (exp(x) = ex2_approx(x log2 e): common.cuh's exp_sfu; the scans fold log2 e into A once).
 __device__ __forceinline__ float ex2_approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
