@@ -108,8 +108,7 @@ __global__ void __launch_bounds__(kThreads, (scan_thread::kMinBlocks<NS, L>)) sc
     }
     if (hasC) th.advance_y();
   };
-  int i = 0;
-  for (; i < nchunks; ++i) {
+  for (int i = 0; i < nchunks; ++i) {
     if (th.block_full && i >= 1 && (i + 3) * kTC <= nT) interval(i, std::true_type{});
     else interval(i, std::false_type{});
     __syncthreads();

@@ -18,7 +18,6 @@
 //   C: each item's owner sums the L partials, adds D*u, gates, stores.
 // Steps past T get dt = 0 and dt*u = 0 (the identity), padded states A = B = C = 0. A thread's share (pointers,
 // loads, the state step) is selective_scan_thread.cuh's, shared with version 4 (selective_scan_pipelined.cu).
-#include <algorithm>
 #include <type_traits>
 
 #include "core/error.h"
