@@ -132,16 +132,16 @@ std::vector<OpCase> op_cases() {
         c.B = 3; c.T = 16; c.N = 64; c.flag = true; v.push_back(c);
       }
     // Both versions (variant bit 1: tile). Tile's lanes per channel: d_state 4 -> 1, 8 -> 2, 16 -> 4 (Mamba's),
-    // 20 -> 8 with 3 idle lanes, 40 -> 16 with 6 idle, 64 -> 16; batch sizes not a multiple of 4 leave a block's
-    // last rows empty (9: two blocks of rows and one row), 67 and 37 channels a partial block. d_state 6 is not a
-    // multiple of 4: tile falls back to lanes there.
+    // 20 -> 8 with 3 idle lanes, 40 -> 16 with 6 idle, 64 -> 16; up to 16 rows a thread serves 2 batch rows, above
+    // 4: odd batch sizes leave a block's last row empty (9: 5 blocks of rows; 19: 5 blocks of 4, the last with 3),
+    // 67 and 37 channels a partial block. d_state 6 is not a multiple of 4: tile falls back to lanes there.
     for (int tile : {0, 2}) {
       auto S = [&] { OpCase c = C(OpKind::StateUpdate); c.variant = tile; return c; };
       { OpCase c = S(); c.B = 3; c.N = 67; c.K = 16; c.flag = true; c.bias = true; v.push_back(c); }
       { OpCase c = S(); c.B = 1; c.N = 20; c.K = 40; v.push_back(c); }
       if (tile) {
         for (auto [B, Di, N] : std::vector<std::tuple<int, int, int>>{
-                 {5, 37, 4}, {2, 129, 8}, {4, 33, 20}, {3, 70, 64}, {2, 11, 6}, {9, 70, 16}}) {
+                 {5, 37, 4}, {2, 129, 8}, {4, 33, 20}, {3, 70, 64}, {2, 11, 6}, {9, 70, 16}, {19, 45, 16}}) {
           OpCase c = S(); c.B = B; c.N = Di; c.K = N; c.flag = B % 2 == 1; c.bias = true; v.push_back(c);
         }
       }

@@ -8,6 +8,10 @@
 // are in flight before any arithmetic (A is loaded once for them). At 256 rows the first layout (2 rows, B and C in
 // registers, 96 registers: 5 blocks and ~20 KB of state in flight per SM) moved the state at 52% of copy rate
 // (5c6008e); this one (4 rows, B and C staged in shared memory, 72 registers) keeps ~57 KB in flight per SM.
+// Below 17 rows it serves 2 rows per thread: at 8 rows the 4-row layout halved the blocks (320 for Mamba-2.8B) and
+// took 9.5 us against the 2-row layout's 7.7 (H200, de13293's op table).
+#include <type_traits>
+
 #include "core/error.h"
 #include "kernels/common.cuh"
 #include "kernels/launch.cuh"
@@ -18,14 +22,13 @@ namespace bmh::cuda {
 namespace {
 
 constexpr int kTileThreads = 128;
-constexpr int kTileRows = 4;
 
 // LPC lanes per channel (a power of two, LPC * 4 >= N); lanes whose states start at or past N only take part in the
-// shuffles. A block serves CPB channels of kTileRows batch rows; the rows' B and C (shared by every channel) are
+// shuffles. A block serves CPB channels of kTileRows (2 or 4) batch rows; the rows' B and C (shared by every channel) are
 // staged once in shared memory instead of eight scalar loads per lane and row in registers. kDtW: delta from dt_proj
 // here (decode_dt=fused); its own instantiation, since that path's registers (96 against 72) would cost the default
 // path a quarter of its resident warps, and with them the state bytes in flight.
-template <class T, int LPC, bool kDtW>
+template <class T, int LPC, bool kDtW, int kTileRows>
 __global__ void __launch_bounds__(kTileThreads) state_update_tile_kernel(ScanArgs a, bool pre) {
   pdl_trigger();
   constexpr int CPB = kTileThreads / LPC;  // channels per block
@@ -107,11 +110,15 @@ __global__ void __launch_bounds__(kTileThreads) state_update_tile_kernel(ScanArg
 template <class T>
 void launch_tile(const ScanArgs& a, cudaStream_t s) {
   const int need = (a.N + 3) / 4;
+  auto go_rows = [&](auto lpc, auto rows) {
+    constexpr int L = decltype(lpc)::value, R = decltype(rows)::value;
+    dim3 grid((a.Di + kTileThreads / L - 1) / (kTileThreads / L), (a.B + R - 1) / R);
+    if (a.dt_w) launch_kernel(state_update_tile_kernel<T, L, true, R>, grid, kTileThreads, 0, s, a, pdl_wanted());
+    else launch_kernel(state_update_tile_kernel<T, L, false, R>, grid, kTileThreads, 0, s, a, pdl_wanted());
+  };
   auto go = [&](auto lpc) {
-    constexpr int L = decltype(lpc)::value;
-    dim3 grid((a.Di + kTileThreads / L - 1) / (kTileThreads / L), (a.B + kTileRows - 1) / kTileRows);
-    if (a.dt_w) launch_kernel(state_update_tile_kernel<T, L, true>, grid, kTileThreads, 0, s, a, pdl_wanted());
-    else launch_kernel(state_update_tile_kernel<T, L, false>, grid, kTileThreads, 0, s, a, pdl_wanted());
+    if (a.B <= 16) go_rows(lpc, std::integral_constant<int, 2>{});
+    else go_rows(lpc, std::integral_constant<int, 4>{});
   };
   if (need <= 1) go(std::integral_constant<int, 1>{});
   else if (need <= 2) go(std::integral_constant<int, 2>{});
