@@ -3,6 +3,7 @@
 // ids and the position live in device memory that each replay reads, so the graph never changes.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "core/error.h"
 #include "kernels/attention.cuh"
@@ -302,13 +303,19 @@ class CudaDecoder final : public Decoder {
       const bool has_mixer = bc.mixer != MixerKind::None, has_mlp = bc.mlp != MlpKind::None;
       // Parallel blocks: both norms read the residual before either branch adds into it.
       void* xn2 = nullptr;
-      if (has_mixer)
+      bool normed = false;
+      if (has_mixer && folds_mixer_norm(bc, w)) {
+        mixer_norm_ = NormIn{cfg_.norm, resid, d, w.norm_w.as<float>(), nb(w.norm_b), float(cfg_.norm_eps)};
+      } else if (has_mixer) {
         add_norm(cfg_.norm, dt, resid, nullptr, w.norm_w.as<float>(), nb(w.norm_b), cfg_.norm_eps, B_, d, xn_.get(), s);
+        normed = true;
+      }
       if (has_mlp && bc.parallel) {
         xn2 = xn2_.get();
         add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, B_, d, xn2, s);
+        normed = true;
       }
-      tick("norm");
+      if (normed) tick("norm");
       if (bc.mixer == MixerKind::Mamba) mamba_step(i, w);
       if (bc.mixer == MixerKind::Attention) attention_step(i, w);
       if (has_mlp) {
@@ -332,6 +339,30 @@ class CudaDecoder final : public Decoder {
   }
 
   int* flag() const { return expert_.as<int>() + size_t(B_) * (2 * K_ + 1); }
+
+  // decode_norm=fused: one row, and the mixer's first projection (Mamba in_proj, attention qkv) is a shape
+  // gemv_stream takes under gemv=stream; then that projection computes the norm itself (mixer_in_step) and no
+  // add_norm kernel runs for the mixer.
+  bool folds_mixer_norm(const BlockConfig& bc, const DevBlock& w) const {
+    const KernelVariants& kv = kernel_variants();
+    if (B_ != 1 || kv.decode_norm != DecodeNormVariant::Fused || kv.gemv != GemvVariant::Stream) return false;
+    const DevLinear* first = bc.mixer == MixerKind::Mamba       ? &w.in_proj
+                             : bc.mixer == MixerKind::Attention ? &w.qkv
+                                                                : nullptr;
+    if (!first) return false;
+    GemvArgs g{};
+    g.B = 1; g.N = first->out; g.K = first->in; g.W = first->w.get();
+    return first->in == cfg_.d_model && gemv_stream_fits(m_.dt(), g);
+  }
+
+  // The mixer's first projection of the normed row xn_: with the norm folded in when record_step chose that.
+  void mixer_in_step(const DevLinear& l, void* y, int ldy) {
+    if (!mixer_norm_) return linear_step(m_.dt(), l, xn_.get(), cfg_.d_model, y, ldy, false);
+    GemvArgs g{};
+    g.B = 1; g.N = l.out; g.K = l.in; g.W = l.w.get(); g.bias = l.bias(); g.y = y; g.ldy = ldy;
+    gemv_stream_norm(m_.dt(), m_.dt(), g, *mixer_norm_, stream_);
+    mixer_norm_.reset();
+  }
 
   void linear_step(Dt out, const DevLinear& l, const void* x, int ldx, void* y, int ldy, bool accumulate,
                    bool with_bias = true) {
@@ -362,7 +393,7 @@ class CudaDecoder final : public Decoder {
     const size_t es = dt_size(dt);
     const int Di = m.d_inner, N = m.d_state, Rk = m.dt_rank, Wx = Rk + 2 * N, d = cfg_.d_model;
     char* xz = a_.as<char>();
-    linear_step(dt, w.in_proj, xn_.get(), d, xz, 2 * Di, false);
+    mixer_in_step(w.in_proj, xz, 2 * Di);
     tick("mamba.in_proj");
     causal_conv1d_silu_update(dt, xz, 2 * Di, w.conv_w.as<float>(), w.conv_b.bytes() ? w.conv_b.as<float>() : nullptr,
                               state_.ptrs.conv[i], B_, Di, m.d_conv, b_.get(), Di, stream_);
@@ -405,7 +436,7 @@ class CudaDecoder final : public Decoder {
     const int H = a.n_heads, hd = a.head_dim, dh = H * hd, d = cfg_.d_model;
     if (a.grouped_qkv) {  // Mixtral/Jamba grouped-query attention
       const int Hkv = a.kv_heads(), W = (H + 2 * Hkv) * hd;
-      linear_step(dt, w.qkv, xn_.get(), d, a_.get(), W, false);
+      mixer_in_step(w.qkv, a_.get(), W);
       tick("attn.qkv");
       gqa_rotary_split(dt, a_.get(), B_, 1, H, Hkv, hd, a.rotary_dim, float(a.rope_theta), 0, pos_.as<int>(), c_.get(),
                        state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, stream_);
@@ -417,7 +448,7 @@ class CudaDecoder final : public Decoder {
       tick("attn.dense");
       return;
     }
-    linear_step(dt, w.qkv, xn_.get(), d, a_.get(), 3 * dh, false);
+    mixer_in_step(w.qkv, a_.get(), 3 * dh);
     tick("attn.qkv");
     rotary_qkv_to_cache(dt, a_.get(), B_, 1, H, hd, a.rotary_dim, float(a.rope_theta), 0, pos_.as<int>(),
                         state_.ptrs.k[i], state_.ptrs.v[i], state_.ptrs.S_max, stream_);
@@ -501,6 +532,7 @@ class CudaDecoder final : public Decoder {
   int64_t* host_greedy_ = nullptr;  // pinned: greedy_'s ids then NaN flags
   int pos_host_ = -1;
   OpTimer* timer_ = nullptr;  // timed_step only (never while capturing the graph)
+  std::optional<NormIn> mixer_norm_;  // set by record_step when the mixer's first projection folds its norm
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t exec_ = nullptr;
 };

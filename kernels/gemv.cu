@@ -72,7 +72,8 @@ void gemv_warp(Dt t, Dt out, const GemvArgs& a, cudaStream_t s) {
 }
 
 void gemv(Dt t, Dt out, const GemvArgs& a, GemvVariant v, cudaStream_t s) {
-  if (v == GemvVariant::Mma) gemv_mma(t, out, a, s);
+  if (v == GemvVariant::Stream && gemv_stream_fits(t, a)) gemv_stream(t, out, a, s);
+  else if (v == GemvVariant::Mma || v == GemvVariant::Stream) gemv_mma(t, out, a, s);
   else if (v == GemvVariant::Rows) gemv_rows(t, out, a, s);
   else if (v == GemvVariant::Split) gemv_split(t, out, a, s);
   else gemv_warp(t, out, a, s);

@@ -33,6 +33,11 @@ void gemv_split(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 void gemv_rows(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 // ... and the tensor-core version for 2..8 rows sharing bf16/fp16 weights (gemv_mma.cu; the rest runs gemv_rows).
 void gemv_mma(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
+// One row streamed at the bandwidth floor (gemv_stream.cu; GemvVariant::Stream runs it where gemv_stream_fits, and
+// gemv_mma otherwise): B = 1, K a multiple of 16 bytes and at least 128 such vectors (shorter rows fit version 2's
+// lanes per row), K * dtype bytes <= 200 KiB, W and x 16-byte aligned. Fails by name on any other shape.
+bool gemv_stream_fits(Dt t, const GemvArgs& a);
+void gemv_stream(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 
 // Per-row experts for any number of rows (batched decoding of MoE blocks above kGemvMaxRows; gemv_grouped.cu), all
 // on the device: group_rows_by_expert writes offsets [E + 1] and rows [B] (expert e's rows, in row order, are
@@ -54,4 +59,6 @@ struct NormIn {
   float eps = 1e-5f;
 };
 void gemv_norm(Dt t, Dt out, const GemvArgs& a, const NormIn& n, cudaStream_t s);
+// The same for one row through gemv_stream (a.x ignored; gemv_stream_fits with a.x = nullptr must hold).
+void gemv_stream_norm(Dt t, Dt out, const GemvArgs& a, const NormIn& n, cudaStream_t s);
 }

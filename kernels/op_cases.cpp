@@ -48,7 +48,7 @@ std::string OpCase::name() const {
   if (variant != 0 && op == OpKind::AttnPrefill) os << "_" << to_string(AttnPrefillVariant(variant));
   if (variant == kGemvGroupedCase && op == OpKind::Gemv) os << "_grouped";
   else if (variant != 0 && op == OpKind::Gemv) os << "_" << to_string(GemvVariant(variant));
-  if (variant != 0 && op == OpKind::NormGemv) os << "_fused";
+  if (variant != 0 && op == OpKind::NormGemv) os << (variant == 2 ? "_stream" : "_fused");
   if ((variant & 1) && op == OpKind::StateUpdate) os << "_dt_" << to_string(DecodeDtVariant::Fused);
   if ((variant & 2) && op == OpKind::StateUpdate) os << "_" << to_string(StateUpdateVariant::Tile);
   if (variant != 0 && (op == OpKind::AddNorm || op == OpKind::Conv1d)) os << "_scalar";
@@ -153,7 +153,8 @@ std::vector<OpCase> op_cases() {
         c.B = B; c.N = Di; c.K = N; c.M = Rk; c.flag = z; c.bias = true; v.push_back(c);
       }
     }
-    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Rows, GemvVariant::Mma}) {
+    for (GemvVariant gv :
+         {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Rows, GemvVariant::Mma, GemvVariant::Stream}) {
       auto G = [&] { OpCase c = C(OpKind::Gemv); c.variant = int(gv); return c; };
       { OpCase c = G(); c.B = 1; c.N = 67; c.K = 72; c.bias = true; v.push_back(c); }
       { OpCase c = G(); c.B = 3; c.N = 130; c.K = 1472; v.push_back(c); }
@@ -172,6 +173,15 @@ std::vector<OpCase> op_cases() {
       { OpCase c = G(); c.B = 4; c.N = 70; c.K = 64; v.push_back(c); }
       { OpCase c = G(); c.B = 6; c.N = 2050; c.K = 512; c.bias = true; v.push_back(c); }
       { OpCase c = G(); c.B = 2; c.N = 45; c.K = 1000; c.bias = true; v.push_back(c); }
+      // stream (one row, K >= 128 16-byte vectors; every version runs them): 129 vectors (2 warps per row, the
+      // second slice one vector long), 368 (2 warps, 4 rows per block, a partial last block), 640 with per-row
+      // experts (8 warps per row), 2500 (two rounds of loads per warp), fp32 K = 14000 (56 KB of staged row: the
+      // dynamic shared memory attribute)
+      { OpCase c = G(); c.B = 1; c.N = 37; c.K = 1032; c.bias = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 1; c.N = 301; c.K = 2944; v.push_back(c); }
+      { OpCase c = G(); c.B = 1; c.N = 19; c.K = 5120; c.E = 3; c.flag = true; c.bias = true; v.push_back(c); }
+      { OpCase c = G(); c.B = 1; c.N = 3; c.K = 20000; v.push_back(c); }
+      if (dt == Dt::F32) { OpCase c = G(); c.B = 1; c.N = 2; c.K = 14000; c.bias = true; v.push_back(c); }
     }
     // Grouped per-row experts (batched MoE decoding above 8 rows): 150 rows over 3 experts (~50 each: two passes of
     // 32 rows), 12 rows over 40 experts (most empty: their blocks exit), 70 rows with K = 1000 (a partial last
@@ -182,11 +192,19 @@ std::vector<OpCase> op_cases() {
       c.bias = true; v.push_back(c);
     }
     { OpCase c = C(OpKind::Gemv); c.B = 1; c.N = 10240; c.K = 2560; c.perf = true; v.push_back(c); }
-    for (int fused : {0, 1}) {  // B x K normalized rows, then W [N, K]; bias: LayerNorm bias and GEMV bias
+    // B x K normalized rows, then W [N, K]; bias: LayerNorm bias and GEMV bias. Variant 2 (gemv_stream_norm) takes
+    // one row of >= 128 16-byte vectors: the last two cases.
+    for (int fused : {0, 1, 2}) {
       OpCase c = C(OpKind::NormGemv); c.variant = fused;
-      c.B = 3; c.N = 37; c.K = 200; c.norm = NormKind::RMSNorm; v.push_back(c);
-      c.B = 2; c.N = 70; c.K = 97; c.norm = NormKind::LayerNorm; c.bias = true; v.push_back(c);
+      if (fused < 2) {
+        c.B = 3; c.N = 37; c.K = 200; c.norm = NormKind::RMSNorm; v.push_back(c);
+        c.B = 2; c.N = 70; c.K = 97; c.norm = NormKind::LayerNorm; c.bias = true; v.push_back(c);
+      }
       c.B = 1; c.N = 19; c.K = 1472; c.norm = NormKind::RMSNorm; c.bias = true; c.E = 4; c.flag = true; v.push_back(c);
+      {
+        c.B = 1; c.N = 70; c.K = 2048; c.norm = NormKind::LayerNorm; c.bias = true; c.E = 0; c.flag = false;
+        v.push_back(c);
+      }
     }
     { OpCase c = C(OpKind::MoeRoute); c.T = 37; c.N = 24; c.E = 8; c.bias = true; v.push_back(c); }
     { OpCase c = C(OpKind::MoeRoute); c.B = 2; c.T = 9; c.N = 24; c.E = 4; c.flag = true; v.push_back(c); }
@@ -308,9 +326,19 @@ std::vector<OpCase> op_cases() {
   // of 8, scaled into the fp32 residual); Mamba-2.8B x_proj, dt_proj.
   for (auto [N, K, E] : std::vector<std::tuple<int, int, int>>{
            {124, 2944, 0}, {2944, 92, 0}, {8, 1472, 0}, {7744, 1472, 8}, {1472, 3872, 8}, {192, 5120, 0}, {5120, 160, 0}})
-    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split}) {
+    for (GemvVariant gv : {GemvVariant::Warp, GemvVariant::Split, GemvVariant::Stream}) {
       if (N == 7744 && gv == GemvVariant::Warp) continue;  // the case above
       OpCase c = P(OpKind::Gemv); c.variant = int(gv); c.B = 1; c.N = N; c.K = K; c.E = E; c.flag = E > 0;
+      v.push_back(c);
+    }
+  // Batch-1 decoding's large GEMVs, versions 2 (split) and 5 (stream): Mamba-2.8B in_proj (version 1 above) and
+  // out_proj, Mamba-1.4B in_proj (= Pythia-1.4B fc1) / out_proj, BlackMamba-2.8B in_proj / out_proj, Pythia-1.4B
+  // qkv / dense / fc2, the 2.8B models' LM head (50280 x 2560).
+  for (auto [N, K] : std::vector<std::pair<int, int>>{{10240, 2560}, {2560, 5120}, {8192, 2048}, {2048, 4096},
+                                                      {5888, 1472}, {1472, 2944}, {6144, 2048}, {2048, 2048},
+                                                      {2048, 8192}, {50280, 2560}})
+    for (GemvVariant gv : {GemvVariant::Split, GemvVariant::Stream}) {
+      OpCase c = P(OpKind::Gemv); c.variant = int(gv); c.B = 1; c.N = N; c.K = K;
       v.push_back(c);
     }
   // Batched MoE decoding above 8 rows: BlackMamba-2.8B's expert fc1 and fc2 (top-1 of 8) at 64 and 256 rows, grouped.
@@ -336,7 +364,8 @@ std::vector<OpCase> op_cases() {
     }
   // Norm + GEMV, two kernels vs one: Mamba-2.8B and BlackMamba-2.8B in_proj, BlackMamba-2.8B router.
   for (auto [N, K] : std::vector<std::pair<int, int>>{{10240, 2560}, {5888, 1472}, {8, 1472}})
-    for (int fused : {0, 1}) {
+    for (int fused : {0, 1, 2}) {
+      if (fused == 2 && N == 8) continue;  // 184 vectors fit gemv_stream, but 8 rows is the router: version 2's shape
       OpCase c = P(OpKind::NormGemv); c.variant = fused; c.B = 1; c.N = N; c.K = K; v.push_back(c);
     }
   // Prefill attention's versions side by side, pythia-1.4b heads (16 x 128): 1 x 2048, 8 x 2048, and 1 x 32768

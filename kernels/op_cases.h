@@ -38,7 +38,7 @@ enum class OpKind {
 const char* to_string(OpKind k);
 // A Gemv case's variant that runs group_rows_by_expert + gemv_grouped (per-row experts, any row count) instead of
 // one of the GemvVariant versions.
-constexpr int kGemvGroupedCase = 4;
+constexpr int kGemvGroupedCase = 5;  // past GemvVariant's values
 
 struct OpCase {
   OpKind op;

@@ -218,6 +218,8 @@ std::unique_ptr<DevCase> prepare(const OpCase& c, OpData& d) {
       (void)E;
       if (c.variant == 1) {
         D.launch = [=](cudaStream_t s) { gemv_norm(dt, od, g, nm, s); };
+      } else if (c.variant == 2) {
+        D.launch = [=](cudaStream_t s) { gemv_stream_norm(dt, od, g, nm, s); };
       } else {
         D.buf["ws:xn"] = DeviceBuffer(size_t(c.B) * c.K * dt_size(dt), "normed rows");
         GemvArgs g2 = g;

@@ -16,12 +16,17 @@ const char* to_string(ScanVariant v) {
 const char* to_string(AttnDecodeVariant v) { return v == AttnDecodeVariant::SplitKeys ? "split" : "per_head"; }
 const char* to_string(AttnPrefillVariant v) { return v == AttnPrefillVariant::Flash ? "flash" : "gemm"; }
 const char* to_string(GemvVariant v) {
-  return v == GemvVariant::Mma ? "mma" : v == GemvVariant::Rows ? "rows" : v == GemvVariant::Split ? "split" : "warp";
+  return v == GemvVariant::Stream ? "stream"
+         : v == GemvVariant::Mma  ? "mma"
+         : v == GemvVariant::Rows ? "rows"
+         : v == GemvVariant::Split ? "split"
+                                   : "warp";
 }
 const char* to_string(MoePrefillVariant v) { return v == MoePrefillVariant::Streams ? "streams" : "serial"; }
 const char* to_string(PdlVariant v) { return v == PdlVariant::On ? "on" : "off"; }
 const char* to_string(DecodeDtVariant v) { return v == DecodeDtVariant::Fused ? "fused" : "gemv"; }
 const char* to_string(StateUpdateVariant v) { return v == StateUpdateVariant::Tile ? "tile" : "lanes"; }
+const char* to_string(DecodeNormVariant v) { return v == DecodeNormVariant::Fused ? "fused" : "separate"; }
 
 KernelVariants kernel_set_v1() {
   KernelVariants v;
@@ -33,6 +38,7 @@ KernelVariants kernel_set_v1() {
   v.pdl = PdlVariant::Off;
   v.decode_dt = DecodeDtVariant::Gemv;
   v.state_update = StateUpdateVariant::Lanes;
+  v.decode_norm = DecodeNormVariant::Separate;
   return v;
 }
 KernelVariants kernel_set_v2() { return KernelVariants{}; }
@@ -41,7 +47,8 @@ std::string to_string(const KernelVariants& v) {
   return std::string("scan=") + to_string(v.scan) + ",attn_decode=" + to_string(v.attn_decode) +
          ",attn_prefill=" + to_string(v.attn_prefill) + ",gemv=" + to_string(v.gemv) +
          ",moe_prefill=" + to_string(v.moe_prefill) + ",pdl=" + to_string(v.pdl) + ",decode_dt=" +
-         to_string(v.decode_dt) + ",state_update=" + to_string(v.state_update);
+         to_string(v.decode_dt) + ",state_update=" + to_string(v.state_update) +
+         ",decode_norm=" + to_string(v.decode_norm);
 }
 
 namespace {
@@ -69,8 +76,9 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.attn_decode = name == "split" ? AttnDecodeVariant::SplitKeys : AttnDecodeVariant::PerHead;
     } else if (op == "attn_prefill" && (name == "gemm" || name == "flash")) {
       kv.attn_prefill = name == "flash" ? AttnPrefillVariant::Flash : AttnPrefillVariant::Gemm;
-    } else if (op == "gemv" && (name == "warp" || name == "split" || name == "rows" || name == "mma")) {
-      kv.gemv = name == "mma"    ? GemvVariant::Mma
+    } else if (op == "gemv" && (name == "warp" || name == "split" || name == "rows" || name == "mma" || name == "stream")) {
+      kv.gemv = name == "stream" ? GemvVariant::Stream
+                : name == "mma"  ? GemvVariant::Mma
                 : name == "rows" ? GemvVariant::Rows
                 : name == "split" ? GemvVariant::Split
                                   : GemvVariant::Warp;
@@ -82,11 +90,13 @@ void parse_into(const std::string& spec, KernelVariants& kv) {
       kv.decode_dt = name == "fused" ? DecodeDtVariant::Fused : DecodeDtVariant::Gemv;
     } else if (op == "state_update" && (name == "lanes" || name == "tile")) {
       kv.state_update = name == "tile" ? StateUpdateVariant::Tile : StateUpdateVariant::Lanes;
+    } else if (op == "decode_norm" && (name == "separate" || name == "fused")) {
+      kv.decode_norm = name == "fused" ? DecodeNormVariant::Fused : DecodeNormVariant::Separate;
     } else {
       fail("kernel variants: bad entry '", item, "' in '", spec,
            "' (choices: v1, v2, scan=staged|chunked|states|pipelined, attn_decode=per_head|split, attn_prefill=gemm|flash, "
-           "gemv=warp|split|rows|mma, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused, "
-           "state_update=lanes|tile)");
+           "gemv=warp|split|rows|mma|stream, moe_prefill=serial|streams, pdl=off|on, decode_dt=gemv|fused, "
+           "state_update=lanes|tile, decode_norm=separate|fused)");
     }
   }
 }

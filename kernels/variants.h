@@ -31,6 +31,8 @@ enum class GemvVariant : int {
   Split = 1,  // LPR lanes per row (short rows) or WPR warps splitting K (few long rows) (gemv_split.cu)
   Rows = 2,   // batched decode: all rows b in one pass over the weights, 4 weight rows per lane group (gemv_rows.cu)
   Mma = 3,    // batched decode, shared bf16/fp16 weights: tensor-core tiles of 16 weight rows x 8 batch rows (gemv_mma.cu)
+  Stream = 4,  // one row: all of a lane's loads in flight, split K, weights loaded before the PDL wait
+               // (gemv_stream.cu); 2..8 rows and the shapes it does not take run mma
 };
 
 enum class MoePrefillVariant : int {
@@ -47,6 +49,12 @@ enum class PdlVariant : int {
 enum class DecodeDtVariant : int {
   Gemv = 0,   // decode: dt_proj as its own GEMV writing delta [B, Di], then the state update reads it
   Fused = 1,  // decode: the state update computes delta = dt_proj[c] . x_dbl[b, :dt_rank] itself (one kernel fewer)
+};
+
+enum class DecodeNormVariant : int {
+  Separate = 0,  // decode: each pre-norm its own kernel (add_norm) writing the normed row, then the projections
+  Fused = 1,     // one row: the mixer's pre-norm computed inside its first projection (gemv_stream_norm), where
+                 // gemv=stream takes that projection's shape; everything else as separate
 };
 
 enum class StateUpdateVariant : int {
@@ -67,16 +75,20 @@ enum class StateUpdateVariant : int {
 // version (rows) at 61.5 us, bound by its per-row conversions and FMAs, not by the 52 MB of weights; mma does 16 x 8
 // x 16 products per instruction. One row, fp32 and per-row experts run as before (mma -> rows -> split for one
 // row; rows for experts). Its own timing is the A/B of the first call that carries it (kernels/NOTES.md).
+// gemv=stream, decode_norm=fused (2026-12-03): batch-1 decoding's GEMVs at ~75-80% of copy bandwidth in a PDL chain
+// where version 2 ran 22-64% (kernels/NOTES.md, "Batch-1 GEMV version 5"); the model-level A/B is the
+// bench-gpu --kernels-ab run of the first call that carries them.
 // The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
   ScanVariant scan = ScanVariant::States;
   AttnDecodeVariant attn_decode = AttnDecodeVariant::SplitKeys;
   AttnPrefillVariant attn_prefill = AttnPrefillVariant::Flash;  // cuda_model's attention_prefill, per layer
-  GemvVariant gemv = GemvVariant::Mma;  // 2..8 rows sharing bf16/fp16 weights; the rest runs split (see below)
+  GemvVariant gemv = GemvVariant::Stream;  // one row: stream; 2..8 rows sharing bf16/fp16 weights: mma (see below)
   MoePrefillVariant moe_prefill = MoePrefillVariant::Streams;
   PdlVariant pdl = PdlVariant::On;  // CudaDecoder::record_step only; prefill never uses it
   DecodeDtVariant decode_dt = DecodeDtVariant::Gemv;  // CudaDecoder's mamba_step only
   StateUpdateVariant state_update = StateUpdateVariant::Tile;
+  DecodeNormVariant decode_norm = DecodeNormVariant::Fused;  // CudaDecoder::record_step only
 };
 // state_update=tile (2026-12-03): the lanes version moved batched decode's state at 0.81 TB/s (13.2 of 19.1 ms of a
 // 256-row Mamba-2.8B step, kernels/NOTES.md); tile's timing is the A/B of the first call that carries it.
@@ -92,18 +104,20 @@ KernelVariants kernel_set_v2();
 
 // The process-wide choice (read from BMH_KERNELS once, on first use).
 KernelVariants& kernel_variants();
-// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv, moe_prefill, pdl, decode_dt, state_update) left to
+// Applies "op=name,op=name" (ops: scan, attn_decode, attn_prefill, gemv, moe_prefill, pdl, decode_dt, state_update,
+// decode_norm) left to
 // right; an entry "v1" or "v2" sets every op to that named set first (e.g. "v1,scan=chunked"). Throws bmh::Error naming the bad entry and the choices,
 // changing nothing. BMH_KERNELS is applied before the first call, so this overrides it.
 void set_kernel_variants(const std::string& spec);
 const char* to_string(ScanVariant v);         // "staged", "chunked"
 const char* to_string(AttnDecodeVariant v);   // "per_head", "split"
 const char* to_string(AttnPrefillVariant v);  // "gemm", "flash"
-const char* to_string(GemvVariant v);         // "warp", "split", "rows", "mma"
+const char* to_string(GemvVariant v);         // "warp", "split", "rows", "mma", "stream"
 const char* to_string(MoePrefillVariant v);   // "serial", "streams"
 const char* to_string(PdlVariant v);          // "off", "on"
 const char* to_string(DecodeDtVariant v);     // "gemv", "fused"
 const char* to_string(StateUpdateVariant v);  // "lanes", "tile"
+const char* to_string(DecodeNormVariant v);   // "separate", "fused"
 // "scan=chunked,attn_decode=split,attn_prefill=flash,gemv=split,moe_prefill=serial,pdl=off,decode_dt=gemv,
 // state_update=tile": the
 // spec set_kernel_variants reads back.

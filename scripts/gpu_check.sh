@@ -197,12 +197,13 @@ if want bench; then
   say "== bmh bench-gpu"
   # Op rows: the scan's versions side by side (8 x 2048 and 1 x 16384; versions 3 and 4 also at BlackMamba-2.8B's
   # 2944 channels), decode attention at 32k cached positions,
-  # attention prefill 8 x 2048, the decode GEMV's versions at 8 rows, decode's state and conv updates at 1..256 rows
+  # attention prefill 8 x 2048, the decode GEMV's versions at 1 row (split, stream; the norm folded in or not) and
+  # at 8 rows, decode's state and conv updates at 1..256 rows
   # (Mamba-2.8B's 5120 channels, state update in both versions); every version stays in the op table for
   # `bmh bench-gpu` without --ops.
   # BENCH_EXTRA_OPS=1 adds (bench_gpu.json only, ~1 min): BlackMamba-2.8B's scan shape at each lane count, and the
   # prefill elementwise passes (GELU, gated expert activation, rotary, conv, norms) beside their scalar versions.
-  OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked|_states|_pipelined)?$|^selective_scan_bf16_B8_T2048_M92_N2944_K16_flag_bias_(states|pipelined)$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048|^gemv_bf16_B(8|64|256)_|^state_update_bf16_(B[0-9]+_)?N5120_K16_flag_bias(_tile)?$|^conv1d_update_bf16_B'
+  OPS='^selective_scan_bf16_(B8_)?T(2048|16384)_(M160_)?N5120_K16_flag_bias(_chunked|_states|_pipelined)?$|^selective_scan_bf16_B8_T2048_M92_N2944_K16_flag_bias_(states|pipelined)$|^attention_decode_bf16_H16_hd128_S32768|^attention_prefill_bf16_B8_T2048|^gemv_bf16_B(8|64|256)_|^gemv_bf16_N[0-9]+_K[0-9]+(_E8_flag)?(_split|_stream)?$|^norm_gemv_bf16_N[0-9]+_K[0-9]+_rms(_fused|_stream)?$|^state_update_bf16_(B[0-9]+_)?N5120_K16_flag_bias(_tile)?$|^conv1d_update_bf16_B'
   [ -z "${BENCH_EXTRA_OPS:-}" ] ||
     OPS="$OPS|^selective_scan_bf16_B8_T2048_M92_N2944|^mlp_act_bf16_T|^rotary_bf16_B8|^conv1d_bf16_B8|^add_norm_bf16_T16384"
   # Preset rows with the default kernels; BENCH_AB=SETS times every preset once per kernel set of the comma-separated

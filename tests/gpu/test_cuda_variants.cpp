@@ -54,7 +54,7 @@ TEST(CudaMoePrefill, SideStreamsEqualSerialBitwise) {
     }
 }
 
-// The pdl, decode_dt, moe_prefill, gemv, state_update and scan entries of a kernel spec (no device needed): parsed,
+// The pdl, decode_dt, moe_prefill, gemv, state_update, decode_norm and scan entries of a kernel spec (no device needed): parsed,
 // read back by to_string, the named sets' choices (v2: pdl on, streams; v1: pdl off, serial; decode_dt gemv in
 // both), and a bad value changes nothing.
 TEST(KernelVariants, EntriesParseAndRoundTrip) {
@@ -66,17 +66,17 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("pdl=on,moe_prefill=serial");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
-            "scan=states,attn_decode=split,attn_prefill=flash,gemv=mma,moe_prefill=serial,pdl=on,decode_dt=gemv,"
-            "state_update=tile");
+            "scan=states,attn_decode=split,attn_prefill=flash,gemv=stream,moe_prefill=serial,pdl=on,decode_dt=gemv,"
+            "state_update=tile,decode_norm=fused");
   EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
-  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Stream);
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   cuda::set_kernel_variants("v1");
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::Off);
   cuda::set_kernel_variants(cuda::to_string(cuda::kernel_variants()) + ",pdl=on");
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
             "scan=staged,attn_decode=per_head,attn_prefill=gemm,gemv=warp,moe_prefill=serial,pdl=on,decode_dt=gemv,"
-            "state_update=lanes");
+            "state_update=lanes,decode_norm=separate");
   cuda::set_kernel_variants("decode_dt=fused");
   EXPECT_EQ(cuda::kernel_variants().decode_dt, cuda::DecodeDtVariant::Fused);
   EXPECT_THROW(cuda::set_kernel_variants("decode_dt=gemm"), Error);
@@ -96,6 +96,13 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("gemv=mma");
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
   EXPECT_NE(cuda::to_string(cuda::kernel_variants()).find(",gemv=mma,"), std::string::npos);
+  cuda::set_kernel_variants("gemv=stream,decode_norm=separate");
+  EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Stream);
+  EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Separate);
+  EXPECT_THROW(cuda::set_kernel_variants("decode_norm=folded"), Error);
+  EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Separate);
+  cuda::set_kernel_variants("decode_norm=fused");
+  EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Fused);
   cuda::set_kernel_variants("v2");
   EXPECT_EQ(cuda::kernel_variants().state_update, cuda::StateUpdateVariant::Tile);
   cuda::set_kernel_variants("state_update=lanes");
