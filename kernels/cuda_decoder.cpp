@@ -302,20 +302,19 @@ class CudaDecoder final : public Decoder {
       const DevBlock& w = W.blocks[i];
       const bool has_mixer = bc.mixer != MixerKind::None, has_mlp = bc.mlp != MlpKind::None;
       // Parallel blocks: both norms read the residual before either branch adds into it.
+      // One "norm" op per norm kernel launched (decode_breakdown counts them).
       void* xn2 = nullptr;
-      bool normed = false;
       if (has_mixer && folds_mixer_norm(bc, w)) {
         mixer_norm_ = NormIn{cfg_.norm, resid, d, w.norm_w.as<float>(), nb(w.norm_b), float(cfg_.norm_eps)};
       } else if (has_mixer) {
         add_norm(cfg_.norm, dt, resid, nullptr, w.norm_w.as<float>(), nb(w.norm_b), cfg_.norm_eps, B_, d, xn_.get(), s);
-        normed = true;
+        tick("norm");
       }
       if (has_mlp && bc.parallel) {
         xn2 = xn2_.get();
         add_norm(cfg_.norm, dt, resid, nullptr, w.mlp_norm_w.as<float>(), nb(w.mlp_norm_b), cfg_.norm_eps, B_, d, xn2, s);
-        normed = true;
+        tick("norm");
       }
-      if (normed) tick("norm");
       if (bc.mixer == MixerKind::Mamba) mamba_step(i, w);
       if (bc.mixer == MixerKind::Attention) attention_step(i, w);
       if (has_mlp) {

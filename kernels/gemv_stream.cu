@@ -10,7 +10,8 @@
 // - the first chunk's weight loads are issued before griddepcontrol.wait (weights are never written during
 //   decoding), so under PDL they overlap the previous kernel, in registers rather than as L2 prefetches that a
 //   52 MB matrix evicts before use; the activation row is staged in shared memory after the wait;
-// - pdl_trigger after the main loop, not at the top: with an early trigger every successor grid became resident
+// - one wave of blocks walking the rows grid-stride, pdl_trigger after the main loop of a block's last row group,
+//   not at the top: with an early trigger every successor grid became resident
 //   and parked while this one ran, and the next GEMV's blocks landed unevenly (out_proj chain: 12.3 us without
 //   PDL, 25.2 us with it, version 2).
 // The fp32 sums follow another order than versions 1-4 (split-K partials), so results agree to rounding, not bits.
@@ -111,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) gemv_stream_kernel(GemvArgs a, NormI
 #pragma unroll
       for (int j = 0; j < kU; ++j) v[j] = ok && c + j * 32 < nv ? load_stream(w + c + j * 32) : make_int4(0, 0, 0, 0);
     }
-    if (base == blockIdx.x * G) pdl_trigger();  // this block's first (usually only) row group has been read
+    if (base + gridDim.x * G >= a.N) pdl_trigger();  // this block's last row group has been read
     acc = warp_sum(acc);
     if constexpr (S > 1) {
       if (lane == 0) part[warp] = acc;
@@ -146,9 +147,14 @@ void launch(const GemvArgs& a, const NormIn& nm, cudaStream_t s) {
   const int S = pick_split(a.N, a.K / V);
   const int G = kWarps / S;
   const size_t smem = size_t(a.K) * sizeof(T);
-  const int blocks = (a.N + G - 1) / G;
   auto go = [&](auto kernel) {
     if (smem > 48 * 1024) BMH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    // One wave of blocks, each walking row groups grid-stride: the row staging (and the folded norm) is paid once
+    // per block, not once per wave (a grid of one block per row group ran in_proj at 28 us against version 2's
+    // 21.6 in the op table of 8442384, and the folded norm added ~9 us per Mamba layer).
+    int per_sm = 0;
+    BMH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+    const int blocks = std::min((a.N + G - 1) / G, std::max(per_sm, 1) * sm_count());
     launch_kernel(kernel, blocks, kThreads, smem, s, a, nm);
   };
   switch (S) {

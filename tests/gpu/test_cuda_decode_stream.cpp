@@ -90,10 +90,8 @@ TEST(CudaDecodeStream, DecodeMatchesForward) {
   }
 }
 
-// The fold happens: one decode step's op list (CudaModel::decode_breakdown, one "norm" entry per pre-norm section of
-// a block that launched a norm kernel) has no mixer norm when every mixer's first projection takes it; with
-// decode_norm=separate every pre-norm runs. Parallel blocks (Pythia) launch the MLP branch's norm in the mixer's
-// section either way.
+// The fold happens: one decode step's op list (CudaModel::decode_breakdown: one "norm" op per norm kernel) has no
+// mixer norm when every mixer's first projection takes it; with decode_norm=separate every pre-norm runs.
 TEST(CudaDecodeStream, MixerNormIsFolded) {
   BMH_REQUIRE_GPU();
   for (const std::string& preset : kWide) {
@@ -103,11 +101,7 @@ TEST(CudaDecodeStream, MixerNormIsFolded) {
     ASSERT_NE(cm, nullptr);
     auto expected = [&](bool fold) {
       int n = 1;  // the final norm
-      for (const BlockConfig& b : cfg.blocks) {
-        const bool mixer = b.mixer != MixerKind::None, mlp = b.mlp != MlpKind::None;
-        n += (mixer && !fold) || (mlp && b.parallel);
-        n += mlp && !b.parallel;
-      }
+      for (const BlockConfig& b : cfg.blocks) n += (b.mixer != MixerKind::None && !fold) + (b.mlp != MlpKind::None);
       return n;
     };
     auto norms = [&](const char* spec) {
