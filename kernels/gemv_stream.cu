@@ -1,19 +1,14 @@
 // Decode GEMV, version 5 (GemvVariant::Stream): one row (B = 1) of gemv.cuh's semantics, optionally with the pre-norm
 // folded in (gemv_stream_norm). Why a version for one row: batch-1 decoding reads every weight once per token, and
-// the H200 measurements of 2026-12-03 (ncu of one mamba-2.8b token; a PDL chain over distinct weights) had version
-// 2 (gemv_split) at 63% of copy bandwidth on in_proj (10240 x 2560) and 22-50% on out_proj (2560 x 5120), where
-// this layout reached 75-81% and 54-68%. What differs:
-// - every lane issues all U 16-byte loads of its chunk before the first multiply (version 2 keeps ~4 in flight),
-//   through ld.global.nc.L1::no_allocate (each weight is read once; the activation row is the reused data);
-// - S warps split K whenever a row would need more than one round of U loads per lane or the rows are too few
-//   to give the GPU ~2048 warps (pick_split below), partial sums combined in shared memory;
-// - the first chunk's weight loads are issued before griddepcontrol.wait (weights are never written during
-//   decoding), so under PDL they overlap the previous kernel, in registers rather than as L2 prefetches that a
-//   52 MB matrix evicts before use; the activation row is staged in shared memory after the wait;
-// - one wave of blocks walking the rows grid-stride, pdl_trigger after the main loop of a block's last row group,
-//   not at the top: with an early trigger every successor grid became resident
-//   and parked while this one ran, and the next GEMV's blocks landed unevenly (out_proj chain: 12.3 us without
-//   PDL, 25.2 us with it, version 2).
+// on the H200 (2026-12-03; kernels/NOTES.md "Batch-1 GEMV version 5") version 2 (gemv_split) lost 15-35% of its
+// speed inside a PDL chain (in_proj 16.0 -> 19.4 us, Pythia fc2 11.8 -> 15.7): its whole-row L2 prefetch before
+// griddepcontrol.wait, issued by every parked successor grid at once, thrashes an L2 that cannot hold the matrices.
+// What differs here:
+// - no prefetch; every lane issues a round of U = 8 16-byte loads (ld.global.nc.L1::no_allocate: each weight is
+//   read once) before the round's first FMA, against the activation row staged in shared memory;
+// - S warps split K where that measured faster (pick_split), partial sums combined in shared memory;
+// - pdl_trigger after the main loop of a block's last row group rather than at its top, so at most the next grid
+//   parks while this one streams.
 // The fp32 sums follow another order than versions 1-4 (split-K partials), so results agree to rounding, not bits.
 #include <algorithm>
 #include <cstdint>
@@ -30,7 +25,6 @@ constexpr int kThreads = 256, kWarps = kThreads / 32;
 constexpr int kU = 8;                       // 16-byte loads per lane per round
 constexpr int kMinVectors = 128;            // K / (16 / sizeof(T)) below this: version 2 (lanes per row) fits better
 constexpr size_t kMaxSmem = 200 * 1024;     // the staged row
-constexpr int kTargetWarps = 2048;          // split K while the grid has fewer row-warps than this
 
 __device__ __forceinline__ int4 load_stream(const int4* p) {
   int4 v;
@@ -66,8 +60,11 @@ __device__ void stage_row(const GemvArgs& a, const NormIn& nm, T* sx, float* red
 }
 
 // Warp w of a block takes row group g = w / S (one output row) and K slice s = w % S: vectors s*U*32 + lane + j*32,
-// then every S*U*32. Rows are walked grid-stride with the same trip count in every warp of a block, so the
-// barriers inside (staging, split-K partials) are block-uniform.
+// then every S*U*32, each round's U loads issued together at the top of the loop before its FMAs. (A version that
+// issued the next round's loads at the bottom of the loop, and the first round before the wait, compiled to 48
+// registers -- the loads were not all in flight -- and ran in_proj at 20.6 us where this layout took 16.9, H200
+// chain of distinct weights, 2026-12-03.) Rows are walked grid-stride with the same trip count in every warp of a
+// block, so the barriers inside (split-K partials) are block-uniform.
 template <class T, class O, int S, bool kNorm, bool kLayer>
 __global__ void __launch_bounds__(kThreads) gemv_stream_kernel(GemvArgs a, NormIn nm) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -78,39 +75,23 @@ __global__ void __launch_bounds__(kThreads) gemv_stream_kernel(GemvArgs a, NormI
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = warp / S, s = warp % S;
   const int nv = a.K / V;
   const int4* xs = reinterpret_cast<const int4*>(sx);
-  bool waited = false;
+  pdl_wait();
   // A per-row expert is known only after the wait (the router wrote it).
-  int e = 0;
-  if (a.expert) {
-    pdl_wait();
-    waited = true;
-    e = a.expert[0];
-  }
+  const int e = a.expert ? a.expert[0] : 0;
+  stage_row<T, kNorm, kLayer>(a, nm, sx, red);
   const int4* W = reinterpret_cast<const int4*>(static_cast<const T*>(a.W) + e * a.w_expert_stride);
   for (int base = blockIdx.x * G; base < a.N; base += gridDim.x * G) {
     const int n = base + g;
     const bool ok = n < a.N;
     const int4* w = W + int64_t(ok ? n : 0) * nv;
     float acc = 0.f;
-    int c = s * kU * 32 + lane;
-    int4 v[kU];
+    for (int c = s * kU * 32 + lane; c < nv; c += S * kU * 32) {
+      int4 v[kU];
 #pragma unroll
-    for (int j = 0; j < kU; ++j) v[j] = ok && c + j * 32 < nv ? load_stream(w + c + j * 32) : make_int4(0, 0, 0, 0);
-    if (!waited) {  // first row group: the loads above are in flight while the previous kernel finishes
-      pdl_wait();
-      waited = true;
-      stage_row<T, kNorm, kLayer>(a, nm, sx, red);
-    } else if (base == blockIdx.x * G) {
-      stage_row<T, kNorm, kLayer>(a, nm, sx, red);
-    }
-    while (true) {
+      for (int j = 0; j < kU; ++j) v[j] = ok && c + j * 32 < nv ? load_stream(w + c + j * 32) : make_int4(0, 0, 0, 0);
 #pragma unroll
       for (int j = 0; j < kU; ++j)
         if (c + j * 32 < nv) acc += dot_packed<T>(v[j], xs[c + j * 32]);
-      c += S * kU * 32;
-      if (c - lane >= nv) break;
-#pragma unroll
-      for (int j = 0; j < kU; ++j) v[j] = ok && c + j * 32 < nv ? load_stream(w + c + j * 32) : make_int4(0, 0, 0, 0);
     }
     if (base + gridDim.x * G >= a.N) pdl_trigger();  // this block's last row group has been read
     acc = warp_sum(acc);
@@ -132,13 +113,16 @@ __global__ void __launch_bounds__(kThreads) gemv_stream_kernel(GemvArgs a, NormI
   }
 }
 
-// Warps per row: enough that one round of U loads per lane covers a warp's slice of K, then more while the grid has
-// fewer than kTargetWarps row-warps and each lane keeps >= 2 loads; at most 8 (one block per row).
+// Warps per row, fitted to the H200 measurements of 2026-12-03 (chains of one shape over distinct weights, with and
+// without PDL): one warp per row, except two when the rows are few (<= 2048: Pythia's dense / fc2, BlackMamba's
+// out_proj and expert fc2 ran 10-30% faster) or when one round of U loads would leave a short second round (257..512
+// vectors: in_proj 2560 wide, 15.3 against 16.9 us), four for <= 512 rows and eight for <= 128 (x_proj, 192 x 5120:
+// 15% of copy at four warps against 10% at one).
 int pick_split(int N, int nv) {
-  int S = 1;
-  while (S < kWarps && S * kU * 32 < nv) S *= 2;
-  while (S < kWarps && int64_t(N) * S <= kTargetWarps && nv >= 2 * 32 * 2 * S) S *= 2;
-  return S;
+  if (N <= 128 && nv >= 8 * 32) return 8;
+  if (N <= 512 && nv >= 4 * 32) return 4;
+  if (N <= 2048 || (nv > kU * 32 && nv <= 2 * kU * 32)) return 2;
+  return 1;
 }
 
 template <class T, class O, bool kNorm, bool kLayer>
@@ -149,13 +133,7 @@ void launch(const GemvArgs& a, const NormIn& nm, cudaStream_t s) {
   const size_t smem = size_t(a.K) * sizeof(T);
   auto go = [&](auto kernel) {
     if (smem > 48 * 1024) BMH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    // One wave of blocks, each walking row groups grid-stride: the row staging (and the folded norm) is paid once
-    // per block, not once per wave (a grid of one block per row group ran in_proj at 28 us against version 2's
-    // 21.6 in the op table of 8442384, and the folded norm added ~9 us per Mamba layer).
-    int per_sm = 0;
-    BMH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
-    const int blocks = std::min((a.N + G - 1) / G, std::max(per_sm, 1) * sm_count());
-    launch_kernel(kernel, blocks, kThreads, smem, s, a, nm);
+    launch_kernel(kernel, (a.N + G - 1) / G, kThreads, smem, s, a, nm);
   };
   switch (S) {
     case 1: go(gemv_stream_kernel<T, O, 1, kNorm, kLayer>); break;

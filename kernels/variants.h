@@ -75,9 +75,10 @@ enum class StateUpdateVariant : int {
 // version (rows) at 61.5 us, bound by its per-row conversions and FMAs, not by the 52 MB of weights; mma does 16 x 8
 // x 16 products per instruction. One row, fp32 and per-row experts run as before (mma -> rows -> split for one
 // row; rows for experts). Its own timing is the A/B of the first call that carries it (kernels/NOTES.md).
-// gemv=stream, decode_norm=fused (2026-12-03): batch-1 decoding's GEMVs at ~75-80% of copy bandwidth in a PDL chain
-// where version 2 ran 22-64% (kernels/NOTES.md, "Batch-1 GEMV version 5"); the model-level A/B is the
-// bench-gpu --kernels-ab run of the first call that carries them.
+// gemv=stream (2026-12-03): version 2 lost 15-35% of its speed on batch-1 shapes inside PDL chains (its L2 prefetch
+// thrashing L2); the model-level A/B is the bench-gpu --kernels-ab run of the first call that carries this layout
+// (kernels/NOTES.md, "Batch-1 GEMV version 5"). decode_norm=fused stays off: with a grid of one block per row group
+// every block recomputes the norm (op table of c0055f4: 33.0 us for norm + in_proj against 25.0 for two kernels).
 // The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
   ScanVariant scan = ScanVariant::States;
@@ -88,7 +89,7 @@ struct KernelVariants {
   PdlVariant pdl = PdlVariant::On;  // CudaDecoder::record_step only; prefill never uses it
   DecodeDtVariant decode_dt = DecodeDtVariant::Gemv;  // CudaDecoder's mamba_step only
   StateUpdateVariant state_update = StateUpdateVariant::Tile;
-  DecodeNormVariant decode_norm = DecodeNormVariant::Fused;  // CudaDecoder::record_step only
+  DecodeNormVariant decode_norm = DecodeNormVariant::Separate;  // CudaDecoder::record_step only
 };
 // state_update=tile (2026-12-03): the lanes version moved batched decode's state at 0.81 TB/s (13.2 of 19.1 ms of a
 // 256-row Mamba-2.8B step, kernels/NOTES.md); tile's timing is the A/B of the first call that carries it.

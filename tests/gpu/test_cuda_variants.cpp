@@ -67,7 +67,7 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
   EXPECT_EQ(cuda::to_string(cuda::kernel_variants()),
             "scan=states,attn_decode=split,attn_prefill=flash,gemv=stream,moe_prefill=serial,pdl=on,decode_dt=gemv,"
-            "state_update=tile,decode_norm=fused");
+            "state_update=tile,decode_norm=separate");
   EXPECT_THROW(cuda::set_kernel_variants("gemv=warp,pdl=maybe"), Error);
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Stream);
   EXPECT_EQ(cuda::kernel_variants().pdl, cuda::PdlVariant::On);
@@ -96,13 +96,13 @@ TEST(KernelVariants, EntriesParseAndRoundTrip) {
   cuda::set_kernel_variants("gemv=mma");
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Mma);
   EXPECT_NE(cuda::to_string(cuda::kernel_variants()).find(",gemv=mma,"), std::string::npos);
-  cuda::set_kernel_variants("gemv=stream,decode_norm=separate");
+  cuda::set_kernel_variants("gemv=stream,decode_norm=fused");
   EXPECT_EQ(cuda::kernel_variants().gemv, cuda::GemvVariant::Stream);
-  EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Separate);
-  EXPECT_THROW(cuda::set_kernel_variants("decode_norm=folded"), Error);
-  EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Separate);
-  cuda::set_kernel_variants("decode_norm=fused");
   EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Fused);
+  EXPECT_THROW(cuda::set_kernel_variants("decode_norm=folded"), Error);
+  EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Fused);
+  cuda::set_kernel_variants("decode_norm=separate");
+  EXPECT_EQ(cuda::kernel_variants().decode_norm, cuda::DecodeNormVariant::Separate);
   cuda::set_kernel_variants("v2");
   EXPECT_EQ(cuda::kernel_variants().state_update, cuda::StateUpdateVariant::Tile);
   cuda::set_kernel_variants("state_update=lanes");
