@@ -75,10 +75,10 @@ enum class StateUpdateVariant : int {
 // version (rows) at 61.5 us, bound by its per-row conversions and FMAs, not by the 52 MB of weights; mma does 16 x 8
 // x 16 products per instruction. One row, fp32 and per-row experts run as before (mma -> rows -> split for one
 // row; rows for experts). Its own timing is the A/B of the first call that carries it (kernels/NOTES.md).
-// gemv=stream (2026-12-03): version 2 lost 15-35% of its speed on batch-1 shapes inside PDL chains (its L2 prefetch
-// thrashing L2); the model-level A/B is the bench-gpu --kernels-ab run of the first call that carries this layout
-// (kernels/NOTES.md, "Batch-1 GEMV version 5"). decode_norm=fused stays off: with a grid of one block per row group
-// every block recomputes the norm (op table of c0055f4: 33.0 us for norm + in_proj against 25.0 for two kernels).
+// gemv=stream (2026-12-03, H200, 63e90b4, same weights in one process): mamba-2.8b batch-1 decode 2.853 -> 2.404
+// ms/token against gemv=mma (which hands one row to version 2); version 2's whole-row L2 prefetch thrashed L2
+// under PDL (kernels/NOTES.md, "Batch-1 GEMV version 5"). decode_norm=fused stays off: measured only before
+// 63e90b4's fix of the stream kernel's shared-memory reads (then 3.74 against 3.25 ms/token), not since.
 // The version-1 set stays selectable as a whole ("v1") or per op.
 struct KernelVariants {
   ScanVariant scan = ScanVariant::States;

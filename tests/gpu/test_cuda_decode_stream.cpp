@@ -5,6 +5,7 @@
 // BlackMamba-2.8B (d 1472, a Mamba and an MoE block), seeded random weights, the real vocabulary.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -49,9 +50,10 @@ std::vector<float> decode_steps(LanguageModel& m, const char* spec, uint64_t see
 }
 
 // The streamed path, with the norm separate and folded, against version 2 (gemv=mma hands one row to split; the norm
-// its own kernel) on the same inputs. Not bit-identical: each output's K-term fp32 sum runs in another order (split-K partials). fp32: a few
-// ulps, bound 1e-5 (observed: see the test property); bf16: an ulp moved early can flip a bf16 rounding that later
-// layers and steps carry, bound 2e-2 as the decode-vs-forward bf16 bound (test_cuda_model.cpp).
+// its own kernel) on the same inputs. Not bit-identical: each output's K-term fp32 sum runs in another order
+// (split-K partials). fp32: a few ulps, bound 1e-5 (H200, 63e90b4: below 5e-7 for all three); bf16: an ulp moved
+// early can flip a bf16 rounding that later layers and steps carry; observed 4.2e-5 (BlackMamba), 7.0e-5 (Mamba),
+// 3.4e-4 (Pythia), bound 2e-3.
 TEST(CudaDecodeStream, MatchesVersion2) {
   BMH_REQUIRE_GPU();
   for (const std::string& preset : kWide) {
@@ -63,8 +65,10 @@ TEST(CudaDecodeStream, MatchesVersion2) {
       for (const char* norm : {"separate", "fused"}) {
         const std::vector<float> v5 = decode_steps(*m, (std::string("gemv=stream,decode_norm=") + norm).c_str(), 31);
         const double e = rel(v5, std::vector<double>(v2.begin(), v2.end()));
-        EXPECT_LT(e, dtype == "fp32" ? 1e-5 : 2e-2) << preset << " " << dtype << " decode_norm=" << norm;
-        RecordProperty(preset + "_" + dtype + "_" + norm + "_rel_err", std::to_string(e));
+        EXPECT_LT(e, dtype == "fp32" ? 1e-5 : 2e-3) << preset << " " << dtype << " decode_norm=" << norm;
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3g", e);
+        RecordProperty(preset + "_" + dtype + "_" + norm + "_rel_err", buf);
       }
     }
   }
