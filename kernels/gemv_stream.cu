@@ -60,11 +60,9 @@ __device__ void stage_row(const GemvArgs& a, const NormIn& nm, T* sx, float* red
 }
 
 // Warp w of a block takes row group g = w / S (one output row) and K slice s = w % S: vectors s*U*32 + lane + j*32,
-// then every S*U*32, each round's U loads issued together at the top of the loop before its FMAs. (A version that
-// issued the next round's loads at the bottom of the loop, and the first round before the wait, compiled to 48
-// registers -- the loads were not all in flight -- and ran in_proj at 20.6 us where this layout took 16.9, H200
-// chain of distinct weights, 2026-12-03.) Rows are walked grid-stride with the same trip count in every warp of a
-// block, so the barriers inside (split-K partials) are block-uniform.
+// then every S*U*32, each round's U loads issued together at the top of the loop before its FMAs. Rows are walked
+// grid-stride with the same trip count in every warp of a block, so the barriers inside (split-K partials) are
+// block-uniform.
 template <class T, class O, int S, bool kNorm, bool kLayer>
 __global__ void __launch_bounds__(kThreads) gemv_stream_kernel(GemvArgs a, NormIn nm) {
   extern __shared__ __align__(16) unsigned char smem[];
