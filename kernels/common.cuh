@@ -68,6 +68,25 @@ __device__ __forceinline__ void norm_stats(const float* x, int d, float sum, flo
   }
 }
 
+// One row x [d] (fp32) normalized into out [d] of dtype T as add_norm computes it (norm.cuh: (x - mean) * rstd * w
+// (+ b), then rounded), by the whole block: gemv_stream_norm stages its input this way. gemv_norm.cu keeps its own
+// copy of these lines until a GPU run can check it (moving it here changed that file's PTX). red: 32 floats of
+// shared memory. The caller syncs before reading out.
+template <class T, bool kLayer>
+__device__ __forceinline__ void norm_row(const float* x, int d, const float* w, const float* b, float eps, float* red,
+                                         T* out) {
+  float sum = 0.f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) sum += kLayer ? x[i] : x[i] * x[i];
+  sum = block_sum(sum, red);
+  float mean, rstd;
+  norm_stats<kLayer>(x, d, sum, eps, red, mean, rstd);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    float v = (x[i] - mean) * rstd * w[i];
+    if (b) v += b[i];
+    out[i] = from_f<T>(v);
+  }
+}
+
 // exp(x) through the SFU: ex2.approx(x * log2(e)), relative error ~2^-22 for |x| <~ 20 (what __expf does). The scan
 // and state update use it for exp(dt * A); everything else keeps expf.
 __device__ __forceinline__ float exp_sfu(float x) { return ex2_approx(x * kLog2e); }

@@ -40,17 +40,7 @@ template <class T, bool kNorm, bool kLayer>
 __device__ void stage_row(const GemvArgs& a, const NormIn& nm, T* sx, float* red) {
   const int K = a.K;
   if constexpr (kNorm) {
-    const float* x = nm.residual;
-    float sum = 0.f;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) sum += kLayer ? x[i] : x[i] * x[i];
-    sum = block_sum(sum, red);
-    float mean, rstd;
-    norm_stats<kLayer>(x, K, sum, nm.eps, red, mean, rstd);
-    for (int i = threadIdx.x; i < K; i += blockDim.x) {
-      float v = (x[i] - mean) * rstd * nm.w[i];
-      if (nm.b) v += nm.b[i];
-      sx[i] = from_f<T>(v);
-    }
+    norm_row<T, kLayer>(nm.residual, K, nm.w, nm.b, nm.eps, red, sx);
   } else {
     const int4* x = static_cast<const int4*>(a.x);
     int4* s = reinterpret_cast<int4*>(sx);
