@@ -33,9 +33,10 @@ void gemv_split(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 void gemv_rows(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 // ... and the tensor-core version for 2..8 rows sharing bf16/fp16 weights (gemv_mma.cu; the rest runs gemv_rows).
 void gemv_mma(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
-// One row streamed at the bandwidth floor (gemv_stream.cu; GemvVariant::Stream runs it where gemv_stream_fits, and
-// gemv_mma otherwise): B = 1, K a multiple of 16 bytes and at least 128 such vectors (shorter rows fit version 2's
-// lanes per row), K * dtype bytes <= 200 KiB, W and x 16-byte aligned. Fails by name on any other shape.
+// One row, all of a lane's loads of a round in flight (gemv_stream.cu; GemvVariant::Stream runs it where
+// gemv_stream_fits, and gemv_mma otherwise): B = 1, K a multiple of 16 bytes and at least 128 such vectors (shorter
+// rows fit version 2's lanes per row), K * dtype bytes <= 200 KiB, W and x 16-byte aligned. Fails by name on any
+// other shape.
 bool gemv_stream_fits(Dt t, const GemvArgs& a);
 void gemv_stream(Dt t, Dt out, const GemvArgs& a, cudaStream_t s);
 
