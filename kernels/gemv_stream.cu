@@ -35,7 +35,7 @@ __device__ __forceinline__ int4 load_stream(const int4* p) {
 }
 
 // The activation row x [K] into shared memory as dtype T: copied (kNorm false) or normalized from the fp32 residual
-// exactly as gemv_norm does it (norm.cuh's formula, rounded to T).
+// (norm_row, common.cuh).
 template <class T, bool kNorm, bool kLayer>
 __device__ void stage_row(const GemvArgs& a, const NormIn& nm, T* sx, float* red) {
   const int K = a.K;

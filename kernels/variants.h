@@ -31,8 +31,8 @@ enum class GemvVariant : int {
   Split = 1,  // LPR lanes per row (short rows) or WPR warps splitting K (few long rows) (gemv_split.cu)
   Rows = 2,   // batched decode: all rows b in one pass over the weights, 4 weight rows per lane group (gemv_rows.cu)
   Mma = 3,    // batched decode, shared bf16/fp16 weights: tensor-core tiles of 16 weight rows x 8 batch rows (gemv_mma.cu)
-  Stream = 4,  // one row: all of a lane's loads in flight, split K, weights loaded before the PDL wait
-               // (gemv_stream.cu); 2..8 rows and the shapes it does not take run mma
+  Stream = 4,  // one row: a round of 8 loads per lane in flight, split K by shape, no L2 prefetch (gemv_stream.cu);
+               // 2..8 rows and the shapes it does not take run mma
 };
 
 enum class MoePrefillVariant : int {
